@@ -1,0 +1,3 @@
+from provd.cli import main
+
+main()

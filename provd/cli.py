@@ -1,0 +1,88 @@
+"""The `provd` command line. Each command is a thin wrapper over a library call."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+import trio
+
+from provd import __version__
+from provd.app import Running, serve
+from provd.config import DEFAULT_LISTEN, ServerSettings, default_db_path, parse_listen
+from provd.jobs import MiB, JobLimits
+from provd.secrets import (
+    ADMIN_TOKEN_FILE,
+    DAEMON_PSK_FILE,
+    load_or_create_secret,
+    secret_path,
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="provd")
+def main() -> None:
+    """provd: a job server for provisioner daemons."""
+
+
+@main.command("serve")
+@click.option("--listen", envvar="PROVD_LISTEN", default=DEFAULT_LISTEN, show_default=True,
+              help="HOST:PORT to listen on (port 0 picks a free one).")
+@click.option("--db", "db_path", envvar="PROVD_DB", type=click.Path(path_type=Path),
+              default=None, help="SQLite database file  [default: $XDG_DATA_HOME/provd/provd.db]")
+@click.option("--durability", type=click.Choice(["full", "normal"]), default="full",
+              show_default=True,
+              help="full: every acknowledged write survives power loss; normal: survives a crash of provd only.")
+@click.option("--upload-max-mib", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Largest template archive accepted.")
+@click.option("--shutdown-grace", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Seconds in-flight requests get to finish on SIGINT/SIGTERM.")
+def serve_command(
+    listen: str, db_path: Path | None, durability: str, upload_max_mib: int, shutdown_grace: float
+) -> None:
+    """Run the provd server in the foreground."""
+    try:
+        parse_listen(listen)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--listen") from None
+    db_path = (db_path or default_db_path()).expanduser().resolve()
+    settings = ServerSettings(
+        listen=listen,
+        db_path=db_path,
+        admin_token=os.environ.get("PROVD_ADMIN_TOKEN")
+        or load_or_create_secret(secret_path(db_path, ADMIN_TOKEN_FILE)),
+        daemon_psk=os.environ.get("PROVD_DAEMON_PSK")
+        or load_or_create_secret(secret_path(db_path, DAEMON_PSK_FILE)),
+        synchronous=durability,
+        limits=JobLimits(upload_max_bytes=upload_max_mib * MiB),
+        shutdown_grace_seconds=shutdown_grace,
+    )
+    trio.run(_serve_until_signalled, settings)
+
+
+async def _serve_until_signalled(settings: ServerSettings) -> None:
+    stop = trio.Event()
+
+    async def watch_signals(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                click.echo(f"provd: {signal.Signals(signum).name}, shutting down", err=True)
+                stop.set()
+                return
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watch_signals)
+        running: Running = await nursery.start(
+            lambda task_status: serve(settings, shutdown_trigger=stop.wait, task_status=task_status)
+        )
+        click.echo(f"provd {__version__} listening on {running.url}")
+        click.echo(f"database: {running.db_path}")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

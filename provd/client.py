@@ -1,0 +1,60 @@
+"""Clients for provd's services, usable from trio.
+
+connectrpc's async client runs on asyncio only, so provd uses the library's sync
+clients and calls them from trio worker threads (`call`). Credentials are added by
+a metadata interceptor, so every call on a client carries them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, TypeVar
+
+import trio
+from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_json_codec
+from connectrpc.protocol import ProtocolType
+from connectrpc.request import RequestContext
+from pyqwest import SyncClient
+
+from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
+
+T = TypeVar("T")
+
+
+class StaticHeaders:
+    """A client metadata interceptor that adds the same headers to every call."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self._headers = dict(headers)
+
+    def on_start_sync(self, ctx: RequestContext) -> None:
+        for name, value in self._headers.items():
+            ctx.request_headers[name] = value
+
+    def on_end_sync(self, token: None, ctx: RequestContext, error: Exception | None) -> None:
+        return None
+
+
+def job_client(
+    url: str,
+    admin_token: str | None,
+    *,
+    protocol: ProtocolType = ProtocolType.CONNECT,
+    json: bool = False,
+    http_client: SyncClient | None = None,
+) -> JobServiceClientSync:
+    """A `JobService` client that sends `Authorization: Bearer <admin_token>`."""
+    headers = {"authorization": f"Bearer {admin_token}"} if admin_token else {}
+    return JobServiceClientSync(
+        url,
+        protocol=protocol,
+        codec=google_protobuf_json_codec() if json else google_protobuf_binary_codec(),
+        interceptors=[StaticHeaders(headers)],
+        http_client=http_client,
+    )
+
+
+async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one blocking client call in a worker thread."""
+    return await trio.to_thread.run_sync(partial(fn, *args, **kwargs))

@@ -1,0 +1,47 @@
+"""provd's settings: one frozen object, from defaults < environment < flags.
+
+The CLI resolves flags and environment (click's `envvar`); everything below the
+CLI receives a finished `ServerSettings` and never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from provd.jobs import JobLimits
+
+DEFAULT_LISTEN = "127.0.0.1:8420"
+DEFAULT_URL = "http://127.0.0.1:8420"
+
+
+def default_data_dir() -> Path:
+    """`$XDG_DATA_HOME/provd`, else `~/.local/share/provd`."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "provd"
+
+
+def default_db_path() -> Path:
+    return default_data_dir() / "provd.db"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 hosts in brackets) into its parts; raises ValueError."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    listen: str = DEFAULT_LISTEN
+    db_path: Path = default_db_path()
+    admin_token: str = ""
+    daemon_psk: str = ""
+    # "normal" trades the last transactions before a power cut for speed.
+    synchronous: str = "full"
+    limits: JobLimits = JobLimits()
+    # How long in-flight requests get to finish on SIGINT/SIGTERM.
+    shutdown_grace_seconds: float = 2.0

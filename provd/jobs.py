@@ -1,0 +1,158 @@
+"""The job API's logic, independent of any transport: upload, create, inspect,
+cancel and follow jobs over a `Store`.
+
+Inputs arrive already parsed (the RPC layer checks field shapes); this layer
+enforces the rules that need the store: sizes, existence, states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import trio
+
+from provd.archive import TAR, normalize_archive
+from provd.errors import NotFound, ResourceExhausted
+from provd.events import JobEvents
+from provd.model import (
+    Job,
+    JobPage,
+    JobQuery,
+    JobStatus,
+    LogLevel,
+    LogLine,
+    LogSource,
+    NewJob,
+    NewLogLine,
+    QueuePosition,
+    StoredFile,
+)
+from provd.store import Store
+
+MiB = 1024 * 1024
+LOG_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class JobLimits:
+    upload_max_bytes: int = 100 * MiB
+    # What a daemon accepts in one AcquiredJob (archive and inputs together).
+    payload_max_bytes: int = 4 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A job with what is derived at read time: its place in the queue and why it waits."""
+
+    job: Job
+    queue: QueuePosition
+    pending_reason: str
+
+
+def describe_tags(tags: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f"{k}={v}" for k, v in sorted(tags.items())) + "}"
+
+
+def _server_log(stage: str, output: str, level: LogLevel = LogLevel.INFO) -> NewLogLine:
+    return NewLogLine(source=LogSource.PROVISIONER_DAEMON, level=level, stage=stage, output=output)
+
+
+class Jobs:
+    """Create, read, cancel and follow jobs."""
+
+    def __init__(
+        self,
+        store: Store,
+        events: JobEvents,
+        limits: JobLimits = JobLimits(),
+        log_poll_interval: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._events = events
+        self.limits = limits
+        self._log_poll_interval = log_poll_interval
+
+    async def upload_file(self, data: bytes, mimetype: str) -> StoredFile:
+        cap = self.limits.upload_max_bytes
+        if len(data) > cap:
+            raise ResourceExhausted(f"data: the archive is {len(data)} bytes; the limit is {cap}")
+        tar = await trio.to_thread.run_sync(normalize_archive, data, mimetype)
+        if len(tar) > cap:
+            raise ResourceExhausted(f"data: the archive unpacks to {len(tar)} bytes; the limit is {cap}")
+        return await self._store.put_file(tar, TAR)
+
+    async def create_job(self, new: NewJob) -> JobView:
+        file = await self._store.get_file_info(new.file_hash)
+        if file is None:
+            raise NotFound(f"fileHash: no file {new.file_hash} has been uploaded")
+        payload = file.size + len(new.input)
+        cap = self.limits.payload_max_bytes
+        if payload > cap:
+            raise ResourceExhausted(
+                f"fileHash: the archive ({file.size} bytes) and inputs ({len(new.input)} bytes)"
+                f" exceed the {cap} bytes a daemon accepts in one job"
+            )
+        queued = _server_log(
+            "Queued",
+            f"Job queued for a {new.provisioner!r} daemon in organization"
+            f" {new.organization!r} with tags {describe_tags(new.tags)}",
+        )
+        job = await self._store.create_job(new, [queued])
+        return await self.view(job)
+
+    async def get_job(self, job_id: str) -> JobView:
+        return await self.view(await self._require(job_id))
+
+    async def view(self, job: Job) -> JobView:
+        if job.status is not JobStatus.PENDING:
+            return JobView(job, QueuePosition(0, 0), "")
+        queue = await self._store.queue_position(job)
+        reason = (
+            f"Position {queue.position} of {queue.size} among pending {job.provisioner!r} jobs"
+            f" in organization {job.organization!r} with tags {describe_tags(job.tags)}"
+        )
+        return JobView(job, queue, reason)
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        return await self._store.list_jobs(query)
+
+    async def cancel_job(self, job_id: str) -> JobView:
+        note = _server_log("Cancel", "Cancel requested through the job API", LogLevel.WARN)
+        job = await self._store.cancel_job(job_id, [note])
+        self._events.notify(job_id)
+        return await self.view(job)
+
+    async def stream_logs(
+        self, job_id: str, after: int = 0, follow: bool = False
+    ) -> AsyncIterator[list[LogLine]]:
+        """Batches of log lines after `after`; with `follow`, until the job completes."""
+        await self._require(job_id)
+        while True:
+            changed = self._events.watch(job_id)
+            batch = await self._store.read_logs(job_id, after, LOG_PAGE)
+            if batch:
+                after = batch[-1].id
+                yield batch
+                continue
+            if not follow:
+                return
+            job = await self._require(job_id)
+            if job.status.is_terminal:
+                # Lines are written before the completion, so one last read drains them.
+                while batch := await self._store.read_logs(job_id, after, LOG_PAGE):
+                    after = batch[-1].id
+                    yield batch
+                return
+            with trio.move_on_after(self._log_poll_interval):
+                await changed.wait()
+
+    def notify_changed(self, job_id: str) -> None:
+        """Wake the followers of `job_id` (called after any write to it)."""
+        self._events.notify(job_id)
+
+    async def _require(self, job_id: str) -> Job:
+        job = await self._store.get_job(job_id)
+        if job is None:
+            raise NotFound(f"id: no job {job_id}")
+        return job

@@ -1,0 +1,1 @@
+"""The transport layer: Connect/gRPC/gRPC-web handlers over the service layer."""

@@ -1,0 +1,29 @@
+"""Credential checks that run before a request body is read (metadata interceptors)."""
+
+from __future__ import annotations
+
+import hmac
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
+
+
+class BearerTokenAuth:
+    """Admits requests whose `Authorization: Bearer <token>` matches the admin token."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    async def on_start(self, ctx: RequestContext) -> None:
+        header = ctx.request_headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if not header or scheme.lower() != "bearer" or not presented.strip():
+            raise ConnectError(
+                Code.UNAUTHENTICATED, "missing credentials: send 'Authorization: Bearer <token>'"
+            )
+        if not hmac.compare_digest(presented.strip().encode(), self._token):
+            raise ConnectError(Code.UNAUTHENTICATED, "invalid admin token")
+
+    async def on_end(self, token: None, ctx: RequestContext, error: Exception | None) -> None:
+        return None

@@ -1,0 +1,72 @@
+"""One place that turns service errors into Connect/gRPC status codes.
+
+Every handler raises `provd.errors` types; this interceptor maps them, so a
+client's mistake can never surface as `unknown` or `internal`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
+
+from provd import errors
+
+CODES: dict[type[errors.ProvdError], Code] = {
+    errors.InvalidArgument: Code.INVALID_ARGUMENT,
+    errors.NotFound: Code.NOT_FOUND,
+    errors.FailedPrecondition: Code.FAILED_PRECONDITION,
+    errors.PermissionDenied: Code.PERMISSION_DENIED,
+    errors.Unauthenticated: Code.UNAUTHENTICATED,
+    errors.ResourceExhausted: Code.RESOURCE_EXHAUSTED,
+    errors.StoreClosed: Code.UNAVAILABLE,
+}
+
+
+def to_connect_error(error: errors.ProvdError) -> ConnectError:
+    for cls in type(error).__mro__:
+        if cls in CODES:
+            return ConnectError(CODES[cls], str(error))
+    return ConnectError(Code.INTERNAL, str(error))
+
+
+class ErrorMapping:
+    """A unary, server-stream and bidi interceptor that maps `ProvdError`."""
+
+    async def intercept_unary(
+        self,
+        call_next: Callable[[Any, RequestContext], Awaitable[Any]],
+        request: Any,
+        ctx: RequestContext,
+    ) -> Any:
+        try:
+            return await call_next(request, ctx)
+        except errors.ProvdError as error:
+            raise to_connect_error(error) from None
+
+    async def intercept_server_stream(
+        self,
+        call_next: Callable[[Any, RequestContext], AsyncIterator[Any]],
+        request: Any,
+        ctx: RequestContext,
+    ) -> AsyncIterator[Any]:
+        try:
+            async for message in call_next(request, ctx):
+                yield message
+        except errors.ProvdError as error:
+            raise to_connect_error(error) from None
+
+    async def intercept_bidi_stream(
+        self,
+        call_next: Callable[[AsyncIterator[Any], RequestContext], AsyncIterator[Any]],
+        request: AsyncIterator[Any],
+        ctx: RequestContext,
+    ) -> AsyncIterator[Any]:
+        try:
+            async for message in call_next(request, ctx):
+                yield message
+        except errors.ProvdError as error:
+            raise to_connect_error(error) from None

@@ -1,0 +1,148 @@
+"""`provd.v1.JobService` over Connect: check fields, call `Jobs`, convert results."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+from connectrpc.request import RequestContext
+
+from provd import model
+from provd.errors import InvalidArgument
+from provd.gen.provd.v1 import jobs_pb2 as pb
+from provd.gen.provisionersdk import provisioner_pb2 as sdk
+from provd.jobs import Jobs
+from provd.model import JobQuery, JobType, NewJob
+from provd.rpc import validate
+from provd.rpc.convert import STATUS_FROM_PB, job_to_pb, log_to_pb
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+_INPUT_FIELDS = "templateImport, workspaceBuild or templateDryRun"
+_LOG_LEVELS = ("", "debug")
+
+
+class JobServiceHandler:
+    """Implements the generated `JobService` protocol."""
+
+    def __init__(self, jobs: Jobs) -> None:
+        self._jobs = jobs
+
+    async def upload_file(
+        self, request: pb.UploadFileRequest, ctx: RequestContext
+    ) -> pb.UploadFileResponse:
+        stored = await self._jobs.upload_file(request.data, request.mimetype)
+        return pb.UploadFileResponse(hash=stored.hash, size=stored.size)
+
+    async def create_job(self, request: pb.CreateJobRequest, ctx: RequestContext) -> pb.Job:
+        return job_to_pb(await self._jobs.create_job(new_job_from_pb(request)))
+
+    async def get_job(self, request: pb.GetJobRequest, ctx: RequestContext) -> pb.Job:
+        return job_to_pb(await self._jobs.get_job(validate.job_id(request.id)))
+
+    async def list_jobs(
+        self, request: pb.ListJobsRequest, ctx: RequestContext
+    ) -> pb.ListJobsResponse:
+        page = await self._jobs.list_jobs(job_query_from_pb(request))
+        views = [await self._jobs.view(job) for job in page.jobs]
+        token = "" if page.next_before_seq is None else encode_page_token(page.next_before_seq)
+        return pb.ListJobsResponse(jobs=[job_to_pb(v) for v in views], next_page_token=token)
+
+    async def cancel_job(self, request: pb.CancelJobRequest, ctx: RequestContext) -> pb.Job:
+        return job_to_pb(await self._jobs.cancel_job(validate.job_id(request.id)))
+
+    async def stream_job_logs(
+        self, request: pb.StreamJobLogsRequest, ctx: RequestContext
+    ) -> AsyncIterator[pb.JobLog]:
+        job_id = validate.job_id(request.id)
+        if request.after < 0:
+            raise InvalidArgument(f"after: must not be negative, got {request.after}")
+        batches = self._jobs.stream_logs(job_id, request.after, request.follow)
+        async with aclosing(batches):
+            async for batch in batches:
+                for line in batch:
+                    yield log_to_pb(line)
+
+
+def new_job_from_pb(request: pb.CreateJobRequest) -> NewJob:
+    """Check a CreateJobRequest field by field and turn it into a `NewJob`."""
+    kind = request.WhichOneof("input")
+    if kind is None:
+        raise InvalidArgument(f"input: exactly one of {_INPUT_FIELDS} is required")
+    job_type = JobType(kind)
+    job_input = getattr(request, kind)
+    if job_type is JobType.WORKSPACE_BUILD and request.workspace_build.log_level not in _LOG_LEVELS:
+        raise InvalidArgument(
+            f"workspaceBuild.logLevel: {request.workspace_build.log_level[:40]!r}"
+            " must be empty or 'debug'"
+        )
+    _check_metadata(job_input.metadata, f"{_json_name(kind)}.metadata")
+
+    initiator_id = validate.text(request.initiator.user_id, "initiator.userId", 256)
+    tags = model.normalize_tags(validate.string_map(request.tags, "tags"))
+    if tags["scope"] == model.SCOPE_USER and not tags["owner"]:
+        if not initiator_id:
+            raise InvalidArgument("tags: scope=user needs an owner (or initiator.userId)")
+        tags["owner"] = initiator_id
+    return NewJob(
+        id=str(uuid.uuid4()),
+        type=job_type,
+        provisioner=validate.name(request.provisioner, "provisioner"),
+        organization=validate.name(request.organization, "organization", required=False)
+        or model.DEFAULT_ORGANIZATION,
+        tags=tags,
+        file_hash=validate.sha256(request.file_hash, "fileHash"),
+        initiator_id=initiator_id,
+        initiator_name=validate.text(request.initiator.user_name, "initiator.userName", 256),
+        priority=request.priority,
+        input=job_input.SerializeToString(deterministic=True),
+        trace_metadata=validate.string_map(request.trace_metadata, "traceMetadata"),
+    )
+
+
+def job_query_from_pb(request: pb.ListJobsRequest) -> JobQuery:
+    status = None
+    if request.status != pb.JOB_STATUS_UNSPECIFIED:
+        if request.status not in STATUS_FROM_PB:
+            raise InvalidArgument(f"status: {request.status} is not a job status")
+        status = STATUS_FROM_PB[request.status]
+    if request.limit < 0:
+        raise InvalidArgument(f"limit: must not be negative, got {request.limit}")
+    return JobQuery(
+        status=status,
+        organization=validate.name(request.organization, "organization", required=False),
+        provisioner=validate.name(request.provisioner, "provisioner", required=False),
+        tags=validate.string_map(request.tags, "tags"),
+        limit=min(request.limit or DEFAULT_PAGE, MAX_PAGE),
+        before_seq=decode_page_token(request.page_token) if request.page_token else None,
+    )
+
+
+def encode_page_token(before_seq: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{before_seq}".encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        version, seq = text.split(":")
+        if version != "v1":
+            raise ValueError(version)
+        return int(seq)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidArgument("pageToken: not a token this server issued") from None
+
+
+def _check_metadata(metadata: sdk.Metadata, field: str) -> None:
+    if metadata.workspace_transition not in sdk.WorkspaceTransition.values():
+        raise InvalidArgument(
+            f"{field}.workspaceTransition: {metadata.workspace_transition} is not START, STOP or DESTROY"
+        )
+
+
+def _json_name(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part.title() for part in rest)

@@ -1,0 +1,43 @@
+"""The admin token and daemon PSK: from the environment, or generated once and
+kept beside the database (mode 0600) where the CLI on the same machine finds them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+ADMIN_TOKEN_FILE = "admin-token"
+DAEMON_PSK_FILE = "daemon-psk"
+
+
+def read_secret(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def load_or_create_secret(path: Path) -> str:
+    """The secret stored at `path`, creating it (0600, never overwritten) if absent."""
+    existing = read_secret(path)
+    if existing:
+        return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: use its secret
+        raced = read_secret(path)
+        if raced is None:
+            raise RuntimeError(f"{path} exists but holds no secret; remove it") from None
+        return raced
+    with os.fdopen(fd, "w") as file:
+        file.write(value + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    return value
+
+
+def secret_path(db_path: Path, name: str) -> Path:
+    return db_path.parent / name

@@ -1,0 +1,122 @@
+"""One thread owns SQLite's single write connection; trio tasks hand it work.
+
+Writes queue up while a transaction commits, and the next transaction runs all of
+them (group commit): with `synchronous=FULL` the fsync per commit is the cost
+that matters, and it is shared by every write in the batch. Each write runs in a
+savepoint, so one that raises is rolled back alone and reports its own error.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import outcome
+import trio
+
+from provd.errors import StoreClosed
+
+T = TypeVar("T")
+
+# Enough to amortize an fsync, small enough to keep a transaction short.
+MAX_BATCH = 64
+
+
+@dataclass(eq=False, slots=True)
+class _Write(Generic[T]):
+    fn: Callable[[sqlite3.Connection], T]
+    token: trio.lowlevel.TrioToken
+    done: trio.Event = field(default_factory=trio.Event)
+    result: outcome.Outcome[T] | None = None
+
+    def deliver(self, result: outcome.Outcome[T]) -> None:
+        """Called on the writer thread: hand the result to the waiting task."""
+        self.result = result
+        self.token.run_sync_soon(self.done.set)
+
+
+class Writer:
+    """Serializes writes on one connection; `run` is the thread's body."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._queue: queue.SimpleQueue[_Write[Any] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.batches = 0
+        self.writes = 0
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in a write transaction and return what it returned.
+
+        Once queued, a write runs to its end even if the caller is cancelled: the
+        caller then learns its outcome, so a claimed job can never be lost between
+        the database and the task that claimed it.
+        """
+        item = _Write(fn, trio.lowlevel.current_trio_token())
+        with self._lock:
+            if self._closed:
+                raise StoreClosed("the store is shutting down")
+            self._queue.put(item)
+        with trio.CancelScope(shield=True):
+            await item.done.wait()
+        assert item.result is not None
+        return item.result.unwrap()
+
+    def stop(self) -> None:
+        """Ask the thread to finish the queued writes and exit. Non-blocking."""
+        self._queue.put(None)
+
+    def run(self) -> None:
+        """The writer thread: take batches until `stop`, then refuse the rest."""
+        stopping = False
+        while not stopping:
+            batch: list[_Write[Any]] = []
+            item = self._queue.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= MAX_BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            else:
+                stopping = True
+            if batch:
+                self._commit(batch)
+        with self._lock:
+            self._closed = True
+        while True:
+            try:
+                leftover = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if leftover is not None:
+                leftover.deliver(outcome.Error(StoreClosed("the store is shutting down")))
+
+    def _commit(self, batch: list[_Write[Any]]) -> None:
+        conn = self._conn
+        results: list[outcome.Outcome[Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                conn.execute("SAVEPOINT write")
+                result = outcome.capture(item.fn, conn)
+                if isinstance(result, outcome.Error):
+                    conn.execute("ROLLBACK TO write")
+                conn.execute("RELEASE write")
+                results.append(result)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            results = [outcome.Error(exc) for _ in batch]
+        self.batches += 1
+        self.writes += len(batch)
+        for item, result in zip(batch, results, strict=True):
+            item.deliver(result)

@@ -1,0 +1,115 @@
+"""The SQLite schema, as versioned migrations applied in order at start-up.
+
+Append new migrations at the end; never edit one that has shipped. sqlite-utils
+records each applied migration in `_sqlite_migrations` and runs each in a
+transaction, so a failed upgrade leaves the previous schema intact.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("provd")
+
+
+@migrations(name="0001_initial")
+def initial(db: Database) -> None:
+    statements = [
+        """
+        CREATE TABLE files (
+            hash TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mimetype TEXT NOT NULL,
+            data BLOB NOT NULL,
+            created_at INTEGER NOT NULL
+        )
+        """,
+        # seq is the rowid: creation order, the tie-breaker of every queue.
+        """
+        CREATE TABLE jobs (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            provisioner TEXT NOT NULL,
+            organization TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            file_hash TEXT NOT NULL REFERENCES files(hash),
+            initiator_id TEXT NOT NULL,
+            initiator_name TEXT NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 0,
+            input BLOB NOT NULL,
+            trace_metadata TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            started_at INTEGER,
+            canceled_at INTEGER,
+            completed_at INTEGER,
+            worker_id TEXT,
+            error TEXT NOT NULL DEFAULT '',
+            error_code TEXT NOT NULL DEFAULT '',
+            result BLOB,
+            log_count INTEGER NOT NULL DEFAULT 0,
+            log_bytes INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+        # The claim and queue-position index: one seek finds a queue's head
+        # however many jobs are pending, and it holds only pending jobs.
+        """
+        CREATE INDEX jobs_pending ON jobs (organization, provisioner, tags, priority DESC, seq)
+        WHERE started_at IS NULL AND completed_at IS NULL
+        """,
+        """
+        CREATE INDEX jobs_running ON jobs (updated_at)
+        WHERE started_at IS NOT NULL AND completed_at IS NULL
+        """,
+        "CREATE INDEX jobs_worker ON jobs (worker_id) WHERE completed_at IS NULL",
+        # Every (organization, provisioner, tags) that has had a pending job: a
+        # small table the scheduler reads instead of a DISTINCT over all jobs.
+        """
+        CREATE TABLE queues (
+            organization TEXT NOT NULL,
+            provisioner TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            PRIMARY KEY (organization, provisioner, tags)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE job_logs (
+            id INTEGER PRIMARY KEY,
+            job_id TEXT NOT NULL REFERENCES jobs(id),
+            created_at INTEGER NOT NULL,
+            source INTEGER NOT NULL,
+            level INTEGER NOT NULL,
+            stage TEXT NOT NULL,
+            output TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX job_logs_job ON job_logs (job_id, id)",
+        """
+        CREATE TABLE daemons (
+            id TEXT PRIMARY KEY,
+            organization TEXT NOT NULL,
+            name TEXT NOT NULL,
+            owner TEXT NOT NULL DEFAULT '',
+            provisioners TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            version TEXT NOT NULL DEFAULT '',
+            api_version TEXT NOT NULL DEFAULT '',
+            created_at INTEGER NOT NULL,
+            last_seen_at INTEGER NOT NULL,
+            UNIQUE (organization, name, owner)
+        )
+        """,
+        """
+        CREATE TABLE quota_allowances (
+            organization TEXT NOT NULL,
+            subject_kind TEXT NOT NULL CHECK (subject_kind IN ('user', 'group')),
+            subject TEXT NOT NULL,
+            allowance INTEGER NOT NULL CHECK (allowance >= 0),
+            PRIMARY KEY (organization, subject_kind, subject)
+        ) WITHOUT ROWID
+        """,
+    ]
+    for statement in statements:
+        db.execute(statement)
