@@ -64,7 +64,7 @@ async def serve(
             binds = await nursery.start(
                 partial(
                     hypercorn_serve,
-                    app,
+                    app,  # type: ignore[arg-type]  # hypercorn's ASGI types are stricter than ours
                     hypercorn_config(settings),
                     shutdown_trigger=shutdown_trigger or trio.sleep_forever,
                 )

@@ -16,7 +16,13 @@ from provd.errors import InvalidArgument
 TAR = "application/x-tar"
 ZIP = "application/zip"
 _ZIP_MAGIC = b"PK\x03\x04"
-_ACCEPTED = {"": None, TAR: TAR, "application/tar": TAR, ZIP: ZIP, "application/x-zip-compressed": ZIP}
+_ACCEPTED = {
+    "": None,
+    TAR: TAR,
+    "application/tar": TAR,
+    ZIP: ZIP,
+    "application/x-zip-compressed": ZIP,
+}
 
 
 def normalize_archive(data: bytes, mimetype: str) -> bytes:
@@ -26,9 +32,7 @@ def normalize_archive(data: bytes, mimetype: str) -> bytes:
     Raises `InvalidArgument` naming the field for anything else or a bad archive.
     """
     if mimetype not in _ACCEPTED:
-        raise InvalidArgument(
-            f"mimetype: {mimetype!r} is not accepted; use {TAR!r} or {ZIP!r}"
-        )
+        raise InvalidArgument(f"mimetype: {mimetype!r} is not accepted; use {TAR!r} or {ZIP!r}")
     if not data:
         raise InvalidArgument("data: the archive is empty")
     kind = _ACCEPTED[mimetype] or (ZIP if data.startswith(_ZIP_MAGIC) else TAR)
@@ -49,11 +53,14 @@ def _check_tar(data: bytes) -> None:
 def _zip_to_tar(data: bytes) -> bytes:
     out = io.BytesIO()
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as source, tarfile.open(
-            fileobj=out, mode="w:", format=tarfile.PAX_FORMAT
-        ) as target:
+        with (
+            zipfile.ZipFile(io.BytesIO(data)) as source,
+            tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as target,
+        ):
             for info in sorted(source.infolist(), key=lambda i: i.filename):
-                member = tarfile.TarInfo(info.filename.rstrip("/") if info.is_dir() else info.filename)
+                member = tarfile.TarInfo(
+                    info.filename.rstrip("/") if info.is_dir() else info.filename
+                )
                 member.mtime = 0
                 if info.is_dir():
                     member.type = tarfile.DIRTYPE

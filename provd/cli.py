@@ -13,7 +13,7 @@ import trio
 from provd import __version__
 from provd.app import Running, serve
 from provd.config import DEFAULT_LISTEN, ServerSettings, default_db_path, parse_listen
-from provd.jobs import MiB, JobLimits
+from provd.jobs import JobLimits, MiB
 from provd.secrets import (
     ADMIN_TOKEN_FILE,
     DAEMON_PSK_FILE,
@@ -29,17 +29,43 @@ def main() -> None:
 
 
 @main.command("serve")
-@click.option("--listen", envvar="PROVD_LISTEN", default=DEFAULT_LISTEN, show_default=True,
-              help="HOST:PORT to listen on (port 0 picks a free one).")
-@click.option("--db", "db_path", envvar="PROVD_DB", type=click.Path(path_type=Path),
-              default=None, help="SQLite database file  [default: $XDG_DATA_HOME/provd/provd.db]")
-@click.option("--durability", type=click.Choice(["full", "normal"]), default="full",
-              show_default=True,
-              help="full: every acknowledged write survives power loss; normal: survives a crash of provd only.")
-@click.option("--upload-max-mib", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Largest template archive accepted.")
-@click.option("--shutdown-grace", type=click.FloatRange(min=0), default=2.0, show_default=True,
-              help="Seconds in-flight requests get to finish on SIGINT/SIGTERM.")
+@click.option(
+    "--listen",
+    envvar="PROVD_LISTEN",
+    default=DEFAULT_LISTEN,
+    show_default=True,
+    help="HOST:PORT to listen on (port 0 picks a free one).",
+)
+@click.option(
+    "--db",
+    "db_path",
+    envvar="PROVD_DB",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="SQLite database file  [default: $XDG_DATA_HOME/provd/provd.db]",
+)
+@click.option(
+    "--durability",
+    type=click.Choice(["full", "normal"]),
+    default="full",
+    show_default=True,
+    help="full: every acknowledged write survives power loss;"
+    " normal: it survives a crash of provd only.",
+)
+@click.option(
+    "--upload-max-mib",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Largest template archive accepted.",
+)
+@click.option(
+    "--shutdown-grace",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Seconds in-flight requests get to finish on SIGINT/SIGTERM.",
+)
 def serve_command(
     listen: str, db_path: Path | None, durability: str, upload_max_mib: int, shutdown_grace: float
 ) -> None:

@@ -15,7 +15,7 @@ import trio
 from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_json_codec
 from connectrpc.protocol import ProtocolType
 from connectrpc.request import RequestContext
-from pyqwest import SyncClient
+from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport
 
 from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
 
@@ -28,12 +28,19 @@ class StaticHeaders:
     def __init__(self, headers: Mapping[str, str]) -> None:
         self._headers = dict(headers)
 
-    def on_start_sync(self, ctx: RequestContext) -> None:
+    def on_start_sync(self, ctx: RequestContext[Any, Any]) -> None:
         for name, value in self._headers.items():
             ctx.request_headers[name] = value
 
-    def on_end_sync(self, token: None, ctx: RequestContext, error: Exception | None) -> None:
+    def on_end_sync(
+        self, token: None, ctx: RequestContext[Any, Any], error: Exception | None
+    ) -> None:
         return None
+
+
+def http2_client() -> SyncClient:
+    """An HTTP client that speaks cleartext HTTP/2 (prior knowledge) to http:// URLs."""
+    return SyncClient(SyncHTTPTransport(http_version=HTTPVersion.HTTP2))
 
 
 def job_client(

@@ -7,7 +7,7 @@ CLI receives a finished `ServerSettings` and never reads the environment itself.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from provd.jobs import JobLimits
@@ -37,11 +37,11 @@ def parse_listen(value: str) -> tuple[str, int]:
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     listen: str = DEFAULT_LISTEN
-    db_path: Path = default_db_path()
+    db_path: Path = field(default_factory=default_db_path)
     admin_token: str = ""
     daemon_psk: str = ""
     # "normal" trades the last transactions before a power cut for speed.
     synchronous: str = "full"
-    limits: JobLimits = JobLimits()
+    limits: JobLimits = field(default_factory=JobLimits)
     # How long in-flight requests get to finish on SIGINT/SIGTERM.
     shutdown_grace_seconds: float = 2.0

@@ -7,7 +7,7 @@ enforces the rules that need the store: sizes, existence, states.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
 import trio
@@ -79,7 +79,9 @@ class Jobs:
             raise ResourceExhausted(f"data: the archive is {len(data)} bytes; the limit is {cap}")
         tar = await trio.to_thread.run_sync(normalize_archive, data, mimetype)
         if len(tar) > cap:
-            raise ResourceExhausted(f"data: the archive unpacks to {len(tar)} bytes; the limit is {cap}")
+            raise ResourceExhausted(
+                f"data: the archive unpacks to {len(tar)} bytes; the limit is {cap}"
+            )
         return await self._store.put_file(tar, TAR)
 
     async def create_job(self, new: NewJob) -> JobView:
@@ -125,7 +127,7 @@ class Jobs:
 
     async def stream_logs(
         self, job_id: str, after: int = 0, follow: bool = False
-    ) -> AsyncIterator[list[LogLine]]:
+    ) -> AsyncGenerator[list[LogLine]]:
         """Batches of log lines after `after`; with `follow`, until the job completes."""
         await self._require(job_id)
         while True:

@@ -23,7 +23,9 @@ async def upload(client, data: bytes = b"", mimetype: str = "") -> str:
 
 def create_requests(file_hash: str) -> dict[str, pb.CreateJobRequest]:
     metadata = sdk.Metadata(
-        workspace_transition=sdk.STOP, workspace_name="ws", workspace_owner="alice",
+        workspace_transition=sdk.STOP,
+        workspace_name="ws",
+        workspace_owner="alice",
         workspace_owner_groups=["devs"],
     )
     common = dict(
@@ -44,7 +46,10 @@ def create_requests(file_hash: str) -> dict[str, pb.CreateJobRequest]:
             **common,
             tags={"os": "linux"},
             workspace_build=pb.WorkspaceBuildInput(
-                workspace_build_id="b-1", workspace_name="ws", state=b"\x00state", log_level="debug",
+                workspace_build_id="b-1",
+                workspace_name="ws",
+                state=b"\x00state",
+                log_level="debug",
                 rich_parameter_values=[sdk.RichParameterValue(name="cpu", value="2")],
                 variable_values=[sdk.VariableValue(name="region", value="eu", sensitive=True)],
                 external_auth_providers=[sdk.ExternalAuthProvider(id="github", access_token="t")],
@@ -108,20 +113,18 @@ async def test_job_lifecycle_through_the_api(server: Server) -> None:
     dry_run = await call(client.get_job, pb.GetJobRequest(id=created["template_dry_run"].id))
     assert (dry_run.queue_position, dry_run.queue_size) == (1, 1)
 
-    logs = await call(
-        lambda: list(client.stream_job_logs(pb.StreamJobLogsRequest(id=canceled.id)))
-    )
+    logs = await call(lambda: list(client.stream_job_logs(pb.StreamJobLogsRequest(id=canceled.id))))
     assert [line.stage for line in logs] == ["Queued", "Cancel"]
     assert "'echo' daemon" in logs[0].output
     assert logs[1].level == sdk.WARN
     after_first = await call(
-        lambda: list(client.stream_job_logs(pb.StreamJobLogsRequest(id=canceled.id, after=logs[0].id)))
+        lambda: list(
+            client.stream_job_logs(pb.StreamJobLogsRequest(id=canceled.id, after=logs[0].id))
+        )
     )
     assert [line.id for line in after_first] == [logs[1].id]
 
-    only_canceled = await call(
-        client.list_jobs, pb.ListJobsRequest(status=pb.JOB_STATUS_CANCELED)
-    )
+    only_canceled = await call(client.list_jobs, pb.ListJobsRequest(status=pb.JOB_STATUS_CANCELED))
     assert [j.id for j in only_canceled.jobs] == [canceled.id]
     with_tag = await call(client.list_jobs, pb.ListJobsRequest(tags={"os": "linux"}))
     assert [j.id for j in with_tag.jobs] == [created["workspace_build"].id]
@@ -151,7 +154,9 @@ async def test_upload_deduplicates_and_converts_zip(server: Server) -> None:
     client = job_client(server.url, ADMIN_TOKEN)
     tar = make_tar(MAIN_TF)
     first = await call(client.upload_file, pb.UploadFileRequest(data=tar))
-    again = await call(client.upload_file, pb.UploadFileRequest(data=tar, mimetype="application/x-tar"))
+    again = await call(
+        client.upload_file, pb.UploadFileRequest(data=tar, mimetype="application/x-tar")
+    )
     assert first.hash == again.hash and first.size == len(tar)
     from_zip = await call(
         client.upload_file, pb.UploadFileRequest(data=make_zip(MAIN_TF), mimetype="application/zip")
@@ -172,16 +177,20 @@ async def test_follow_sees_new_lines_and_ends_when_the_job_completes(server: Ser
             received.append(line)
             trio.from_thread.run_sync(first_line.set, trio_token=token)
 
+    stream_ended = trio.Event()
+
+    async def follow_in_thread() -> None:
+        await trio.to_thread.run_sync(follow, abandon_on_cancel=True)
+        stream_ended.set()
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(trio.to_thread.run_sync, follow)
+        nursery.start_soon(follow_in_thread)
         with trio.fail_after(10):
             await first_line.wait()
         assert [line.stage for line in received] == ["Queued"]
         await call(client.cancel_job, pb.CancelJobRequest(id=job.id))
-        # The follow thread returns by itself once the stream ends; fail_after guards a hang.
-        with trio.fail_after(10):
-            while not nursery.child_tasks == set():
-                await trio.sleep(0.01)
+        with trio.fail_after(10):  # the stream must end by itself once the job completes
+            await stream_ended.wait()
     assert [line.stage for line in received] == ["Queued", "Cancel"]
 
 
@@ -201,21 +210,29 @@ async def test_errors_name_the_problem(server: Server) -> None:
     file_hash = await upload(client)
     good = create_requests(file_hash)["workspace_build"]
 
-    await expect_error(Code.INVALID_ARGUMENT, "id:", client.get_job, pb.GetJobRequest(id="not-a-uuid"))
+    await expect_error(
+        Code.INVALID_ARGUMENT, "id:", client.get_job, pb.GetJobRequest(id="not-a-uuid")
+    )
     await expect_error(Code.INVALID_ARGUMENT, "id:", client.get_job, pb.GetJobRequest())
     await expect_error(
-        Code.NOT_FOUND, "no job", client.get_job,
+        Code.NOT_FOUND,
+        "no job",
+        client.get_job,
         pb.GetJobRequest(id="00000000-0000-4000-8000-000000000000"),
     )
     await expect_error(
-        Code.NOT_FOUND, "no job", client.cancel_job,
+        Code.NOT_FOUND,
+        "no job",
+        client.cancel_job,
         pb.CancelJobRequest(id="00000000-0000-4000-8000-000000000000"),
     )
 
     missing_provisioner = pb.CreateJobRequest()
     missing_provisioner.CopyFrom(good)
     missing_provisioner.ClearField("provisioner")
-    await expect_error(Code.INVALID_ARGUMENT, "provisioner:", client.create_job, missing_provisioner)
+    await expect_error(
+        Code.INVALID_ARGUMENT, "provisioner:", client.create_job, missing_provisioner
+    )
 
     missing_input = pb.CreateJobRequest(provisioner="echo", file_hash=file_hash)
     await expect_error(Code.INVALID_ARGUMENT, "input:", client.create_job, missing_input)
@@ -233,16 +250,23 @@ async def test_errors_name_the_problem(server: Server) -> None:
     bad_level = pb.CreateJobRequest()
     bad_level.CopyFrom(good)
     bad_level.workspace_build.log_level = "verbose"
-    await expect_error(Code.INVALID_ARGUMENT, "workspaceBuild.logLevel", client.create_job, bad_level)
+    await expect_error(
+        Code.INVALID_ARGUMENT, "workspaceBuild.logLevel", client.create_job, bad_level
+    )
 
     await expect_error(
         Code.INVALID_ARGUMENT, "pageToken:", client.list_jobs, pb.ListJobsRequest(page_token="%%%")
     )
     await expect_error(
-        Code.INVALID_ARGUMENT, "data:", client.upload_file, pb.UploadFileRequest(data=b"not a tar" * 100)
+        Code.INVALID_ARGUMENT,
+        "data:",
+        client.upload_file,
+        pb.UploadFileRequest(data=b"not a tar" * 100),
     )
     await expect_error(
-        Code.INVALID_ARGUMENT, "mimetype:", client.upload_file,
+        Code.INVALID_ARGUMENT,
+        "mimetype:",
+        client.upload_file,
         pb.UploadFileRequest(data=make_tar(MAIN_TF), mimetype="text/plain"),
     )
 
@@ -268,17 +292,25 @@ async def test_cancel_rules(server: Server) -> None:
     canceled = await call(client.cancel_job, pb.CancelJobRequest(id=job.id))
     assert canceled.status == pb.JOB_STATUS_CANCELED
     await expect_error(
-        Code.FAILED_PRECONDITION, "already canceled", client.cancel_job,
+        Code.FAILED_PRECONDITION,
+        "already canceled",
+        client.cancel_job,
         pb.CancelJobRequest(id=job.id),
     )
 
 
 async def test_admin_calls_need_the_token(server: Server) -> None:
     anonymous = job_client(server.url, None)
-    await expect_error(Code.UNAUTHENTICATED, "missing credentials", anonymous.list_jobs, pb.ListJobsRequest())
-    intruder = job_client(server.url, "wrong-token")
-    await expect_error(Code.UNAUTHENTICATED, "invalid admin token", intruder.list_jobs, pb.ListJobsRequest())
     await expect_error(
-        Code.UNAUTHENTICATED, "invalid admin token", intruder.upload_file,
+        Code.UNAUTHENTICATED, "missing credentials", anonymous.list_jobs, pb.ListJobsRequest()
+    )
+    intruder = job_client(server.url, "wrong-token")
+    await expect_error(
+        Code.UNAUTHENTICATED, "invalid admin token", intruder.list_jobs, pb.ListJobsRequest()
+    )
+    await expect_error(
+        Code.UNAUTHENTICATED,
+        "invalid admin token",
+        intruder.upload_file,
         pb.UploadFileRequest(data=make_tar(MAIN_TF)),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -15,7 +16,7 @@ class BearerTokenAuth:
     def __init__(self, token: str) -> None:
         self._token = token.encode()
 
-    async def on_start(self, ctx: RequestContext) -> None:
+    async def on_start(self, ctx: RequestContext[Any, Any]) -> None:
         header = ctx.request_headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
         if not header or scheme.lower() != "bearer" or not presented.strip():
@@ -25,5 +26,7 @@ class BearerTokenAuth:
         if not hmac.compare_digest(presented.strip().encode(), self._token):
             raise ConnectError(Code.UNAUTHENTICATED, "invalid admin token")
 
-    async def on_end(self, token: None, ctx: RequestContext, error: Exception | None) -> None:
+    async def on_end(
+        self, token: None, ctx: RequestContext[Any, Any], error: Exception | None
+    ) -> None:
         return None

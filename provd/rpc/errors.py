@@ -38,9 +38,9 @@ class ErrorMapping:
 
     async def intercept_unary(
         self,
-        call_next: Callable[[Any, RequestContext], Awaitable[Any]],
+        call_next: Callable[[Any, RequestContext[Any, Any]], Awaitable[Any]],
         request: Any,
-        ctx: RequestContext,
+        ctx: RequestContext[Any, Any],
     ) -> Any:
         try:
             return await call_next(request, ctx)
@@ -49,9 +49,9 @@ class ErrorMapping:
 
     async def intercept_server_stream(
         self,
-        call_next: Callable[[Any, RequestContext], AsyncIterator[Any]],
+        call_next: Callable[[Any, RequestContext[Any, Any]], AsyncIterator[Any]],
         request: Any,
-        ctx: RequestContext,
+        ctx: RequestContext[Any, Any],
     ) -> AsyncIterator[Any]:
         try:
             async for message in call_next(request, ctx):
@@ -61,9 +61,9 @@ class ErrorMapping:
 
     async def intercept_bidi_stream(
         self,
-        call_next: Callable[[AsyncIterator[Any], RequestContext], AsyncIterator[Any]],
+        call_next: Callable[[AsyncIterator[Any], RequestContext[Any, Any]], AsyncIterator[Any]],
         request: AsyncIterator[Any],
-        ctx: RequestContext,
+        ctx: RequestContext[Any, Any],
     ) -> AsyncIterator[Any]:
         try:
             async for message in call_next(request, ctx):

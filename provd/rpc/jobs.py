@@ -7,6 +7,7 @@ import binascii
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from typing import Any
 
 from connectrpc.request import RequestContext
 
@@ -32,30 +33,34 @@ class JobServiceHandler:
         self._jobs = jobs
 
     async def upload_file(
-        self, request: pb.UploadFileRequest, ctx: RequestContext
+        self, request: pb.UploadFileRequest, ctx: RequestContext[Any, Any]
     ) -> pb.UploadFileResponse:
         stored = await self._jobs.upload_file(request.data, request.mimetype)
         return pb.UploadFileResponse(hash=stored.hash, size=stored.size)
 
-    async def create_job(self, request: pb.CreateJobRequest, ctx: RequestContext) -> pb.Job:
+    async def create_job(
+        self, request: pb.CreateJobRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.Job:
         return job_to_pb(await self._jobs.create_job(new_job_from_pb(request)))
 
-    async def get_job(self, request: pb.GetJobRequest, ctx: RequestContext) -> pb.Job:
+    async def get_job(self, request: pb.GetJobRequest, ctx: RequestContext[Any, Any]) -> pb.Job:
         return job_to_pb(await self._jobs.get_job(validate.job_id(request.id)))
 
     async def list_jobs(
-        self, request: pb.ListJobsRequest, ctx: RequestContext
+        self, request: pb.ListJobsRequest, ctx: RequestContext[Any, Any]
     ) -> pb.ListJobsResponse:
         page = await self._jobs.list_jobs(job_query_from_pb(request))
         views = [await self._jobs.view(job) for job in page.jobs]
         token = "" if page.next_before_seq is None else encode_page_token(page.next_before_seq)
         return pb.ListJobsResponse(jobs=[job_to_pb(v) for v in views], next_page_token=token)
 
-    async def cancel_job(self, request: pb.CancelJobRequest, ctx: RequestContext) -> pb.Job:
+    async def cancel_job(
+        self, request: pb.CancelJobRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.Job:
         return job_to_pb(await self._jobs.cancel_job(validate.job_id(request.id)))
 
     async def stream_job_logs(
-        self, request: pb.StreamJobLogsRequest, ctx: RequestContext
+        self, request: pb.StreamJobLogsRequest, ctx: RequestContext[Any, Any]
     ) -> AsyncIterator[pb.JobLog]:
         job_id = validate.job_id(request.id)
         if request.after < 0:
@@ -139,7 +144,8 @@ def decode_page_token(token: str) -> int:
 def _check_metadata(metadata: sdk.Metadata, field: str) -> None:
     if metadata.workspace_transition not in sdk.WorkspaceTransition.values():
         raise InvalidArgument(
-            f"{field}.workspaceTransition: {metadata.workspace_transition} is not START, STOP or DESTROY"
+            f"{field}.workspaceTransition: {metadata.workspace_transition}"
+            " is not START, STOP or DESTROY"
         )
 
 

@@ -64,9 +64,29 @@ _STATUS_CONDITIONS: dict[JobStatus, str] = {
 
 
 def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
-    (seq, job_id, job_type, provisioner, organization, tags, file_hash, initiator_id,
-     initiator_name, priority, job_input, trace_metadata, created_at, updated_at, started_at,
-     canceled_at, completed_at, worker_id, error, error_code, result) = row
+    (
+        seq,
+        job_id,
+        job_type,
+        provisioner,
+        organization,
+        tags,
+        file_hash,
+        initiator_id,
+        initiator_name,
+        priority,
+        job_input,
+        trace_metadata,
+        created_at,
+        updated_at,
+        started_at,
+        canceled_at,
+        completed_at,
+        worker_id,
+        error,
+        error_code,
+        result,
+    ) = row
     return Job(
         id=job_id,
         seq=seq,
@@ -207,15 +227,31 @@ class SQLiteStore:
         key = tags_key(job.tags)
 
         def create(conn: sqlite3.Connection) -> Job:
-            if conn.execute("SELECT 1 FROM files WHERE hash = ?", (job.file_hash,)).fetchone() is None:
+            if (
+                conn.execute("SELECT 1 FROM files WHERE hash = ?", (job.file_hash,)).fetchone()
+                is None
+            ):
                 raise NotFound(f"fileHash: no file {job.file_hash} has been uploaded")
             row = conn.execute(
                 "INSERT INTO jobs (id, type, provisioner, organization, tags, file_hash,"
                 " initiator_id, initiator_name, priority, input, trace_metadata, created_at,"
-                f" updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_JOB_COLUMNS}",
-                (job.id, job.type.value, job.provisioner, job.organization, key, job.file_hash,
-                 job.initiator_id, job.initiator_name, job.priority, job.input,
-                 json.dumps(dict(job.trace_metadata)), now, now),
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                f" RETURNING {_JOB_COLUMNS}",
+                (
+                    job.id,
+                    job.type.value,
+                    job.provisioner,
+                    job.organization,
+                    key,
+                    job.file_hash,
+                    job.initiator_id,
+                    job.initiator_name,
+                    job.priority,
+                    job.input,
+                    json.dumps(dict(job.trace_metadata)),
+                    now,
+                    now,
+                ),
             ).fetchone()
             conn.execute(
                 "INSERT OR IGNORE INTO queues (organization, provisioner, tags) VALUES (?, ?, ?)",
@@ -316,7 +352,9 @@ class SQLiteStore:
     async def queue_position(self, job: Job) -> QueuePosition:
         if job.status is not JobStatus.PENDING:
             return QueuePosition(0, 0)
-        queue_sql = f"FROM jobs WHERE organization = ? AND provisioner = ? AND tags = ? AND {_PENDING}"
+        queue_sql = (
+            f"FROM jobs WHERE organization = ? AND provisioner = ? AND tags = ? AND {_PENDING}"
+        )
         queue_params = (job.organization, job.provisioner, tags_key(job.tags))
 
         def count(conn: sqlite3.Connection) -> QueuePosition:
@@ -410,9 +448,7 @@ async def open_sqlite_store(
     writer = Writer(conn)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(
-                _run_writer_thread, writer, name="provd-sqlite-writer"
-            )
+            nursery.start_soon(_run_writer_thread, writer, name="provd-sqlite-writer")
             try:
                 yield SQLiteStore(path, writer, readers, clock)
             finally:

@@ -1,0 +1,85 @@
+"""Run `provd` as a real subprocess, the way users and init systems do."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from tests.conftest import ADMIN_TOKEN, DAEMON_PSK
+
+_LISTENING = re.compile(rb"listening on (http://\S+)")
+# Guards against hangs, not performance assertions.
+START_SECONDS = 30
+EXIT_SECONDS = 15
+
+
+@dataclass
+class ServerProcess:
+    process: trio.Process
+    url: str
+    output: bytearray
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    async def wait(self) -> int:
+        with trio.fail_after(EXIT_SECONDS):
+            return await self.process.wait()
+
+
+def provd_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(PROVD_ADMIN_TOKEN=ADMIN_TOKEN, PROVD_DAEMON_PSK=DAEMON_PSK, PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+async def start_server(
+    nursery: trio.Nursery, db_path: Path, *args: str
+) -> ServerProcess:
+    """Start `python -m provd serve` on port 0 and wait for the address it prints."""
+    process = await trio.lowlevel.open_process(
+        [
+            sys.executable,
+            "-m",
+            "provd",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            str(db_path),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=provd_env(),
+    )
+    assert process.stdout is not None
+    output = bytearray()
+    with trio.fail_after(START_SECONDS):
+        while (match := _LISTENING.search(output)) is None:
+            chunk = await process.stdout.receive_some()
+            if not chunk:
+                raise RuntimeError(f"provd exited before listening:\n{output.decode()}")
+            output += chunk
+    server = ServerProcess(process, match.group(1).decode(), output)
+    nursery.start_soon(_drain, process, output)
+    return server
+
+
+async def _drain(process: trio.Process, output: bytearray) -> None:
+    """Keep reading the server's output so it never blocks on a full pipe."""
+    assert process.stdout is not None
+    try:
+        while chunk := await process.stdout.receive_some():
+            output += chunk
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGKILL)
