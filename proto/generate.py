@@ -34,7 +34,9 @@ def main() -> int:
     OUT_DIR.mkdir(parents=True)
     subprocess.run(
         [
-            sys.executable, "-m", "grpc_tools.protoc",
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
             f"--proto_path={PROTO_DIR}",
             f"--python_out={OUT_DIR}",
             f"--pyi_out={OUT_DIR}",
