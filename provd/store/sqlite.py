@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 import trio
 from sqlite_utils import Database
 
-from provd.errors import FailedPrecondition, NotFound
+from provd.errors import FailedPrecondition, NotFound, StoreClosed
 from provd.model import (
     Job,
     JobPage,
@@ -157,12 +157,15 @@ class _ReaderPool:
             conn.execute("PRAGMA query_only = ON")
         self._lock = threading.Lock()
         self._limiter = trio.CapacityLimiter(size)
+        self._closed = False
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await trio.to_thread.run_sync(self._run, fn, limiter=self._limiter)
 
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
+            if self._closed:
+                raise StoreClosed("the store is shutting down")
             conn = self._idle.pop()
         try:
             conn.execute("BEGIN")  # one snapshot for every statement of `fn`
@@ -172,10 +175,17 @@ class _ReaderPool:
                 conn.execute("ROLLBACK")
         finally:
             with self._lock:
-                self._idle.append(conn)
+                if self._closed:
+                    conn.close()
+                else:
+                    self._idle.append(conn)
 
     def close(self) -> None:
-        for conn in self._idle:
+        """Close idle connections now; one still in use closes when its read ends."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
             conn.close()
 
 
@@ -266,6 +276,8 @@ class SQLiteStore:
         return await self._readers.read(lambda conn: _select_job(conn, job_id))
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
+        if query.limit < 1:
+            raise ValueError(f"JobQuery.limit must be at least 1, got {query.limit}")
         conditions: list[str] = []
         params: list[Any] = []
         if query.status is not None:
