@@ -41,9 +41,7 @@ def provd_env(**extra: str) -> dict[str, str]:
     return env
 
 
-async def start_server(
-    nursery: trio.Nursery, db_path: Path, *args: str
-) -> ServerProcess:
+async def start_server(nursery: trio.Nursery, db_path: Path, *args: str) -> ServerProcess:
     """Start `python -m provd serve` on port 0 and wait for the address it prints."""
     process = await trio.lowlevel.open_process(
         [
