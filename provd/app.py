@@ -3,6 +3,9 @@
     serve
     ├── open_sqlite_store ── writer thread (all writes, group commit)
     └── server nursery
+        ├── Scheduler.run ── one task per group of identical waiting daemons
+        ├── DaemonRegistry.run ── flushes last-seen times
+        ├── reap_hung_jobs, reap_unroutable_jobs
         └── hypercorn.trio.serve ── one task per connection and request
 
 Shutdown is cancellation: the shutdown trigger makes hypercorn stop accepting and
@@ -14,16 +17,22 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
+from provd._compat import hypercorn_h2
 from provd.config import ServerSettings, parse_listen
+from provd.daemons import DaemonRegistry
+from provd.dispatch import Dispatcher
 from provd.events import JobEvents
+from provd.explain import explain_unroutable
 from provd.jobs import Jobs
+from provd.model import Queue
+from provd.reapers import reap_hung_jobs, reap_unroutable_jobs
 from provd.rpc.app import build_app
+from provd.scheduler import Scheduler
 from provd.store.sqlite import open_sqlite_store
 
 # hypercorn closes a connection after 1,000 requests by default, HTTP/2 included,
@@ -37,6 +46,7 @@ class Running:
 
     url: str
     db_path: str
+    scheduler: Scheduler
 
 
 def hypercorn_config(settings: ServerSettings) -> Config:
@@ -57,16 +67,45 @@ async def serve(
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run provd until `shutdown_trigger` returns (or forever, until cancelled)."""
+    hypercorn_h2.apply()
     async with open_sqlite_store(settings.db_path, synchronous=settings.synchronous) as store:  # type: ignore[arg-type]
-        jobs = Jobs(store, JobEvents(), settings.limits)
-        app = build_app(jobs=jobs, admin_token=settings.admin_token)
+        events = JobEvents()
+        scheduler = Scheduler(store, poll_interval=settings.poll_interval_seconds)
+        registry = DaemonRegistry(store, heartbeat_interval=settings.heartbeat_interval_seconds)
+
+        def explain(queue: Queue) -> str | None:
+            return explain_unroutable(queue, registry.live_daemons())
+
+        jobs = Jobs(
+            store,
+            events,
+            settings.limits,
+            job_available=scheduler.job_available,
+            explain_unroutable=explain,
+        )
+        dispatcher = Dispatcher(store, scheduler, registry, events, settings.dispatch)
+        app = build_app(
+            store=store,
+            jobs=jobs,
+            dispatcher=dispatcher,
+            registry=registry,
+            admin_token=settings.admin_token,
+            daemon_psk=settings.daemon_psk,
+        )
         async with trio.open_nursery() as nursery:
-            binds = await nursery.start(
-                partial(
-                    hypercorn_serve,
+            await nursery.start(scheduler.run)
+            await nursery.start(registry.run)
+            nursery.start_soon(reap_hung_jobs, store, events, settings.reapers)
+            nursery.start_soon(reap_unroutable_jobs, store, registry, events, settings.reapers)
+
+            async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
+                await hypercorn_serve(
                     app,  # type: ignore[arg-type]  # hypercorn's ASGI types are stricter than ours
                     hypercorn_config(settings),
                     shutdown_trigger=shutdown_trigger or trio.sleep_forever,
+                    task_status=task_status,
                 )
-            )
-            task_status.started(Running(url=binds[0], db_path=str(store.path)))
+                nursery.cancel_scope.cancel()  # served its last request: stop the rest
+
+            binds = await nursery.start(serve_http)
+            task_status.started(Running(url=binds[0], db_path=str(store.path), scheduler=scheduler))

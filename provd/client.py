@@ -7,7 +7,8 @@ a metadata interceptor, so every call on a client carries them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import queue
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -18,6 +19,8 @@ from connectrpc.request import RequestContext
 from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport
 
 from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
+from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+from provd.gen.provisionerd.provisionerd_pb2 import CancelAcquire
 
 T = TypeVar("T")
 
@@ -65,3 +68,58 @@ def job_client(
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run one blocking client call in a worker thread."""
     return await trio.to_thread.run_sync(partial(fn, *args, **kwargs))
+
+
+def daemon_client(
+    url: str,
+    psk: str,
+    *,
+    name: str,
+    provisioners: Sequence[str] = ("echo",),
+    tags: Mapping[str, str] | None = None,
+    organization: str = "",
+    api_version: str = "1.1",
+    version: str = "",
+    protocol: ProtocolType = ProtocolType.CONNECT,
+    http_client: SyncClient | None = None,
+) -> ProvisionerDaemonClientSync:
+    """A `ProvisionerDaemon` client that identifies itself with provd's daemon headers.
+
+    Bidirectional streams need HTTP/2: pass `http2_client()` (the default here)."""
+    headers = {
+        "provd-daemon-psk": psk,
+        "provd-daemon-name": name,
+        "provd-daemon-provisioners": ",".join(provisioners),
+        "provd-daemon-tags": ",".join(f"{k}={v}" for k, v in (tags or {}).items()),
+        "provd-api-version": api_version,
+    }
+    if organization:
+        headers["provd-daemon-organization"] = organization
+    if version:
+        headers["provd-daemon-version"] = version
+    return ProvisionerDaemonClientSync(
+        url,
+        protocol=protocol,
+        codec=google_protobuf_binary_codec(),
+        interceptors=[StaticHeaders(headers)],
+        http_client=http_client or http2_client(),
+    )
+
+
+class AcquireRequests:
+    """The client's side of an AcquireJobWithCancel stream, fed from any thread."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[CancelAcquire | None] = queue.SimpleQueue()
+
+    def __iter__(self) -> Iterator[CancelAcquire]:
+        while (item := self._queue.get()) is not None:
+            yield item
+
+    def cancel(self) -> None:
+        """Send CancelAcquire."""
+        self._queue.put(CancelAcquire())
+
+    def close(self) -> None:
+        """Half-close: the client sends nothing more (the server treats it as a cancel)."""
+        self._queue.put(None)

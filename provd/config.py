@@ -10,7 +10,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from provd.dispatch import DispatchLimits
 from provd.jobs import JobLimits
+from provd.reapers import ReaperSettings
 
 DEFAULT_LISTEN = "127.0.0.1:8420"
 DEFAULT_URL = "http://127.0.0.1:8420"
@@ -43,5 +45,11 @@ class ServerSettings:
     # "normal" trades the last transactions before a power cut for speed.
     synchronous: str = "full"
     limits: JobLimits = field(default_factory=JobLimits)
+    dispatch: DispatchLimits = field(default_factory=DispatchLimits)
+    reapers: ReaperSettings = field(default_factory=ReaperSettings)
+    # The scheduler's backup poll for wake-ups it missed.
+    poll_interval_seconds: float = 30.0
+    # Daemons not seen for three of these are stale.
+    heartbeat_interval_seconds: float = 10.0
     # How long in-flight requests get to finish on SIGINT/SIGTERM.
     shutdown_grace_seconds: float = 2.0

@@ -7,7 +7,7 @@ enforces the rules that need the store: sizes, existence, states.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 import trio
@@ -15,6 +15,7 @@ import trio
 from provd.archive import TAR, normalize_archive
 from provd.errors import NotFound, ResourceExhausted
 from provd.events import JobEvents
+from provd.explain import describe_tags
 from provd.model import (
     Job,
     JobPage,
@@ -25,6 +26,7 @@ from provd.model import (
     LogSource,
     NewJob,
     NewLogLine,
+    Queue,
     QueuePosition,
     StoredFile,
 )
@@ -50,8 +52,12 @@ class JobView:
     pending_reason: str
 
 
-def describe_tags(tags: Mapping[str, str]) -> str:
-    return "{" + ", ".join(f"{k}={v}" for k, v in sorted(tags.items())) + "}"
+def _no_explanation(queue: Queue) -> str | None:
+    return None
+
+
+def _nobody_to_wake(queue: Queue) -> None:
+    return None
 
 
 def _server_log(stage: str, output: str, level: LogLevel = LogLevel.INFO) -> NewLogLine:
@@ -67,11 +73,18 @@ class Jobs:
         events: JobEvents,
         limits: JobLimits = JobLimits(),
         log_poll_interval: float = 1.0,
+        *,
+        job_available: Callable[[Queue], None] = _nobody_to_wake,
+        explain_unroutable: Callable[[Queue], str | None] = _no_explanation,
     ) -> None:
+        """`job_available` wakes a daemon waiting for jobs of a queue (the scheduler);
+        `explain_unroutable` says what no connected daemon offers for a queue, or None."""
         self._store = store
         self._events = events
         self.limits = limits
         self._log_poll_interval = log_poll_interval
+        self._job_available = job_available
+        self._explain_unroutable = explain_unroutable
 
     async def upload_file(self, data: bytes, mimetype: str) -> StoredFile:
         cap = self.limits.upload_max_bytes
@@ -95,12 +108,20 @@ class Jobs:
                 f"fileHash: the archive ({file.size} bytes) and inputs ({len(new.input)} bytes)"
                 f" exceed the {cap} bytes a daemon accepts in one job"
             )
-        queued = _server_log(
-            "Queued",
-            f"Job queued for a {new.provisioner!r} daemon in organization"
-            f" {new.organization!r} with tags {describe_tags(new.tags)}",
-        )
-        job = await self._store.create_job(new, [queued])
+        queue = Queue(new.organization, new.provisioner, new.tags)
+        lines = [
+            _server_log(
+                "Queued",
+                f"Job queued for a {new.provisioner!r} daemon in organization"
+                f" {new.organization!r} with tags {describe_tags(new.tags)}",
+            )
+        ]
+        if (missing := self._explain_unroutable(queue)) is not None:
+            lines.append(
+                _server_log("Queued", f"No daemon can take it yet: {missing}.", LogLevel.WARN)
+            )
+        job = await self._store.create_job(new, lines)
+        self._job_available(queue)
         return await self.view(job)
 
     async def get_job(self, job_id: str) -> JobView:
@@ -109,12 +130,17 @@ class Jobs:
     async def view(self, job: Job) -> JobView:
         if job.status is not JobStatus.PENDING:
             return JobView(job, QueuePosition(0, 0), "")
-        queue = await self._store.queue_position(job)
-        reason = (
-            f"Position {queue.position} of {queue.size} among pending {job.provisioner!r} jobs"
-            f" in organization {job.organization!r} with tags {describe_tags(job.tags)}"
+        position = await self._store.queue_position(job)
+        missing = self._explain_unroutable(Queue(job.organization, job.provisioner, job.tags))
+        place = (
+            f"position {position.position} of {position.size} among pending {job.provisioner!r}"
+            f" jobs in organization {job.organization!r} with tags {describe_tags(job.tags)}"
         )
-        return JobView(job, queue, reason)
+        if missing is not None:
+            reason = f"No connected daemon can take this job: {missing}. Queue {place}."
+        else:
+            reason = f"Waiting for a free daemon: {place}."
+        return JobView(job, position, reason)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         return await self._store.list_jobs(query)

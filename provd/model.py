@@ -77,6 +77,16 @@ def tags_key(tags: Mapping[str, str]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkspaceRef:
+    """What quota accounting needs from a workspace build (from its metadata)."""
+
+    workspace_id: str
+    owner_id: str
+    transition: int  # provisioner.WorkspaceTransition: 0 start, 1 stop, 2 destroy
+    owner_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """A provisioning job as stored. `input` and `result` are opaque to the store:
     the service layer serializes them (provd.v1 input and result messages)."""
@@ -102,6 +112,18 @@ class Job:
     error: str = ""
     error_code: str = ""
     result: bytes | None = None
+    readme: bytes | None = None
+    template_variables: bytes | None = None
+    logs_overflowed: bool = False
+    workspace: WorkspaceRef | None = None
+    daily_cost: int = 0
+
+    @property
+    def is_held_by(self) -> str | None:
+        """The daemon id running this job, or None if it is not running."""
+        if self.started_at is None or self.completed_at is not None:
+            return None
+        return self.worker_id
 
     @property
     def status(self) -> JobStatus:
@@ -133,6 +155,7 @@ class NewJob:
     priority: int
     input: bytes
     trace_metadata: Mapping[str, str] = field(default_factory=dict)
+    workspace: WorkspaceRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +219,80 @@ class Queue:
     organization: str
     provisioner: str
     tags: Mapping[str, str]
+
+
+def tags_match(job_tags: Mapping[str, str], daemon_tags: Mapping[str, str]) -> bool:
+    """Whether a daemon with `daemon_tags` may run a job with `job_tags` (both
+    normalized). An untagged job (only the default scope and owner) needs a daemon
+    with exactly those tags; otherwise every job tag must be on the daemon."""
+    if dict(job_tags) == UNTAGGED:
+        return dict(daemon_tags) == UNTAGGED
+    return all(daemon_tags.get(key) == value for key, value in job_tags.items())
+
+
+UNTAGGED: Mapping[str, str] = {"scope": SCOPE_ORGANIZATION, "owner": ""}
+
+
+@dataclass(frozen=True, slots=True)
+class Daemon:
+    """A provisioner daemon as it identifies itself on each call."""
+
+    id: str
+    organization: str
+    name: str
+    owner: str
+    provisioners: tuple[str, ...]
+    tags: Mapping[str, str]
+    version: str = ""
+    api_version: str = "1.0"
+
+    def can_run(self, queue: Queue) -> bool:
+        return (
+            queue.organization == self.organization
+            and queue.provisioner in self.provisioners
+            and tags_match(queue.tags, self.tags)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonRecord:
+    daemon: Daemon
+    created_at: int
+    last_seen_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobUpdate:
+    """What one UpdateJob writes. `readme` and `template_variables` are opaque
+    (serialized by the service) and replace the stored value when not None."""
+
+    logs: tuple[NewLogLine, ...] = ()
+    readme: bytes | None = None
+    template_variables: bytes | None = None
+    # The per-job budget of log output, in bytes of `output`; past it, lines are
+    # dropped and one marker line says so.
+    log_limit_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    organization: str
+    kind: str  # "user" or "group"
+    subject: str
+    allowance: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaDecision:
+    ok: bool
+    credits_consumed: int
+    budget: int  # -1: no quota configured for the organization
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSummary:
+    """A queue's pending jobs at a glance, for the unroutable-job reaper."""
+
+    queue: Queue
+    count: int
+    oldest_created_at: int

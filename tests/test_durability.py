@@ -63,6 +63,6 @@ async def test_sigkill_right_after_create_keeps_the_job(
         job = await call(client.get_job, pb.GetJobRequest(id=job_id))
         assert job.status == pb.JOB_STATUS_PENDING
         logs = await call(lambda: list(client.stream_job_logs(pb.StreamJobLogsRequest(id=job_id))))  # noqa: B023
-        assert [line.stage for line in logs] == ["Queued"]
+        assert [line.stage for line in logs] == ["Queued", "Queued"]
     server.signal(signal.SIGTERM)
     assert await server.wait() == 0

@@ -90,7 +90,8 @@ async def test_job_lifecycle_through_the_api(server: Server) -> None:
     assert build.workspace_build.metadata.workspace_transition == sdk.STOP
     assert build.tags == {"os": "linux", "scope": "organization", "owner": ""}
     assert build.queue_position == 1 and build.queue_size == 1
-    assert "Position 1 of 1" in build.pending_reason
+    assert "position 1 of 1" in build.pending_reason
+    assert "No connected daemon can take this job" in build.pending_reason
     assert build.trace_metadata == {"traceparent": "00-abc-def-01"}
 
     # The import and the dry run share a queue; the dry run's priority puts it first.
@@ -114,15 +115,17 @@ async def test_job_lifecycle_through_the_api(server: Server) -> None:
     assert (dry_run.queue_position, dry_run.queue_size) == (1, 1)
 
     logs = await call(lambda: list(client.stream_job_logs(pb.StreamJobLogsRequest(id=canceled.id))))
-    assert [line.stage for line in logs] == ["Queued", "Cancel"]
+    assert [line.stage for line in logs] == ["Queued", "Queued", "Cancel"]
     assert "'echo' daemon" in logs[0].output
-    assert logs[1].level == sdk.WARN
+    # No daemon is connected: the log says so, and what the job needs.
+    assert "No daemon can take it yet: no daemon is connected" in logs[1].output
+    assert logs[2].level == sdk.WARN
     after_first = await call(
         lambda: list(
             client.stream_job_logs(pb.StreamJobLogsRequest(id=canceled.id, after=logs[0].id))
         )
     )
-    assert [line.id for line in after_first] == [logs[1].id]
+    assert [line.id for line in after_first] == [logs[1].id, logs[2].id]
 
     only_canceled = await call(client.list_jobs, pb.ListJobsRequest(status=pb.JOB_STATUS_CANCELED))
     assert [j.id for j in only_canceled.jobs] == [canceled.id]
@@ -169,13 +172,14 @@ async def test_follow_sees_new_lines_and_ends_when_the_job_completes(server: Ser
     client = job_client(server.url, ADMIN_TOKEN)
     job = await call(client.create_job, create_requests(await upload(client))["template_import"])
     received: list[pb.JobLog] = []
-    first_line = trio.Event()
+    queued_lines = trio.Event()
     token = trio.lowlevel.current_trio_token()
 
     def follow() -> None:
         for line in client.stream_job_logs(pb.StreamJobLogsRequest(id=job.id, follow=True)):
             received.append(line)
-            trio.from_thread.run_sync(first_line.set, trio_token=token)
+            if len(received) == 2:
+                trio.from_thread.run_sync(queued_lines.set, trio_token=token)
 
     stream_ended = trio.Event()
 
@@ -186,12 +190,12 @@ async def test_follow_sees_new_lines_and_ends_when_the_job_completes(server: Ser
     async with trio.open_nursery() as nursery:
         nursery.start_soon(follow_in_thread)
         with trio.fail_after(10):
-            await first_line.wait()
-        assert [line.stage for line in received] == ["Queued"]
+            await queued_lines.wait()
+        assert [line.stage for line in received] == ["Queued", "Queued"]
         await call(client.cancel_job, pb.CancelJobRequest(id=job.id))
         with trio.fail_after(10):  # the stream must end by itself once the job completes
             await stream_ended.wait()
-    assert [line.stage for line in received] == ["Queued", "Cancel"]
+    assert [line.stage for line in received] == ["Queued", "Queued", "Cancel"]
 
 
 # -- errors ------------------------------------------------------------------

@@ -48,7 +48,7 @@ async def test_job_api_over_every_protocol(
     fetched = await call(client.get_job, pb.GetJobRequest(id=job.id))
     assert fetched.id == job.id and fetched.status == pb.JOB_STATUS_PENDING
     logs = await call(lambda: list(client.stream_job_logs(pb.StreamJobLogsRequest(id=job.id))))
-    assert [line.stage for line in logs] == ["Queued"]
+    assert [line.stage for line in logs] == ["Queued", "Queued"]
 
 
 def post_json(

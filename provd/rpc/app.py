@@ -9,13 +9,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from connectrpc.interceptor import Interceptor
 from connectrpc.server import ConnectASGIApplication
 
+from provd.daemons import DaemonRegistry
+from provd.dispatch import Dispatcher
+from provd.gen.provd.v1.daemons_connect import DaemonServiceASGIApplication
 from provd.gen.provd.v1.jobs_connect import JobServiceASGIApplication
+from provd.gen.provd.v1.quota_connect import QuotaServiceASGIApplication
+from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonASGIApplication
 from provd.jobs import Jobs
-from provd.rpc.auth import BearerTokenAuth
+from provd.rpc.admin import DaemonServiceHandler, QuotaServiceHandler
+from provd.rpc.auth import BearerTokenAuth, DaemonKeyAuth
+from provd.rpc.daemon import ProvisionerDaemonHandler
 from provd.rpc.errors import ErrorMapping
 from provd.rpc.jobs import JobServiceHandler
+from provd.store import Store
 
 Scope = dict[str, Any]
 ASGIApp = Any
@@ -43,17 +52,30 @@ class ServiceRouter:
             await _plain(send, 404, b"not found\n")
 
 
-def build_app(*, jobs: Jobs, admin_token: str) -> ServiceRouter:
+def build_app(
+    *,
+    store: Store,
+    jobs: Jobs,
+    dispatcher: Dispatcher,
+    registry: DaemonRegistry,
+    admin_token: str,
+    daemon_psk: str,
+) -> ServiceRouter:
     """Assemble every service with its auth, error mapping and size limits."""
     errors = ErrorMapping()
+    admin: list[Interceptor] = [BearerTokenAuth(admin_token), errors]
     # JSON carries bytes as base64 (4/3 larger); leave room for the envelope too.
     upload_read_max = jobs.limits.upload_max_bytes * 4 // 3 + 64 * 1024
     return ServiceRouter(
         [
             JobServiceASGIApplication(
-                JobServiceHandler(jobs),
-                interceptors=[BearerTokenAuth(admin_token), errors],
-                read_max_bytes=upload_read_max,
+                JobServiceHandler(jobs), interceptors=admin, read_max_bytes=upload_read_max
+            ),
+            DaemonServiceASGIApplication(DaemonServiceHandler(registry), interceptors=admin),
+            QuotaServiceASGIApplication(QuotaServiceHandler(store), interceptors=admin),
+            ProvisionerDaemonASGIApplication(
+                ProvisionerDaemonHandler(dispatcher, registry),
+                interceptors=[DaemonKeyAuth(daemon_psk), errors],
             ),
         ]
     )

@@ -30,3 +30,24 @@ class BearerTokenAuth:
         self, token: None, ctx: RequestContext[Any, Any], error: Exception | None
     ) -> None:
         return None
+
+
+class DaemonKeyAuth:
+    """Admits daemon calls whose `Provd-Daemon-Psk` header matches the pre-shared key."""
+
+    def __init__(self, psk: str) -> None:
+        self._psk = psk.encode()
+
+    async def on_start(self, ctx: RequestContext[Any, Any]) -> None:
+        presented = ctx.request_headers.get("provd-daemon-psk", "").strip()
+        if not presented:
+            raise ConnectError(
+                Code.UNAUTHENTICATED, "missing credentials: send the 'Provd-Daemon-Psk' header"
+            )
+        if not hmac.compare_digest(presented.encode(), self._psk):
+            raise ConnectError(Code.UNAUTHENTICATED, "invalid daemon pre-shared key")
+
+    async def on_end(
+        self, token: None, ctx: RequestContext[Any, Any], error: Exception | None
+    ) -> None:
+        return None

@@ -6,7 +6,8 @@ client's mistake can never surface as `unknown` or `internal`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 from connectrpc.code import Code
@@ -49,24 +50,30 @@ class ErrorMapping:
 
     async def intercept_server_stream(
         self,
-        call_next: Callable[[Any, RequestContext[Any, Any]], AsyncIterator[Any]],
+        call_next: Callable[[Any, RequestContext[Any, Any]], AsyncGenerator[Any]],
         request: Any,
         ctx: RequestContext[Any, Any],
     ) -> AsyncIterator[Any]:
+        # aclosing: when the transport closes this generator (a failed send), the
+        # handler's generator must be closed too, at once, so its cleanup runs.
         try:
-            async for message in call_next(request, ctx):
-                yield message
+            async with aclosing(call_next(request, ctx)) as messages:
+                async for message in messages:
+                    yield message
         except errors.ProvdError as error:
             raise to_connect_error(error) from None
 
     async def intercept_bidi_stream(
         self,
-        call_next: Callable[[AsyncIterator[Any], RequestContext[Any, Any]], AsyncIterator[Any]],
+        call_next: Callable[[AsyncIterator[Any], RequestContext[Any, Any]], AsyncGenerator[Any]],
         request: AsyncIterator[Any],
         ctx: RequestContext[Any, Any],
     ) -> AsyncIterator[Any]:
+        # aclosing: when the transport closes this generator (a failed send), the
+        # handler's generator must be closed too, at once, so its cleanup runs.
         try:
-            async for message in call_next(request, ctx):
-                yield message
+            async with aclosing(call_next(request, ctx)) as messages:
+                async for message in messages:
+                    yield message
         except errors.ProvdError as error:
             raise to_connect_error(error) from None

@@ -8,18 +8,24 @@ Writes that race are serialized by the backend, never by the caller.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from provd.model import (
+    Allowance,
+    Daemon,
+    DaemonRecord,
     Job,
     JobPage,
     JobQuery,
+    JobUpdate,
     LogLine,
     NewJob,
     NewLogLine,
+    PendingSummary,
     Queue,
     QueuePosition,
+    QuotaDecision,
     StoredFile,
 )
 
@@ -78,4 +84,86 @@ class Store(Protocol):
 
     async def read_logs(self, job_id: str, after: int = 0, limit: int = 1000) -> list[LogLine]:
         """Lines with an id greater than `after`, oldest first, at most `limit`."""
+        ...
+
+    async def pending_summary(self) -> list[PendingSummary]:
+        """For each queue with pending jobs: how many, and when the oldest was created."""
+        ...
+
+    # -- the daemon protocol: each call checks that `worker_id` holds the job --
+    # (`NotFound`, `PermissionDenied` if another daemon or nobody holds it,
+    # `FailedPrecondition` if it already completed).
+
+    async def release_job(
+        self, job_id: str, worker_id: str, logs: Sequence[NewLogLine] = ()
+    ) -> Job | None:
+        """Undo a claim whose job never reached its daemon: the job is pending again
+        at the head of its queue (or canceled, if it was canceled meanwhile).
+        None if `worker_id` no longer holds it."""
+        ...
+
+    async def update_job(self, job_id: str, worker_id: str, update: JobUpdate) -> Job:
+        """Heartbeat: refresh `updated_at`, append logs within the job's log budget,
+        store readme and template variables."""
+        ...
+
+    async def complete_job(self, job_id: str, worker_id: str, result: bytes) -> Job: ...
+
+    async def fail_job(
+        self,
+        job_id: str,
+        worker_id: str,
+        error: str,
+        error_code: str = "",
+        result: bytes | None = None,
+        logs: Sequence[NewLogLine] = (),
+    ) -> Job: ...
+
+    async def fail_hung_jobs(
+        self, updated_before: int, error: str, error_code: str, logs: Sequence[NewLogLine] = ()
+    ) -> list[Job]:
+        """Fail every running job not updated since `updated_before` (Unix ms)."""
+        ...
+
+    async def fail_pending_jobs(
+        self,
+        queue: Queue,
+        created_before: int,
+        error: str,
+        error_code: str,
+        logs: Sequence[NewLogLine] = (),
+    ) -> list[Job]:
+        """Fail the pending jobs of `queue` created before `created_before`."""
+        ...
+
+    async def running_jobs_by_worker(self) -> dict[str, str]:
+        """Daemon id -> the id of the job it is running."""
+        ...
+
+    # -- daemons and quota -------------------------------------------------------
+
+    async def upsert_daemon(self, daemon: Daemon) -> None:
+        """Record a daemon's identity and capabilities, seen now."""
+        ...
+
+    async def touch_daemons(self, last_seen: Mapping[str, int]) -> None:
+        """Record when daemons (by id) were last seen (Unix ms)."""
+        ...
+
+    async def list_daemons(self) -> list[DaemonRecord]: ...
+
+    async def set_allowance(self, allowance: Allowance) -> None: ...
+
+    async def delete_allowance(self, organization: str, kind: str, subject: str) -> bool: ...
+
+    async def list_allowances(self, organization: str) -> list[Allowance]: ...
+
+    async def quota_usage(
+        self, organization: str, user_id: str, groups: Sequence[str]
+    ) -> tuple[int, int]:
+        """(credits consumed, budget) for a user; budget -1 when none is configured."""
+        ...
+
+    async def commit_quota(self, job_id: str, worker_id: str, daily_cost: int) -> QuotaDecision:
+        """Atomically decide and record a workspace build's daily cost."""
         ...

@@ -49,8 +49,16 @@ def initial(db: Database) -> None:
             error TEXT NOT NULL DEFAULT '',
             error_code TEXT NOT NULL DEFAULT '',
             result BLOB,
+            readme BLOB,
+            template_variables BLOB,
             log_count INTEGER NOT NULL DEFAULT 0,
-            log_bytes INTEGER NOT NULL DEFAULT 0
+            log_bytes INTEGER NOT NULL DEFAULT 0,
+            logs_overflowed INTEGER NOT NULL DEFAULT 0,
+            workspace_id TEXT,
+            workspace_owner_id TEXT,
+            workspace_transition INTEGER,
+            workspace_owner_groups TEXT,
+            daily_cost INTEGER NOT NULL DEFAULT 0
         )
         """,
         # The claim and queue-position index: one seek finds a queue's head
@@ -64,6 +72,11 @@ def initial(db: Database) -> None:
         WHERE started_at IS NOT NULL AND completed_at IS NULL
         """,
         "CREATE INDEX jobs_worker ON jobs (worker_id) WHERE completed_at IS NULL",
+        # Quota: the latest build of each of an owner's workspaces.
+        """
+        CREATE INDEX jobs_workspace ON jobs (organization, workspace_owner_id, workspace_id, seq)
+        WHERE workspace_id IS NOT NULL
+        """,
         # Every (organization, provisioner, tags) that has had a pending job: a
         # small table the scheduler reads instead of a DISTINCT over all jobs.
         """

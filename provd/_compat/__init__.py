@@ -1,0 +1,1 @@
+"""Narrow fixes for known bugs in dependencies, each with its upstream reference."""

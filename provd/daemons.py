@@ -1,0 +1,114 @@
+"""Which provisioner daemons exist and which are connected right now.
+
+Identities are upserted into the store the first time a process sees them (or
+when their capabilities change); last-seen times are kept in memory and flushed
+every few seconds, so a heartbeat never costs a write of its own.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import trio
+
+from provd.model import Daemon, now_ms
+from provd.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonView:
+    daemon: Daemon
+    created_at: int
+    last_seen_at: int
+    current_job_id: str
+    connected: bool
+    stale: bool
+
+
+class DaemonRegistry:
+    """Tracks daemons as they call in. Run `run` in a nursery to flush last-seen times."""
+
+    def __init__(
+        self, store: Store, *, heartbeat_interval: float = 10.0, flush_interval: float = 5.0
+    ) -> None:
+        self._store = store
+        self._known: dict[str, Daemon] = {}
+        self._last_seen: dict[str, int] = {}
+        self._dirty: dict[str, int] = {}
+        self._connected: Counter[str] = Counter()
+        # A daemon not seen for three heartbeat intervals is stale.
+        self.stale_after_ms = int(3 * heartbeat_interval * 1000)
+        self._flush_interval = flush_interval
+
+    async def seen(self, daemon: Daemon) -> None:
+        """Record a call from `daemon`; store its identity if it is new or changed."""
+        now = now_ms()
+        self._last_seen[daemon.id] = now
+        self._dirty[daemon.id] = now
+        if self._known.get(daemon.id) != daemon:
+            await self._store.upsert_daemon(daemon)
+            self._known[daemon.id] = daemon
+
+    @contextmanager
+    def connected(self, daemon: Daemon) -> Iterator[None]:
+        """While the block runs, `daemon` holds a stream open and counts as seen."""
+        self._connected[daemon.id] += 1
+        try:
+            yield
+        finally:
+            self._connected[daemon.id] -= 1
+            if not self._connected[daemon.id]:
+                del self._connected[daemon.id]
+            self._last_seen[daemon.id] = self._dirty[daemon.id] = now_ms()
+
+    def live_daemons(self) -> list[Daemon]:
+        """Daemons connected now or seen within the stale interval."""
+        cutoff = now_ms() - self.stale_after_ms
+        return [
+            daemon
+            for daemon_id, daemon in self._known.items()
+            if daemon_id in self._connected or self._last_seen.get(daemon_id, 0) >= cutoff
+        ]
+
+    async def list(self) -> list[DaemonView]:
+        records = await self._store.list_daemons()
+        running = await self._store.running_jobs_by_worker()
+        now = now_ms()
+        views = []
+        for record in records:
+            daemon_id = record.daemon.id
+            connected = daemon_id in self._connected
+            last_seen = (
+                now if connected else max(record.last_seen_at, self._last_seen.get(daemon_id, 0))
+            )
+            views.append(
+                DaemonView(
+                    daemon=record.daemon,
+                    created_at=record.created_at,
+                    last_seen_at=last_seen,
+                    current_job_id=running.get(daemon_id, ""),
+                    connected=connected,
+                    stale=not connected and now - last_seen > self.stale_after_ms,
+                )
+            )
+        return views
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Flush last-seen times to the store every few seconds, and once more on exit."""
+        task_status.started()
+        try:
+            while True:
+                await trio.sleep(self._flush_interval)
+                await self._flush()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._flush()
+
+    async def _flush(self) -> None:
+        for daemon_id in self._connected:
+            self._dirty[daemon_id] = now_ms()
+        dirty, self._dirty = self._dirty, {}
+        await self._store.touch_daemons(dirty)

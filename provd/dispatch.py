@@ -1,0 +1,331 @@
+"""The daemon side of a job's life: acquire, update, fail, complete, commit quota.
+
+Transport-free: it speaks the protocol's protobuf messages (every transport
+carries the same ones) and raises `provd.errors`. Who the caller is comes in as a
+`Daemon`; each call checks that this daemon holds the job it names.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from provd.daemons import DaemonRegistry
+from provd.errors import FailedPrecondition, InvalidArgument
+from provd.events import JobEvents
+from provd.gen.provd.v1 import jobs_pb2 as api
+from provd.gen.provisionerd import provisionerd_pb2 as pd
+from provd.gen.provisionersdk import provisioner_pb2 as sdk
+from provd.jobs import MiB
+from provd.model import Daemon, Job, JobType, JobUpdate, LogLevel, LogSource, NewLogLine, now_ms
+from provd.scheduler import Scheduler, Waiter, queue_of
+from provd.store import Store
+
+REQUIRED_TEMPLATE_VARIABLES = "REQUIRED_TEMPLATE_VARIABLES"
+PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+TRUNCATED = " …[truncated]"
+_JOB_TYPES = "workspaceBuild, templateImport or templateDryRun"
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchLimits:
+    payload_max_bytes: int = 4 * MiB
+    log_limit_bytes: int = 1 * MiB
+    stage_max_chars: int = 128
+    output_max_chars: int = 1024
+    # How long the deprecated unary AcquireJob waits for a job.
+    acquire_poll_seconds: float = 5.0
+
+
+def _server_line(stage: str, output: str, level: LogLevel = LogLevel.INFO) -> NewLogLine:
+    return NewLogLine(source=LogSource.PROVISIONER_DAEMON, level=level, stage=stage, output=output)
+
+
+def parse_job_id(value: str) -> str:
+    if not value:
+        raise InvalidArgument("jobId: is required")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument(f"jobId: {value[:80]!r} is not a job id (a UUID)") from None
+
+
+class Dispatcher:
+    """Serves the provisioner daemon protocol over the store and the scheduler."""
+
+    def __init__(
+        self,
+        store: Store,
+        scheduler: Scheduler,
+        registry: DaemonRegistry,
+        events: JobEvents,
+        limits: DispatchLimits = DispatchLimits(),
+    ) -> None:
+        self._store = store
+        self._scheduler = scheduler
+        self._registry = registry
+        self._events = events
+        self.limits = limits
+
+    # -- acquire -----------------------------------------------------------------
+
+    async def wait_for_job(self, daemon: Daemon, cancel_requested: trio.Event) -> Job | None:
+        """Wait for a job for `daemon` until `cancel_requested` is set.
+
+        Returns the job, or None if the cancel won. A job claimed while the cancel was
+        on its way is returned all the same: it is locked for this daemon. If this task
+        is cancelled while it holds a job, the job goes back to its queue.
+        """
+        with self._registry.connected(daemon), self._scheduler.waiter(daemon) as waiter:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_cancel_when_set, cancel_requested, waiter)
+                    job = await waiter.wait()
+                    nursery.cancel_scope.cancel()
+            except BaseException:
+                if waiter.job is not None:
+                    await self.release(daemon, waiter.job)
+                raise
+            return job
+
+    async def payload(self, daemon: Daemon, job: Job) -> pd.AcquiredJob | None:
+        """The message that hands `job` to its daemon, or None if it cannot be sent,
+        in which case the job has been failed with the reason and the caller waits
+        for another."""
+        archive = await self._store.get_file_data(job.file_hash)
+        if archive is None:
+            await self._fail_undeliverable(
+                daemon, job, "its template archive is missing from the store", "FILE_MISSING"
+            )
+            return None
+        message = acquired_job(job, archive)
+        size = message.ByteSize()
+        if size > self.limits.payload_max_bytes:
+            await self._fail_undeliverable(
+                daemon,
+                job,
+                f"the job is {size} bytes, over the {self.limits.payload_max_bytes} bytes a"
+                " daemon accepts in one message",
+                PAYLOAD_TOO_LARGE,
+            )
+            return None
+        return message
+
+    async def release(self, daemon: Daemon, job: Job) -> None:
+        """Give back a job that was never handed to the transport: nothing ran, so it
+        is pending again at the head of its queue. Runs even while cancelled."""
+        line = _server_line(
+            "Queued",
+            f"Daemon {daemon.name!r} went away before the job reached it;"
+            " the job is back at the head of its queue.",
+            LogLevel.WARN,
+        )
+        with trio.CancelScope(shield=True):
+            released = await self._store.release_job(job.id, daemon.id, [line])
+        if released is not None:
+            self._scheduler.job_available(queue_of(released))
+            self._events.notify(job.id)
+
+    async def acquire_unary(self, daemon: Daemon) -> pd.AcquiredJob:
+        """The deprecated AcquireJob: a job within the poll time, else an empty one."""
+        give_up = trio.Event()
+        message = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_set_after, give_up, self.limits.acquire_poll_seconds)
+            while message is None:
+                job = await self.wait_for_job(daemon, give_up)
+                if job is None:
+                    message = pd.AcquiredJob()
+                    break
+                try:
+                    message = await self.payload(daemon, job)
+                except BaseException:
+                    await self.release(daemon, job)
+                    raise
+            nursery.cancel_scope.cancel()
+        return message
+
+    async def _fail_undeliverable(self, daemon: Daemon, job: Job, reason: str, code: str) -> None:
+        error = f"provd could not send this job to a daemon: {reason}"
+        await self._store.fail_job(
+            job.id, daemon.id, error, code, logs=[_server_line("Acquire", error, LogLevel.ERROR)]
+        )
+        self._events.notify(job.id)
+
+    # -- progress ------------------------------------------------------------------
+
+    async def update_job(
+        self, daemon: Daemon, request: pd.UpdateJobRequest
+    ) -> pd.UpdateJobResponse:
+        job_id = parse_job_id(request.job_id)
+        logs = tuple(self._log_lines(request.logs))
+        if request.template_variables:
+            job = await self._store.get_job(job_id)
+            if job is not None and job.type is not JobType.TEMPLATE_IMPORT:
+                raise InvalidArgument(
+                    f"templateVariables: job {job_id} is a {job.type.value};"
+                    " only template imports declare variables"
+                )
+        template_variables = None
+        resolved: list[sdk.VariableValue] = []
+        missing: list[str] = []
+        if request.template_variables:
+            resolved, missing = resolve_template_variables(
+                request.template_variables, request.user_variable_values
+            )
+            template_variables = api.JobResult(
+                template_variables=request.template_variables
+            ).SerializeToString(deterministic=True)
+        job = await self._store.update_job(
+            job_id,
+            daemon.id,
+            JobUpdate(
+                logs=logs,
+                readme=request.readme or None,
+                template_variables=template_variables,
+                log_limit_bytes=self.limits.log_limit_bytes,
+            ),
+        )
+        if logs or template_variables is not None:
+            self._events.notify(job_id)
+        if missing:
+            raise FailedPrecondition(
+                f"required template variables need values: {', '.join(missing)}"
+            )
+        return pd.UpdateJobResponse(canceled=job.canceled_at is not None, variable_values=resolved)
+
+    async def fail_job(self, daemon: Daemon, request: pd.FailedJob) -> None:
+        job_id = parse_job_id(request.job_id)
+        result = None
+        if request.WhichOneof("type") == "workspace_build" and request.workspace_build.state:
+            result = api.JobResult(failed_state=request.workspace_build.state).SerializeToString()
+        line = _server_line(
+            "Failed",
+            f"The daemon failed the job: {request.error}"
+            if request.error
+            else "The daemon stopped the job.",
+            LogLevel.ERROR if request.error else LogLevel.WARN,
+        )
+        await self._store.fail_job(
+            job_id, daemon.id, request.error, request.error_code, result, logs=[line]
+        )
+        self._events.notify(job_id)
+
+    async def complete_job(self, daemon: Daemon, request: pd.CompletedJob) -> None:
+        job_id = parse_job_id(request.job_id)
+        kind = request.WhichOneof("type")
+        if kind is None:
+            raise InvalidArgument(f"type: one of {_JOB_TYPES} is required")
+        result = api.JobResult()
+        getattr(result, kind).CopyFrom(getattr(request, kind))
+        job = await self._store.get_job(job_id)
+        if job is not None and job.type.value != kind and job.worker_id == daemon.id:
+            raise InvalidArgument(f"type: job {job_id} is a {job.type.value}, not a {kind}")
+        await self._store.complete_job(
+            job_id, daemon.id, result.SerializeToString(deterministic=True)
+        )
+        self._events.notify(job_id)
+
+    async def commit_quota(
+        self, daemon: Daemon, request: pd.CommitQuotaRequest
+    ) -> pd.CommitQuotaResponse:
+        job_id = parse_job_id(request.job_id)
+        if request.daily_cost < 0:
+            raise InvalidArgument(f"dailyCost: must not be negative, got {request.daily_cost}")
+        decision = await self._store.commit_quota(job_id, daemon.id, request.daily_cost)
+        return pd.CommitQuotaResponse(
+            ok=decision.ok, credits_consumed=decision.credits_consumed, budget=decision.budget
+        )
+
+    def _log_lines(self, logs: Sequence[pd.Log]) -> Iterator[NewLogLine]:
+        now = now_ms()
+        for index, log in enumerate(logs):
+            if log.source not in pd.LogSource.values():
+                raise InvalidArgument(f"logs[{index}].source: {log.source} is not a log source")
+            if log.level not in sdk.LogLevel.values():
+                raise InvalidArgument(f"logs[{index}].level: {log.level} is not a log level")
+            yield NewLogLine(
+                source=LogSource(log.source),
+                level=LogLevel(log.level),
+                stage=_cap(log.stage, self.limits.stage_max_chars),
+                output=_cap(log.output, self.limits.output_max_chars),
+                created_at=log.created_at or now,
+            )
+
+
+async def _cancel_when_set(event: trio.Event, waiter: Waiter) -> None:
+    await event.wait()
+    waiter.cancel()
+
+
+async def _set_after(event: trio.Event, seconds: float) -> None:
+    await trio.sleep(seconds)
+    event.set()
+
+
+def _cap(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, with a visible marker when cut."""
+    return text if len(text) <= limit else text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+def resolve_template_variables(
+    variables: Sequence[sdk.TemplateVariable], user_values: Sequence[sdk.VariableValue]
+) -> tuple[list[sdk.VariableValue], list[str]]:
+    """Each variable's value: the user's, else its default. Returns the values and the
+    names of required variables left without one."""
+    given = {value.name: value.value for value in user_values}
+    resolved, missing = [], []
+    for variable in variables:
+        value = given.get(variable.name, variable.default_value)
+        if variable.required and value == "":
+            missing.append(variable.name)
+        resolved.append(
+            sdk.VariableValue(name=variable.name, value=value, sensitive=variable.sensitive)
+        )
+    return resolved, missing
+
+
+def acquired_job(job: Job, archive: bytes) -> pd.AcquiredJob:
+    """The AcquiredJob message for `job`, built from its stored input."""
+    message = pd.AcquiredJob(
+        job_id=job.id,
+        created_at=job.created_at,
+        provisioner=job.provisioner,
+        user_name=job.initiator_name,
+        template_source_archive=archive,
+        trace_metadata=job.trace_metadata,
+    )
+    if job.type is JobType.WORKSPACE_BUILD:
+        build = api.WorkspaceBuildInput.FromString(job.input)
+        message.workspace_build.CopyFrom(
+            pd.AcquiredJob.WorkspaceBuild(
+                workspace_build_id=build.workspace_build_id,
+                workspace_name=build.workspace_name,
+                rich_parameter_values=build.rich_parameter_values,
+                variable_values=build.variable_values,
+                external_auth_providers=build.external_auth_providers,
+                metadata=build.metadata,
+                state=build.state,
+                log_level=build.log_level,
+            )
+        )
+    elif job.type is JobType.TEMPLATE_IMPORT:
+        imported = api.TemplateImportInput.FromString(job.input)
+        message.template_import.CopyFrom(
+            pd.AcquiredJob.TemplateImport(
+                metadata=imported.metadata, user_variable_values=imported.user_variable_values
+            )
+        )
+    else:
+        dry_run = api.TemplateDryRunInput.FromString(job.input)
+        message.template_dry_run.CopyFrom(
+            pd.AcquiredJob.TemplateDryRun(
+                rich_parameter_values=dry_run.rich_parameter_values,
+                variable_values=dry_run.variable_values,
+                metadata=dry_run.metadata,
+            )
+        )
+    return message

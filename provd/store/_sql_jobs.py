@@ -1,0 +1,522 @@
+"""The SQL for files, jobs and logs: plain functions of a connection.
+
+Each function runs inside a transaction that its caller opened (the writer's
+batch, or a reader's snapshot); none commits. Rows come as `sqlite3.Row`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from provd.errors import FailedPrecondition, NotFound, PermissionDenied
+from provd.model import (
+    Job,
+    JobPage,
+    JobQuery,
+    JobStatus,
+    JobType,
+    JobUpdate,
+    LogLevel,
+    LogLine,
+    LogSource,
+    NewJob,
+    NewLogLine,
+    PendingSummary,
+    Queue,
+    QueuePosition,
+    StoredFile,
+    WorkspaceRef,
+    tags_key,
+)
+
+JOB_COLUMNS = (
+    "seq, id, type, provisioner, organization, tags, file_hash, initiator_id, initiator_name,"
+    " priority, input, trace_metadata, created_at, updated_at, started_at, canceled_at,"
+    " completed_at, worker_id, error, error_code, result, readme, template_variables,"
+    " logs_overflowed, workspace_id, workspace_owner_id, workspace_transition,"
+    " workspace_owner_groups, daily_cost"
+)
+PENDING = "started_at IS NULL AND completed_at IS NULL"
+RUNNING = "started_at IS NOT NULL AND completed_at IS NULL"
+STATUS_CONDITIONS: dict[JobStatus, str] = {
+    JobStatus.PENDING: PENDING,
+    JobStatus.RUNNING: f"{RUNNING} AND canceled_at IS NULL",
+    JobStatus.CANCELING: "completed_at IS NULL AND canceled_at IS NOT NULL",
+    JobStatus.SUCCEEDED: "completed_at IS NOT NULL AND error = '' AND canceled_at IS NULL",
+    JobStatus.FAILED: "completed_at IS NOT NULL AND error != ''",
+    JobStatus.CANCELED: "completed_at IS NOT NULL AND error = '' AND canceled_at IS NOT NULL",
+}
+FAILED_WITHOUT_REASON = "the daemon failed the job without giving a reason"
+LOGS_TRUNCATED = (
+    "Logs truncated: this job wrote more than {limit} bytes of log output;"
+    " later lines were dropped."
+)
+
+
+def job_from_row(row: sqlite3.Row) -> Job:
+    workspace = None
+    if row["workspace_id"] is not None:
+        workspace = WorkspaceRef(
+            workspace_id=row["workspace_id"],
+            owner_id=row["workspace_owner_id"],
+            transition=row["workspace_transition"],
+            owner_groups=tuple(json.loads(row["workspace_owner_groups"])),
+        )
+    return Job(
+        id=row["id"],
+        seq=row["seq"],
+        type=JobType(row["type"]),
+        provisioner=row["provisioner"],
+        organization=row["organization"],
+        tags=json.loads(row["tags"]),
+        file_hash=row["file_hash"],
+        initiator_id=row["initiator_id"],
+        initiator_name=row["initiator_name"],
+        priority=row["priority"],
+        input=row["input"],
+        trace_metadata=json.loads(row["trace_metadata"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        canceled_at=row["canceled_at"],
+        completed_at=row["completed_at"],
+        worker_id=row["worker_id"],
+        error=row["error"],
+        error_code=row["error_code"],
+        result=row["result"],
+        readme=row["readme"],
+        template_variables=row["template_variables"],
+        logs_overflowed=bool(row["logs_overflowed"]),
+        workspace=workspace,
+        daily_cost=row["daily_cost"],
+    )
+
+
+def log_from_row(row: sqlite3.Row) -> LogLine:
+    return LogLine(
+        id=row["id"],
+        job_id=row["job_id"],
+        created_at=row["created_at"],
+        source=LogSource(row["source"]),
+        level=LogLevel(row["level"]),
+        stage=row["stage"],
+        output=row["output"],
+    )
+
+
+def _one_job(cursor: sqlite3.Cursor) -> Job | None:
+    row = cursor.fetchone()
+    return None if row is None else job_from_row(row)
+
+
+def _job_or_raise(cursor: sqlite3.Cursor) -> Job:
+    job = _one_job(cursor)
+    assert job is not None, "a checked job vanished inside its transaction"
+    return job
+
+
+# -- files ---------------------------------------------------------------------
+
+
+def file_info(conn: sqlite3.Connection, file_hash: str) -> StoredFile | None:
+    row = conn.execute(
+        "SELECT hash, size, mimetype, created_at FROM files WHERE hash = ?", (file_hash,)
+    ).fetchone()
+    return None if row is None else StoredFile(*row)
+
+
+def put_file(
+    conn: sqlite3.Connection, file_hash: str, data: bytes, mimetype: str, now: int
+) -> StoredFile:
+    conn.execute(
+        "INSERT INTO files (hash, size, mimetype, data, created_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (hash) DO NOTHING",
+        (file_hash, len(data), mimetype, data, now),
+    )
+    stored = file_info(conn, file_hash)
+    assert stored is not None
+    return stored
+
+
+def file_data(conn: sqlite3.Connection, file_hash: str) -> bytes | None:
+    row = conn.execute("SELECT data FROM files WHERE hash = ?", (file_hash,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+# -- jobs ----------------------------------------------------------------------
+
+
+def select_job(conn: sqlite3.Connection, job_id: str) -> Job | None:
+    return _one_job(conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)))
+
+
+def create_job(conn: sqlite3.Connection, job: NewJob, logs: Sequence[NewLogLine], now: int) -> Job:
+    if conn.execute("SELECT 1 FROM files WHERE hash = ?", (job.file_hash,)).fetchone() is None:
+        raise NotFound(f"fileHash: no file {job.file_hash} has been uploaded")
+    key = tags_key(job.tags)
+    ws = job.workspace
+    created = _job_or_raise(
+        conn.execute(
+            "INSERT INTO jobs (id, type, provisioner, organization, tags, file_hash, initiator_id,"
+            " initiator_name, priority, input, trace_metadata, created_at, updated_at,"
+            " workspace_id, workspace_owner_id, workspace_transition, workspace_owner_groups)"
+            f" VALUES ({', '.join('?' * 17)}) RETURNING {JOB_COLUMNS}",
+            (
+                job.id,
+                job.type.value,
+                job.provisioner,
+                job.organization,
+                key,
+                job.file_hash,
+                job.initiator_id,
+                job.initiator_name,
+                job.priority,
+                job.input,
+                json.dumps(dict(job.trace_metadata)),
+                now,
+                now,
+                ws.workspace_id if ws else None,
+                ws.owner_id if ws else None,
+                ws.transition if ws else None,
+                json.dumps(list(ws.owner_groups)) if ws else None,
+            ),
+        )
+    )
+    conn.execute(
+        "INSERT OR IGNORE INTO queues (organization, provisioner, tags) VALUES (?, ?, ?)",
+        (job.organization, job.provisioner, key),
+    )
+    insert_logs(conn, job.id, logs, now)
+    return created
+
+
+def list_jobs(conn: sqlite3.Connection, query: JobQuery) -> JobPage:
+    conditions: list[str] = []
+    params: list[Any] = []
+    if query.status is not None:
+        conditions.append(STATUS_CONDITIONS[query.status])
+    if query.organization:
+        conditions.append("organization = ?")
+        params.append(query.organization)
+    if query.provisioner:
+        conditions.append("provisioner = ?")
+        params.append(query.provisioner)
+    for key, value in sorted(query.tags.items()):
+        conditions.append("EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE key = ? AND value = ?)")
+        params += [key, value]
+    if query.before_seq is not None:
+        conditions.append("seq < ?")
+        params.append(query.before_seq)
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    rows = conn.execute(
+        f"SELECT {JOB_COLUMNS} FROM jobs {where} ORDER BY seq DESC LIMIT ?",
+        [*params, query.limit + 1],
+    )
+    jobs = [job_from_row(row) for row in rows]
+    if len(jobs) > query.limit:
+        return JobPage(jobs[: query.limit], jobs[query.limit - 1].seq)
+    return JobPage(jobs, None)
+
+
+def cancel_job(conn: sqlite3.Connection, job_id: str, logs: Sequence[NewLogLine], now: int) -> Job:
+    canceled = _one_job(
+        conn.execute(
+            "UPDATE jobs SET canceled_at = :now, updated_at = :now,"
+            " completed_at = CASE WHEN started_at IS NULL THEN :now END"
+            " WHERE id = :id AND completed_at IS NULL AND canceled_at IS NULL"
+            f" RETURNING {JOB_COLUMNS}",
+            {"now": now, "id": job_id},
+        )
+    )
+    if canceled is not None:
+        insert_logs(conn, job_id, logs, now)
+        return canceled
+    job = select_job(conn, job_id)
+    if job is None:
+        raise NotFound(f"id: no job {job_id}")
+    if job.status.is_terminal:
+        raise FailedPrecondition(f"job {job_id} is already {job.status.value}")
+    return job  # already canceling
+
+
+def claim_job(
+    conn: sqlite3.Connection, queues: Sequence[Queue], worker_id: str, now: int
+) -> Job | None:
+    """One statement: start the best head among `queues`' pending jobs.
+
+    Each queue's head is one seek in `jobs_pending`, so the cost does not grow with
+    the number of pending jobs.
+    """
+    if not queues:
+        return None
+    heads = " UNION ALL ".join(
+        "SELECT * FROM (SELECT seq, priority FROM jobs WHERE organization = ?"
+        f" AND provisioner = ? AND tags = ? AND {PENDING} ORDER BY priority DESC, seq LIMIT 1)"
+        for _ in queues
+    )
+    params: list[Any] = [now, now, worker_id]
+    for queue in queues:
+        params += [queue.organization, queue.provisioner, tags_key(queue.tags)]
+    return _one_job(
+        conn.execute(
+            "UPDATE jobs SET started_at = ?, updated_at = ?, worker_id = ?"
+            f" WHERE seq = (SELECT seq FROM ({heads}) ORDER BY priority DESC, seq LIMIT 1)"
+            f" AND {PENDING} RETURNING {JOB_COLUMNS}",
+            params,
+        )
+    )
+
+
+def pending_queues(conn: sqlite3.Connection) -> list[Queue]:
+    rows = conn.execute("SELECT organization, provisioner, tags FROM queues")
+    return [Queue(org, prov, json.loads(tags)) for org, prov, tags in rows]
+
+
+def queue_position(conn: sqlite3.Connection, job: Job) -> QueuePosition:
+    queue_sql = f"FROM jobs WHERE organization = ? AND provisioner = ? AND tags = ? AND {PENDING}"
+    queue_params = (job.organization, job.provisioner, tags_key(job.tags))
+    (ahead,) = conn.execute(
+        f"SELECT COUNT(*) {queue_sql} AND (priority > ? OR (priority = ? AND seq < ?))",
+        (*queue_params, job.priority, job.priority, job.seq),
+    ).fetchone()
+    (size,) = conn.execute(f"SELECT COUNT(*) {queue_sql}", queue_params).fetchone()
+    return QueuePosition(ahead + 1, size)
+
+
+def pending_summary(conn: sqlite3.Connection) -> list[PendingSummary]:
+    summaries = []
+    for queue in pending_queues(conn):
+        count, oldest = conn.execute(
+            "SELECT COUNT(*), MIN(created_at) FROM jobs WHERE organization = ?"
+            f" AND provisioner = ? AND tags = ? AND {PENDING}",
+            (queue.organization, queue.provisioner, tags_key(queue.tags)),
+        ).fetchone()
+        if count:
+            summaries.append(PendingSummary(queue, count, oldest))
+    return summaries
+
+
+# -- the daemon protocol ------------------------------------------------------------
+
+
+def held_job(conn: sqlite3.Connection, job_id: str, worker_id: str) -> Job:
+    """The job, if `worker_id` holds it and it is still running; else the error to send."""
+    job = select_job(conn, job_id)
+    if job is None:
+        raise NotFound(f"jobId: no job {job_id}")
+    if job.worker_id != worker_id or job.started_at is None:
+        raise PermissionDenied(f"jobId: job {job_id} is not held by this daemon")
+    if job.completed_at is not None:
+        raise FailedPrecondition(f"jobId: job {job_id} is already {job.status.value}")
+    return job
+
+
+def release_job(
+    conn: sqlite3.Connection, job_id: str, worker_id: str, logs: Sequence[NewLogLine], now: int
+) -> Job | None:
+    """Undo a claim whose job never reached the daemon: back to pending, keeping its
+    place (seq) at the head of its queue; a job canceled meanwhile ends canceled."""
+    released = _one_job(
+        conn.execute(
+            "UPDATE jobs SET started_at = NULL, worker_id = NULL, updated_at = :now,"
+            " completed_at = CASE WHEN canceled_at IS NOT NULL THEN :now END"
+            f" WHERE id = :id AND worker_id = :worker AND {RUNNING} RETURNING {JOB_COLUMNS}",
+            {"now": now, "id": job_id, "worker": worker_id},
+        )
+    )
+    if released is not None:
+        insert_logs(conn, job_id, logs, now)
+    return released
+
+
+def update_job(
+    conn: sqlite3.Connection, job_id: str, worker_id: str, update: JobUpdate, now: int
+) -> Job:
+    held_job(conn, job_id, worker_id)
+    insert_logs(conn, job_id, update.logs, now, limit_bytes=update.log_limit_bytes)
+    return _job_or_raise(
+        conn.execute(
+            "UPDATE jobs SET updated_at = ?, readme = COALESCE(?, readme),"
+            " template_variables = COALESCE(?, template_variables)"
+            f" WHERE id = ? RETURNING {JOB_COLUMNS}",
+            (now, update.readme, update.template_variables, job_id),
+        )
+    )
+
+
+def complete_job(
+    conn: sqlite3.Connection, job_id: str, worker_id: str, result: bytes, now: int
+) -> Job:
+    held_job(conn, job_id, worker_id)
+    return _job_or_raise(
+        conn.execute(
+            "UPDATE jobs SET completed_at = ?, updated_at = ?, result = ?"
+            f" WHERE id = ? RETURNING {JOB_COLUMNS}",
+            (now, now, result, job_id),
+        )
+    )
+
+
+def fail_job(
+    conn: sqlite3.Connection,
+    job_id: str,
+    worker_id: str,
+    error: str,
+    error_code: str,
+    result: bytes | None,
+    logs: Sequence[NewLogLine],
+    now: int,
+) -> Job:
+    held_job(conn, job_id, worker_id)
+    insert_logs(conn, job_id, logs, now)
+    # An empty error means "canceled" only for a job that was asked to cancel; on
+    # any other job it must still read as failed.
+    return _job_or_raise(
+        conn.execute(
+            "UPDATE jobs SET completed_at = :now, updated_at = :now, error_code = :code,"
+            " error = CASE WHEN :error = '' AND canceled_at IS NULL THEN :fallback ELSE :error END,"
+            f" result = COALESCE(:result, result) WHERE id = :id RETURNING {JOB_COLUMNS}",
+            {
+                "now": now,
+                "code": error_code,
+                "error": error,
+                "fallback": FAILED_WITHOUT_REASON,
+                "result": result,
+                "id": job_id,
+            },
+        )
+    )
+
+
+def fail_hung_jobs(
+    conn: sqlite3.Connection,
+    updated_before: int,
+    error: str,
+    error_code: str,
+    logs: Sequence[NewLogLine],
+    now: int,
+) -> list[Job]:
+    failed = [
+        job_from_row(row)
+        for row in conn.execute(
+            "UPDATE jobs SET completed_at = ?, updated_at = ?, error = ?, error_code = ?"
+            f" WHERE {RUNNING} AND updated_at < ? RETURNING {JOB_COLUMNS}",
+            (now, now, error, error_code, updated_before),
+        ).fetchall()
+    ]
+    for job in failed:
+        insert_logs(conn, job.id, logs, now)
+    return failed
+
+
+def fail_pending_jobs(
+    conn: sqlite3.Connection,
+    queue: Queue,
+    created_before: int,
+    error: str,
+    error_code: str,
+    logs: Sequence[NewLogLine],
+    now: int,
+) -> list[Job]:
+    failed = [
+        job_from_row(row)
+        for row in conn.execute(
+            "UPDATE jobs SET completed_at = ?, updated_at = ?, error = ?, error_code = ?"
+            f" WHERE organization = ? AND provisioner = ? AND tags = ? AND {PENDING}"
+            f" AND created_at < ? RETURNING {JOB_COLUMNS}",
+            (
+                now,
+                now,
+                error,
+                error_code,
+                queue.organization,
+                queue.provisioner,
+                tags_key(queue.tags),
+                created_before,
+            ),
+        ).fetchall()
+    ]
+    for job in failed:
+        insert_logs(conn, job.id, logs, now)
+    return failed
+
+
+def running_jobs_by_worker(conn: sqlite3.Connection) -> dict[str, str]:
+    rows = conn.execute(f"SELECT worker_id, id FROM jobs WHERE {RUNNING}")
+    return {worker_id: job_id for worker_id, job_id in rows}
+
+
+# -- logs ----------------------------------------------------------------------
+
+
+def read_logs(conn: sqlite3.Connection, job_id: str, after: int, limit: int) -> list[LogLine]:
+    rows = conn.execute(
+        "SELECT id, job_id, created_at, source, level, stage, output FROM job_logs"
+        " WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?",
+        (job_id, after, limit),
+    )
+    return [log_from_row(row) for row in rows]
+
+
+def append_logs(
+    conn: sqlite3.Connection, job_id: str, logs: Sequence[NewLogLine], now: int
+) -> list[LogLine]:
+    if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+        raise NotFound(f"jobId: no job {job_id}")
+    return insert_logs(conn, job_id, logs, now)
+
+
+def insert_logs(
+    conn: sqlite3.Connection,
+    job_id: str,
+    logs: Sequence[NewLogLine],
+    now: int,
+    *,
+    limit_bytes: int | None = None,
+) -> list[LogLine]:
+    """Append lines in order. With `limit_bytes`, a job whose output would exceed it
+    gets one marker line instead, and every later line is dropped."""
+    if not logs:
+        return []
+    if limit_bytes is not None:
+        used, overflowed = conn.execute(
+            "SELECT log_bytes, logs_overflowed FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        if overflowed:
+            return []
+        kept: list[NewLogLine] = []
+        for line in logs:
+            used += len(line.output)
+            if used > limit_bytes:
+                kept.append(
+                    NewLogLine(
+                        source=line.source,
+                        level=LogLevel.WARN,
+                        stage=line.stage,
+                        output=LOGS_TRUNCATED.format(limit=limit_bytes),
+                        created_at=line.created_at,
+                    )
+                )
+                conn.execute("UPDATE jobs SET logs_overflowed = 1 WHERE id = ?", (job_id,))
+                break
+            kept.append(line)
+        logs = kept
+    inserted = []
+    for line in logs:
+        created_at = line.created_at if line.created_at is not None else now
+        (log_id,) = conn.execute(
+            "INSERT INTO job_logs (job_id, created_at, source, level, stage, output)"
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            (job_id, created_at, int(line.source), int(line.level), line.stage, line.output),
+        ).fetchone()
+        inserted.append(
+            LogLine(log_id, job_id, created_at, line.source, line.level, line.stage, line.output)
+        )
+    conn.execute(
+        "UPDATE jobs SET log_count = log_count + ?, log_bytes = log_bytes + ? WHERE id = ?",
+        (len(inserted), sum(len(line.output) for line in inserted), job_id),
+    )
+    return inserted
