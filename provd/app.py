@@ -33,6 +33,7 @@ from provd.model import Queue
 from provd.reapers import reap_hung_jobs, reap_unroutable_jobs
 from provd.rpc.app import build_app
 from provd.scheduler import Scheduler
+from provd.store import Store
 from provd.store.sqlite import open_sqlite_store
 
 # hypercorn closes a connection after 1,000 requests by default, HTTP/2 included,
@@ -63,49 +64,68 @@ def hypercorn_config(settings: ServerSettings) -> Config:
 async def serve(
     settings: ServerSettings,
     *,
+    store: Store | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run provd until `shutdown_trigger` returns (or forever, until cancelled)."""
+    """Run provd until `shutdown_trigger` returns (or forever, until cancelled).
+
+    Without `store`, provd opens the SQLite file of `settings`; with one, it serves
+    that store and leaves opening and closing it to the caller.
+    """
     hypercorn_h2.apply()
-    async with open_sqlite_store(settings.db_path, synchronous=settings.synchronous) as store:  # type: ignore[arg-type]
-        events = JobEvents()
-        scheduler = Scheduler(store, poll_interval=settings.poll_interval_seconds)
-        registry = DaemonRegistry(store, heartbeat_interval=settings.heartbeat_interval_seconds)
+    if store is None:
+        async with open_sqlite_store(settings.db_path, synchronous=settings.synchronous) as opened:
+            await _serve_store(settings, opened, shutdown_trigger, task_status)
+    else:
+        await _serve_store(settings, store, shutdown_trigger, task_status)
 
-        def explain(queue: Queue) -> str | None:
-            return explain_unroutable(queue, registry.live_daemons())
 
-        jobs = Jobs(
-            store,
-            events,
-            settings.limits,
-            job_available=scheduler.job_available,
-            explain_unroutable=explain,
+async def _serve_store(
+    settings: ServerSettings,
+    store: Store,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None,
+    task_status: trio.TaskStatus[Running],
+) -> None:
+    events = JobEvents()
+    scheduler = Scheduler(store, poll_interval=settings.poll_interval_seconds)
+    registry = DaemonRegistry(store, heartbeat_interval=settings.heartbeat_interval_seconds)
+
+    def explain(queue: Queue) -> str | None:
+        return explain_unroutable(queue, registry.live_daemons())
+
+    jobs = Jobs(
+        store,
+        events,
+        settings.limits,
+        job_available=scheduler.job_available,
+        explain_unroutable=explain,
+    )
+    dispatcher = Dispatcher(store, scheduler, registry, events, settings.dispatch)
+    app = build_app(
+        store=store,
+        jobs=jobs,
+        dispatcher=dispatcher,
+        registry=registry,
+        admin_token=settings.admin_token,
+        daemon_psk=settings.daemon_psk,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run)
+        await nursery.start(registry.run)
+        nursery.start_soon(reap_hung_jobs, store, events, settings.reapers)
+        nursery.start_soon(reap_unroutable_jobs, store, registry, events, settings.reapers)
+
+        async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
+            await hypercorn_serve(
+                app,  # type: ignore[arg-type]  # hypercorn's ASGI types are stricter than ours
+                hypercorn_config(settings),
+                shutdown_trigger=shutdown_trigger or trio.sleep_forever,
+                task_status=task_status,
+            )
+            nursery.cancel_scope.cancel()  # served its last request: stop the rest
+
+        binds = await nursery.start(serve_http)
+        task_status.started(
+            Running(url=binds[0], db_path=str(settings.db_path), scheduler=scheduler)
         )
-        dispatcher = Dispatcher(store, scheduler, registry, events, settings.dispatch)
-        app = build_app(
-            store=store,
-            jobs=jobs,
-            dispatcher=dispatcher,
-            registry=registry,
-            admin_token=settings.admin_token,
-            daemon_psk=settings.daemon_psk,
-        )
-        async with trio.open_nursery() as nursery:
-            await nursery.start(scheduler.run)
-            await nursery.start(registry.run)
-            nursery.start_soon(reap_hung_jobs, store, events, settings.reapers)
-            nursery.start_soon(reap_unroutable_jobs, store, registry, events, settings.reapers)
-
-            async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
-                await hypercorn_serve(
-                    app,  # type: ignore[arg-type]  # hypercorn's ASGI types are stricter than ours
-                    hypercorn_config(settings),
-                    shutdown_trigger=shutdown_trigger or trio.sleep_forever,
-                    task_status=task_status,
-                )
-                nursery.cancel_scope.cancel()  # served its last request: stop the rest
-
-            binds = await nursery.start(serve_http)
-            task_status.started(Running(url=binds[0], db_path=str(store.path), scheduler=scheduler))

@@ -82,7 +82,7 @@ def serve_command(
         or load_or_create_secret(secret_path(db_path, ADMIN_TOKEN_FILE)),
         daemon_psk=os.environ.get("PROVD_DAEMON_PSK")
         or load_or_create_secret(secret_path(db_path, DAEMON_PSK_FILE)),
-        synchronous=durability,
+        synchronous="normal" if durability == "normal" else "full",
         limits=JobLimits(upload_max_bytes=upload_max_mib * MiB),
         shutdown_grace_seconds=shutdown_grace,
     )

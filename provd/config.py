@@ -13,6 +13,7 @@ from pathlib import Path
 from provd.dispatch import DispatchLimits
 from provd.jobs import JobLimits
 from provd.reapers import ReaperSettings
+from provd.store.sqlite import Synchronous
 
 DEFAULT_LISTEN = "127.0.0.1:8420"
 DEFAULT_URL = "http://127.0.0.1:8420"
@@ -43,7 +44,7 @@ class ServerSettings:
     admin_token: str = ""
     daemon_psk: str = ""
     # "normal" trades the last transactions before a power cut for speed.
-    synchronous: str = "full"
+    synchronous: Synchronous = "full"
     limits: JobLimits = field(default_factory=JobLimits)
     dispatch: DispatchLimits = field(default_factory=DispatchLimits)
     reapers: ReaperSettings = field(default_factory=ReaperSettings)

@@ -7,6 +7,7 @@ every few seconds, so a heartbeat never costs a write of its own.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import trio
 
+from provd.errors import StoreClosed
 from provd.model import Daemon, now_ms
 from provd.store import Store
 
@@ -104,7 +106,7 @@ class DaemonRegistry:
                 await trio.sleep(self._flush_interval)
                 await self._flush()
         finally:
-            with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True), contextlib.suppress(StoreClosed):
                 await self._flush()
 
     async def _flush(self) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -13,6 +14,9 @@ import trio
 from provd.app import Running, serve
 from provd.config import ServerSettings
 from provd.jobs import JobLimits, MiB
+from provd.scheduler import Scheduler
+from provd.store import Store
+from provd.store.sqlite import open_sqlite_store
 
 ADMIN_TOKEN = "test-admin-token"
 DAEMON_PSK = "test-daemon-psk"
@@ -23,10 +27,11 @@ class Server:
     url: str
     db_path: Path
     settings: ServerSettings
+    scheduler: Scheduler
 
 
-def server_settings(db_path: Path, **overrides: object) -> ServerSettings:
-    defaults: dict[str, object] = {
+def server_settings(db_path: Path, **overrides: Any) -> ServerSettings:
+    defaults: dict[str, Any] = {
         "listen": "127.0.0.1:0",
         "db_path": db_path,
         "admin_token": ADMIN_TOKEN,
@@ -35,12 +40,44 @@ def server_settings(db_path: Path, **overrides: object) -> ServerSettings:
         "shutdown_grace_seconds": 0.5,
     }
     defaults.update(overrides)
-    return ServerSettings(**defaults)  # type: ignore[arg-type]
+    return ServerSettings(**defaults)
+
+
+ServerFactory = Callable[..., Awaitable[Server]]
 
 
 @pytest.fixture
-async def server(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Server]:
-    """provd serving in this test's nursery; cancelled when the test ends."""
-    settings = server_settings(tmp_path / "provd.db")
-    running: Running = await nursery.start(partial(serve, settings))
-    yield Server(url=running.url, db_path=settings.db_path, settings=settings)
+async def make_server(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[ServerFactory]:
+    """Start provd in this test's nursery with settings overrides; optionally wrap
+    its (real) store, e.g. to hold a claim at a chosen moment."""
+
+    async def start(
+        *, wrap_store: Callable[[Store], Store] | None = None, **overrides: Any
+    ) -> Server:
+        settings = server_settings(tmp_path / f"provd-{len(started)}.db", **overrides)
+        if wrap_store is None:
+            running: Running = await nursery.start(partial(serve, settings))
+        else:
+            running = await nursery.start(_serve_wrapped, settings, wrap_store)
+        server = Server(running.url, settings.db_path, settings, running.scheduler)
+        started.append(server)
+        return server
+
+    started: list[Server] = []
+    yield start
+
+
+async def _serve_wrapped(
+    settings: ServerSettings,
+    wrap_store: Callable[[Store], Store],
+    task_status: trio.TaskStatus[Running],
+) -> None:
+    """serve() on a wrapped store that outlives it, as serve's own store would."""
+    async with open_sqlite_store(settings.db_path) as store:
+        await serve(settings, store=wrap_store(store), task_status=task_status)
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> Server:
+    """provd with the test defaults, serving in this test's nursery."""
+    return await make_server()

@@ -56,6 +56,11 @@ def job_to_pb(view: JobView) -> pb.Job:
     getattr(message, job.type.value).MergeFromString(job.input)
     if job.result is not None:
         message.result.MergeFromString(job.result)
+    if job.readme is not None:
+        message.result.readme = job.readme
+    if job.template_variables is not None:
+        # Stored as a JobResult holding only the variables.
+        message.result.MergeFromString(job.template_variables)
     return message
 
 

@@ -105,6 +105,22 @@ def new_job_from_pb(request: pb.CreateJobRequest) -> NewJob:
         priority=request.priority,
         input=job_input.SerializeToString(deterministic=True),
         trace_metadata=validate.string_map(request.trace_metadata, "traceMetadata"),
+        workspace=_workspace_ref(request.workspace_build)
+        if job_type is JobType.WORKSPACE_BUILD
+        else None,
+    )
+
+
+def _workspace_ref(build: pb.WorkspaceBuildInput) -> model.WorkspaceRef | None:
+    """What quota accounting needs, from a build's metadata; None without a workspace id."""
+    metadata = build.metadata
+    if not metadata.workspace_id:
+        return None
+    return model.WorkspaceRef(
+        workspace_id=metadata.workspace_id,
+        owner_id=metadata.workspace_owner_id,
+        transition=metadata.workspace_transition,
+        owner_groups=tuple(metadata.workspace_owner_groups),
     )
 
 

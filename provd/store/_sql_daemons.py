@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Mapping
 
 from provd.errors import FailedPrecondition
-from provd.model import Allowance, Daemon, DaemonRecord, QuotaDecision
+from provd.model import Allowance, Daemon, DaemonRecord, JobType, QuotaDecision
 from provd.store._sql_jobs import held_job
 
 DESTROY = 2  # provisioner.WorkspaceTransition.DESTROY
@@ -135,9 +135,14 @@ def commit_quota(
     """Allow the build's cost unless it would take its owner over budget while not
     lowering the workspace's cost; record it when allowed."""
     job = held_job(conn, job_id, worker_id)
-    if job.workspace is None:
+    if job.type is not JobType.WORKSPACE_BUILD:
         raise FailedPrecondition(
             f"jobId: job {job_id} is a {job.type.value}; only workspace builds commit quota"
+        )
+    if job.workspace is None:
+        raise FailedPrecondition(
+            f"jobId: job {job_id} has no workspaceId in its metadata, so its cost cannot be"
+            " accounted to a workspace"
         )
     ws = job.workspace
     limit = budget(conn, job.organization, ws.owner_id, ws.owner_groups)

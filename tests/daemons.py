@@ -1,0 +1,148 @@
+"""Test-side provisioner daemons: real clients over HTTP/2, run in worker threads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import trio
+from connectrpc.protocol import ProtocolType
+
+from provd.client import AcquireRequests, call, daemon_client, job_client
+from provd.gen.provd.v1 import jobs_pb2 as pb
+from provd.gen.provisionerd import provisionerd_pb2 as pd
+from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+from tests.archives import MAIN_TF, make_tar
+from tests.conftest import ADMIN_TOKEN, DAEMON_PSK, Server
+
+# Streams block a worker thread each: allow many more than trio's default 40.
+STREAM_THREADS = trio.CapacityLimiter(200)
+
+
+@dataclass(eq=False)
+class Acquisition:
+    """One AcquireJobWithCancel stream: every response it got, and whether it ended."""
+
+    requests: AcquireRequests = field(default_factory=AcquireRequests)
+    responses: list[pd.AcquiredJob] = field(default_factory=list)
+    error: Exception | None = None
+    ended: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def job_id(self) -> str:
+        assert len(self.responses) == 1, self.responses
+        return self.responses[0].job_id
+
+    async def wait(self, timeout: float = 10) -> pd.AcquiredJob:
+        """The stream's one response (it must end with exactly one)."""
+        with trio.fail_after(timeout):
+            await self.ended.wait()
+        if self.error is not None:
+            raise self.error
+        assert len(self.responses) == 1, f"expected exactly one response, got {self.responses}"
+        return self.responses[0]
+
+
+class TestDaemon:
+    """A daemon identity with a client; `acquire` opens one stream."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(
+        self,
+        server: Server,
+        name: str,
+        *,
+        provisioners: Sequence[str] = ("echo",),
+        tags: Mapping[str, str] | None = None,
+        organization: str = "",
+        protocol: ProtocolType = ProtocolType.CONNECT,
+    ) -> None:
+        self.name = name
+        self.client: ProvisionerDaemonClientSync = daemon_client(
+            server.url,
+            DAEMON_PSK,
+            name=name,
+            provisioners=provisioners,
+            tags=tags,
+            organization=organization,
+            protocol=protocol,
+        )
+
+    async def acquire(self, nursery: trio.Nursery) -> Acquisition:
+        """Open a stream in the background; returns at once."""
+        acquisition = Acquisition()
+        nursery.start_soon(self._run, acquisition)
+        return acquisition
+
+    async def _run(self, acquisition: Acquisition) -> None:
+        def consume() -> None:
+            try:
+                for message in self.client.acquire_job_with_cancel(acquisition.requests):
+                    acquisition.responses.append(message)
+            except Exception as error:  # reported by Acquisition.wait
+                acquisition.error = error
+            finally:
+                acquisition.requests.close()
+
+        try:
+            await trio.to_thread.run_sync(consume, limiter=STREAM_THREADS, abandon_on_cancel=True)
+        finally:
+            acquisition.ended.set()
+
+    async def update(self, job_id: str, **fields: object) -> pd.UpdateJobResponse:
+        return await call(self.client.update_job, pd.UpdateJobRequest(job_id=job_id, **fields))
+
+    async def complete(self, job_id: str, **result: object) -> None:
+        if not result:
+            result = {"template_import": pd.CompletedJob.TemplateImport()}
+        await call(self.client.complete_job, pd.CompletedJob(job_id=job_id, **result))
+
+    async def fail(self, job_id: str, error: str = "", **fields: object) -> None:
+        await call(self.client.fail_job, pd.FailedJob(job_id=job_id, error=error, **fields))
+
+
+class Jobs:
+    """The job API as tests use it."""
+
+    def __init__(self, server: Server) -> None:
+        self.client = job_client(server.url, ADMIN_TOKEN)
+        self._file_hash = ""
+
+    async def file_hash(self) -> str:
+        if not self._file_hash:
+            uploaded = await call(
+                self.client.upload_file, pb.UploadFileRequest(data=make_tar(MAIN_TF))
+            )
+            self._file_hash = uploaded.hash
+        return self._file_hash
+
+    async def create(self, kind: str = "template_import", **fields: object) -> pb.Job:
+        inputs = {
+            "template_import": pb.TemplateImportInput(),
+            "workspace_build": pb.WorkspaceBuildInput(workspace_name="ws"),
+            "template_dry_run": pb.TemplateDryRunInput(),
+        }
+        fields.setdefault("provisioner", "echo")
+        fields.setdefault(kind, inputs[kind])
+        return await call(
+            self.client.create_job, pb.CreateJobRequest(file_hash=await self.file_hash(), **fields)
+        )
+
+    async def get(self, job_id: str) -> pb.Job:
+        return await call(self.client.get_job, pb.GetJobRequest(id=job_id))
+
+    async def cancel(self, job_id: str) -> pb.Job:
+        return await call(self.client.cancel_job, pb.CancelJobRequest(id=job_id))
+
+    async def logs(self, job_id: str) -> list[pb.JobLog]:
+        return await call(
+            lambda: list(self.client.stream_job_logs(pb.StreamJobLogsRequest(id=job_id)))
+        )
+
+
+async def wait_until(predicate, timeout: float = 10, interval: float = 0.01) -> None:  # type: ignore[no-untyped-def]
+    """Poll `predicate` (sync) until true; a hang guard, not a timing assertion."""
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(interval)

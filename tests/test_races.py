@@ -1,0 +1,215 @@
+"""The races of AcquireJobWithCancel, forced deterministically where they matter:
+a cancel that arrives while a job is being locked, a daemon that vanishes after
+its job was locked, and a storm of daemons and jobs."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+
+import trio
+
+from provd.gen.provd.v1 import jobs_pb2 as pb
+from provd.model import Job, Queue
+from provd.store import Store
+from tests.daemons import Acquisition, Jobs, TestDaemon, wait_until
+from tests.raw_h2 import VanishingDaemon
+
+
+class GatedStore:
+    """The real store, except that a claim can be held after it locked its job and
+    before the scheduler learns of it: the exact moment the races are about."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+        self.hold_claims = False
+        self.claim_locked = trio.Event()
+        self.let_claim_return = trio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def claim_job(self, queues: Sequence[Queue], worker_id: str) -> Job | None:
+        job = await self._inner.claim_job(queues, worker_id)
+        if self.hold_claims and job is not None:
+            self.claim_locked.set()
+            with trio.CancelScope(shield=True):  # a real claim, once made, completes
+                await self.let_claim_return.wait()
+        return job
+
+
+async def gated_server(make_server) -> tuple[object, GatedStore]:  # type: ignore[no-untyped-def]
+    gates: list[GatedStore] = []
+
+    def wrap(store: Store) -> Store:
+        gates.append(GatedStore(store))
+        return gates[0]  # type: ignore[return-value]
+
+    server = await make_server(wrap_store=wrap)
+    return server, gates[0]
+
+
+async def test_cancel_while_the_job_is_being_locked_still_sends_the_job(
+    make_server, nursery: trio.Nursery
+) -> None:  # type: ignore[no-untyped-def]
+    server, gate = await gated_server(make_server)
+    jobs = Jobs(server)
+    daemon = TestDaemon(server, "d1")
+    acquisition = await daemon.acquire(nursery)
+    await wait_until(lambda: server.scheduler.statistics().waiters == 1)
+    gate.hold_claims = True
+    job = await jobs.create()
+    with trio.fail_after(10):
+        await gate.claim_locked.wait()
+    acquisition.requests.cancel()  # arrives while the job is locked but not yet handed over
+    await trio.sleep(0.2)  # let the server read the cancel before the claim returns
+    assert not acquisition.ended.is_set()
+    gate.let_claim_return.set()
+    acquired = await acquisition.wait()
+    assert acquired.job_id == job.id  # the job won the race: the daemon must run it
+    held = await jobs.get(job.id)
+    assert held.status == pb.JOB_STATUS_RUNNING
+    await daemon.complete(job.id)
+    assert (await jobs.get(job.id)).status == pb.JOB_STATUS_SUCCEEDED
+
+
+async def test_daemon_vanishing_after_its_job_was_locked_returns_the_job(
+    make_server, nursery: trio.Nursery
+) -> None:  # type: ignore[no-untyped-def]
+    server, gate = await gated_server(make_server)
+    jobs = Jobs(server)
+    ghost = VanishingDaemon(server.url, "ghost")
+    await ghost.open_acquire()
+    await wait_until(lambda: server.scheduler.statistics().waiters == 1)
+    gate.hold_claims = True
+    job = await jobs.create()
+    with trio.fail_after(10):
+        await gate.claim_locked.wait()
+    assert (await jobs.get(job.id)).status == pb.JOB_STATUS_RUNNING  # locked for the ghost
+    await ghost.vanish()
+    await trio.sleep(0.2)  # let the server notice the connection is gone
+    gate.hold_claims = False
+    gate.let_claim_return.set()
+    # Nothing was sent, so nothing ran: the job is pending again, and says why.
+    with trio.fail_after(10):
+        while (await jobs.get(job.id)).status != pb.JOB_STATUS_PENDING:
+            await trio.sleep(0.02)
+    lines = [line.output for line in await jobs.logs(job.id)]
+    assert any("went away before" in line for line in lines), lines
+    # ... and it is first in line for the next daemon.
+    later = await jobs.create()
+    acquired = await (await TestDaemon(server, "d2").acquire(nursery)).wait()
+    assert acquired.job_id == job.id
+    assert (await jobs.get(later.id)).status == pb.JOB_STATUS_PENDING
+
+
+async def test_job_handed_over_belongs_to_the_daemon_even_if_it_vanishes(
+    server, nursery: trio.Nursery
+) -> None:  # type: ignore[no-untyped-def]
+    """Once sent, a job is never re-delivered (terraform is not idempotent)."""
+    jobs = Jobs(server)
+    job = await jobs.create()
+    acquired = await (await TestDaemon(server, "d1").acquire(nursery)).wait()
+    assert acquired.job_id == job.id
+    other = await TestDaemon(server, "d2").acquire(nursery)
+    await wait_until(lambda: server.scheduler.statistics().waiters == 1)
+    await trio.sleep(0.2)
+    assert not other.ended.is_set()
+    assert (await jobs.get(job.id)).status == pb.JOB_STATUS_RUNNING
+    other.requests.cancel()
+    assert (await other.wait()).job_id == ""
+
+
+async def test_cancel_racing_job_creation_never_loses_a_job(server, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
+    """Random interleavings: each stream answers once; a job is either delivered to the
+    stream that got it (and held by it) or still pending, never locked for nobody."""
+    rng = random.Random(7)
+    jobs = Jobs(server)
+    daemon = TestDaemon(server, "racer")
+    drain = TestDaemon(server, "drain")
+    created: list[str] = []
+    delivered: list[str] = []
+    outcomes: Counter[str] = Counter()
+    for _ in range(25):
+        acquisition = await daemon.acquire(nursery)
+        await wait_until(lambda: server.scheduler.statistics().waiters == 1)
+
+        async def create() -> None:
+            await trio.sleep(rng.random() * 0.01)
+            created.append((await jobs.create()).id)
+
+        async def cancel(acquisition: Acquisition = acquisition) -> None:
+            await trio.sleep(rng.random() * 0.01)
+            acquisition.requests.cancel()
+
+        async with trio.open_nursery() as race:
+            race.start_soon(create)
+            race.start_soon(cancel)
+        answer = await acquisition.wait()
+        if answer.job_id:
+            outcomes["job"] += 1
+            assert answer.job_id == created[-1]
+            assert (await jobs.get(answer.job_id)).status == pb.JOB_STATUS_RUNNING
+            await daemon.complete(answer.job_id)
+        else:
+            # The cancel won: the job was never locked for anyone and is still pending.
+            outcomes["empty"] += 1
+            assert (await jobs.get(created[-1])).status == pb.JOB_STATUS_PENDING
+            answer = await (await drain.acquire(nursery)).wait()
+            assert answer.job_id == created[-1]
+            await drain.complete(answer.job_id)
+        delivered.append(answer.job_id)
+    assert delivered == created
+    assert sum(outcomes.values()) == 25
+
+
+async def test_storm_of_daemons_and_jobs(server, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
+    """50 daemons x 500 jobs: every job delivered exactly once, every stream answered
+    exactly once."""
+    daemons, total = 50, 500
+    jobs = Jobs(server)
+    await jobs.file_hash()
+    received: Counter[str] = Counter()
+    answers_per_stream: list[int] = []
+    open_streams: set[Acquisition] = set()
+    done = trio.Event()
+
+    async def work(daemon: TestDaemon) -> None:
+        while True:
+            acquisition = await daemon.acquire(nursery)
+            open_streams.add(acquisition)
+            try:
+                answer = await acquisition.wait(timeout=60)
+            finally:
+                open_streams.discard(acquisition)
+                answers_per_stream.append(len(acquisition.responses))
+            if not answer.job_id:
+                return  # canceled at the end of the storm
+            received[answer.job_id] += 1
+            await daemon.complete(answer.job_id)
+            if sum(received.values()) == total:
+                done.set()
+
+    created: list[str] = []
+
+    async def create_all() -> None:
+        for _ in range(total):
+            created.append((await jobs.create()).id)
+
+    fleet = [TestDaemon(server, f"storm-{i}") for i in range(daemons)]
+    async with trio.open_nursery() as storm:
+        for daemon in fleet:
+            storm.start_soon(work, daemon)
+        storm.start_soon(create_all)
+        with trio.fail_after(120):
+            await done.wait()
+        # Everyone still waiting gets exactly one (empty) answer to CancelAcquire.
+        await wait_until(lambda: server.scheduler.statistics().waiters == daemons, timeout=30)
+        for acquisition in list(open_streams):
+            acquisition.requests.cancel()
+    assert len(created) == total
+    assert sorted(received) == sorted(created)
+    assert set(received.values()) == {1}
+    assert set(answers_per_stream) == {1}
+    assert len(answers_per_stream) == total + daemons
