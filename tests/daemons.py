@@ -125,9 +125,9 @@ class Jobs:
         }
         fields.setdefault("provisioner", "echo")
         fields.setdefault(kind, inputs[kind])
-        return await call(
-            self.client.create_job, pb.CreateJobRequest(file_hash=await self.file_hash(), **fields)
-        )
+        if "file_hash" not in fields:
+            fields["file_hash"] = await self.file_hash()
+        return await call(self.client.create_job, pb.CreateJobRequest(**fields))
 
     async def get(self, job_id: str) -> pb.Job:
         return await call(self.client.get_job, pb.GetJobRequest(id=job_id))

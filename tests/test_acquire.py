@@ -142,3 +142,28 @@ async def test_deprecated_acquire_job_long_polls(make_server, nursery: trio.Nurs
     job = await Jobs(server).create()
     acquired = await call(daemon.client.acquire_job, pd.Empty())
     assert acquired.job_id == job.id and acquired.template_source_archive
+
+
+async def test_job_over_the_payload_cap_fails_and_the_daemon_gets_the_next(
+    make_server,  # type: ignore[no-untyped-def]
+    nursery: trio.Nursery,
+) -> None:
+    from dataclasses import replace
+
+    from provd.client import call
+    from provd.dispatch import DispatchLimits
+
+    server = await make_server(dispatch=replace(DispatchLimits(), payload_max_bytes=64 * 1024))
+    jobs = Jobs(server)
+    big = await call(
+        jobs.client.upload_file,
+        pb.UploadFileRequest(data=make_tar({"blob.bin": bytes(range(256)) * 512})),
+    )
+    too_big = await jobs.create(file_hash=big.hash)
+    fits = await jobs.create()
+    acquired = await (await TestDaemon(server, "d1").acquire(nursery)).wait()
+    assert acquired.job_id == fits.id
+    failed = await jobs.get(too_big.id)
+    assert failed.status == pb.JOB_STATUS_FAILED
+    assert failed.error_code == "PAYLOAD_TOO_LARGE"
+    assert "over the 65536 bytes" in failed.error
