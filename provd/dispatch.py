@@ -164,7 +164,8 @@ class Dispatcher:
         logs = tuple(self._log_lines(request.logs))
         if request.template_variables:
             job = await self._store.get_job(job_id)
-            if job is not None and job.type is not JobType.TEMPLATE_IMPORT:
+            held = job is not None and job.is_held_by == daemon.id
+            if held and job is not None and job.type is not JobType.TEMPLATE_IMPORT:
                 raise InvalidArgument(
                     f"templateVariables: job {job_id} is a {job.type.value};"
                     " only template imports declare variables"
@@ -222,7 +223,7 @@ class Dispatcher:
         result = api.JobResult()
         getattr(result, kind).CopyFrom(getattr(request, kind))
         job = await self._store.get_job(job_id)
-        if job is not None and job.type.value != kind and job.worker_id == daemon.id:
+        if job is not None and job.is_held_by == daemon.id and job.type.value != kind:
             raise InvalidArgument(f"type: job {job_id} is a {job.type.value}, not a {kind}")
         await self._store.complete_job(
             job_id, daemon.id, result.SerializeToString(deterministic=True)

@@ -51,8 +51,7 @@ STATUS_CONDITIONS: dict[JobStatus, str] = {
 }
 FAILED_WITHOUT_REASON = "the daemon failed the job without giving a reason"
 LOGS_TRUNCATED = (
-    "Logs truncated: this job wrote more than {limit} bytes of log output;"
-    " later lines were dropped."
+    "Logs truncated: this job wrote more than {limit} bytes of log text; later lines were dropped."
 )
 
 
@@ -489,7 +488,7 @@ def insert_logs(
             return []
         kept: list[NewLogLine] = []
         for line in logs:
-            used += len(line.output)
+            used += _log_size(line)
             if used > limit_bytes:
                 kept.append(
                     NewLogLine(
@@ -517,6 +516,11 @@ def insert_logs(
         )
     conn.execute(
         "UPDATE jobs SET log_count = log_count + ?, log_bytes = log_bytes + ? WHERE id = ?",
-        (len(inserted), sum(len(line.output) for line in inserted), job_id),
+        (len(inserted), sum(_log_size(line) for line in inserted), job_id),
     )
     return inserted
+
+
+def _log_size(line: NewLogLine | LogLine) -> int:
+    """What a line costs against a job's log budget: its text in UTF-8 bytes."""
+    return len(line.output.encode()) + len(line.stage.encode())
