@@ -1,0 +1,162 @@
+"""Dispatch latency: how long a new job takes to reach a daemon that is already waiting.
+
+    .venv/bin/python bench/dispatch.py [--jobs 1000] [--daemons 4]
+
+A real provd server runs in this process on 127.0.0.1:0, with a temporary SQLite file
+and the durable defaults (synchronous=full). `--daemons` daemons each keep an
+AcquireJobWithCancel stream open over h2c; as soon as a stream answers, its daemon
+stamps the time and opens a new one. The jobs are then created one at a time through
+the job API (CreateJob over Connect), each only once a daemon is waiting (the
+scheduler's `waiters`) and after the previous job arrived, so every figure is one
+job's trip through an idle server:
+
+    create→received        from just before CreateJob is sent
+    created(ack)→received  from CreateJob's response; negative when the daemon had
+                           the job before the creator had its answer
+
+Both ends stamp `time.perf_counter()` in their own thread of this one process, so the
+clocks agree. Jobs are left running (the daemons never report back): only dispatch is
+measured. The first `--warmup` jobs (connections, caches) are not counted. The
+clients are provd.client's sync clients in worker threads (connectrpc's async client
+needs asyncio). The last line printed is one JSON object with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import tarfile
+import tempfile
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from provd.app import Running, serve
+from provd.client import AcquireRequests, daemon_client, job_client
+from provd.config import ServerSettings
+from provd.gen.provd.v1 import jobs_pb2 as pb
+from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+
+ADMIN_TOKEN = "bench-admin-token"
+DAEMON_PSK = "bench-daemon-psk"
+
+
+def template_tar() -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:") as archive:
+        content = b'resource "null_resource" "example" {}\n'
+        info = tarfile.TarInfo("main.tf")
+        info.size = len(content)
+        archive.addfile(info, io.BytesIO(content))
+    return out.getvalue()
+
+
+class Daemon:
+    """One daemon in a worker thread: a stream always open, reopened after each answer."""
+
+    def __init__(self, url: str, name: str, arrived: trio.MemorySendChannel[tuple[str, float]]):
+        self.client: ProvisionerDaemonClientSync = daemon_client(url, DAEMON_PSK, name=name)
+        self.arrived = arrived
+        self.stopping = threading.Event()
+        self.requests = AcquireRequests()
+
+    def run(self) -> None:
+        while True:
+            self.requests = requests = AcquireRequests()
+            if self.stopping.is_set():  # after publishing `requests`: see stop()
+                return
+            for acquired in self.client.acquire_job_with_cancel(requests):
+                received = time.perf_counter()
+                if acquired.job_id:
+                    trio.from_thread.run_sync(self.arrived.send_nowait, (acquired.job_id, received))
+            requests.close()
+
+    def stop(self) -> None:
+        """From the trio thread: the current stream gets CancelAcquire, no new one opens."""
+        self.stopping.set()
+        self.requests.cancel()
+
+
+def summarize(name: str, seconds: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in seconds)
+    cuts = statistics.quantiles(ms, n=100, method="inclusive")
+    row = {"p50": cuts[49], "p90": cuts[89], "p99": cuts[98], "max": ms[-1]}
+    print(f"{name:<24}{len(ms):>7}" + "".join(f"{v:>10.2f}" for v in row.values()))
+    return row
+
+
+async def bench(jobs: int, daemons: int, warmup: int) -> dict[str, object]:
+    stop_server = trio.Event()
+    with tempfile.TemporaryDirectory(prefix="provd-bench-") as tmp:
+        settings = ServerSettings(
+            listen="127.0.0.1:0",
+            db_path=Path(tmp) / "provd.db",
+            admin_token=ADMIN_TOKEN,
+            daemon_psk=DAEMON_PSK,
+        )
+        async with trio.open_nursery() as server_nursery:
+            running: Running = await server_nursery.start(
+                partial(serve, settings, shutdown_trigger=stop_server.wait)
+            )
+            scheduler = running.scheduler
+            client = job_client(running.url, ADMIN_TOKEN)
+            in_thread = partial(trio.to_thread.run_sync, limiter=trio.CapacityLimiter(daemons + 8))
+            upload = pb.UploadFileRequest(data=template_tar())
+            request = pb.CreateJobRequest(
+                provisioner="echo",
+                file_hash=(await in_thread(client.upload_file, upload)).hash,
+                template_import=pb.TemplateImportInput(),
+            )
+            send, arrivals = trio.open_memory_channel[tuple[str, float]](jobs + warmup)
+            pool = [Daemon(running.url, f"bench-{i}", send) for i in range(daemons)]
+            since_send: list[float] = []
+            since_ack: list[float] = []
+            async with trio.open_nursery() as daemon_nursery:
+                for daemon in pool:
+                    daemon_nursery.start_soon(in_thread, daemon.run)
+                for n in range(warmup + jobs):
+                    with trio.fail_after(10):
+                        while scheduler.statistics().waiters < 1:
+                            await trio.sleep(0.0005)
+                        sent = time.perf_counter()
+                        job = await in_thread(client.create_job, request)
+                        acked = time.perf_counter()
+                        job_id, received = await arrivals.receive()
+                    assert job_id == job.id, (job_id, job.id)  # one job in flight at a time
+                    if n >= warmup:
+                        since_send.append(received - sent)
+                        since_ack.append(received - acked)
+                for daemon in pool:
+                    daemon.stop()
+            stop_server.set()
+        assert arrivals.statistics().current_buffer_used == 0, "a job arrived twice"
+
+    print(f"dispatch latency over {jobs} jobs, {daemons} waiting daemons (ms)")
+    print(f"{'':<24}{'count':>7}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}")
+    sent_row = summarize("create→received", since_send)
+    ack_row = summarize("created(ack)→received", since_ack)
+    result: dict[str, object] = {"bench": "dispatch", "jobs": jobs, "daemons": daemons}
+    result.update({f"{k}_ms": round(v, 3) for k, v in sent_row.items()})
+    result.update({f"ack_{k}_ms": round(v, 3) for k, v in ack_row.items()})
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--daemons", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=20, help="jobs run first, not counted")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    result = trio.run(bench, args.jobs, args.daemons, args.warmup)
+    result["wall_s"] = round(time.perf_counter() - started, 2)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
