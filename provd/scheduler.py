@@ -208,6 +208,11 @@ class Scheduler:
         finally:
             if self._groups.get(group.key) is group:
                 del self._groups[group.key]
+            if group.wake.is_set():
+                # Woken for a job it no longer has a waiter for: pass the wake-up on,
+                # or the job would wait for the backup poll while another group idles.
+                for queue in self._matching_queues(group):
+                    self.job_available(queue)
 
     async def _claim_for(self, group: _Group) -> None:
         """Claim jobs for the group's waiters, oldest first, until the store has none."""
