@@ -111,10 +111,19 @@ class AcquireRequests:
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[CancelAcquire | None] = queue.SimpleQueue()
+        self._ended = False
 
     def __iter__(self) -> Iterator[CancelAcquire]:
-        while (item := self._queue.get()) is not None:
-            yield item
+        return self
+
+    def __next__(self) -> CancelAcquire:
+        if self._ended:
+            raise StopIteration
+        item = self._queue.get()
+        if item is None:
+            self._ended = True
+            raise StopIteration
+        return item
 
     def cancel(self) -> None:
         """Send CancelAcquire."""

@@ -1,0 +1,1 @@
+"""`provd daemon`: a reference provisioner daemon, in trio, with the `echo` provisioner."""

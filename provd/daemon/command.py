@@ -1,0 +1,170 @@
+"""The `provd daemon` command: flags and environment to `DaemonSettings`, signals
+to a graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from pathlib import Path
+
+import click
+import trio
+from connectrpc.errors import ConnectError
+
+from provd.config import DEFAULT_URL, default_db_path
+from provd.daemon.runner import DaemonSettings, run_daemon
+from provd.secrets import DAEMON_PSK_FILE, read_secret, secret_path
+
+
+def _parse_tags(values: tuple[str, ...]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for value in values:
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            key, sep, tag_value = item.partition("=")
+            if not sep or not key.strip():
+                raise click.BadParameter(f"{item!r} is not key=value", param_hint="--tag")
+            tags[key.strip()] = tag_value.strip()
+    return tags
+
+
+def _resolve_psk(psk: str | None, db_path: Path | None) -> str:
+    if psk:
+        return psk
+    path = secret_path((db_path or default_db_path()).expanduser(), DAEMON_PSK_FILE)
+    found = read_secret(path)
+    if found is None:
+        raise click.UsageError(
+            f"no daemon key: pass --psk, set PROVD_DAEMON_PSK, or run 'provd serve' on this"
+            f" machine first (it writes {path})"
+        )
+    return found
+
+
+@click.command("daemon")
+@click.option(
+    "--url",
+    envvar="PROVD_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="The provd server to take jobs from.",
+)
+@click.option(
+    "--psk",
+    envvar="PROVD_DAEMON_PSK",
+    default=None,
+    help="The daemon pre-shared key  [default: the daemon-psk file beside --db]",
+)
+@click.option(
+    "--db",
+    "db_path",
+    envvar="PROVD_DB",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where a local 'provd serve' keeps its database (to find the key).",
+)
+@click.option(
+    "--name",
+    envvar="PROVD_DAEMON_NAME",
+    default=None,
+    help="A stable name for this daemon  [default: the host name]",
+)
+@click.option(
+    "--provisioners",
+    envvar="PROVD_DAEMON_PROVISIONERS",
+    default="echo",
+    show_default=True,
+    help="Comma-separated provisioner types to run.",
+)
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    envvar="PROVD_DAEMON_TAGS",
+    help="key=value routing tag (repeatable, or comma-separated in the env).",
+)
+@click.option(
+    "--organization",
+    envvar="PROVD_DAEMON_ORGANIZATION",
+    default="",
+    help="Organization  [default: default]",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1, max=64),
+    default=1,
+    show_default=True,
+    help="How many jobs to run at once.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every request.")
+def daemon_command(
+    url: str,
+    psk: str | None,
+    db_path: Path | None,
+    name: str | None,
+    provisioners: str,
+    tags: tuple[str, ...],
+    organization: str,
+    jobs: int,
+    verbose: bool,
+) -> None:
+    """Run a provisioner daemon with the built-in echo provisioner.
+
+    SIGINT or SIGTERM stops taking jobs (CancelAcquire), lets running jobs finish,
+    then exits 0; a second signal stops at once.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s provd daemon: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    settings = DaemonSettings(
+        url=url,
+        psk=_resolve_psk(psk, db_path),
+        name=name or socket.gethostname(),
+        provisioners=tuple(p.strip() for p in provisioners.split(",") if p.strip()),
+        tags=_parse_tags(tags),
+        organization=organization,
+        jobs=jobs,
+    )
+    try:
+        trio.run(_run_until_signalled, settings)
+    except* ConnectError as group:
+        error = group.exceptions[0]
+        assert isinstance(error, ConnectError)
+        raise click.ClickException(
+            f"provd at {settings.url} refused this daemon: {error.code.value}: {error.message}"
+        ) from None
+
+
+async def _run_until_signalled(settings: DaemonSettings) -> None:
+    stop = trio.Event()
+    log = logging.getLogger("provd.daemon")
+    async with trio.open_nursery() as nursery:
+
+        async def watch_signals(task_status: trio.TaskStatus[None]) -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                task_status.started()
+                async for signum in signals:
+                    if stop.is_set():
+                        log.warning("%s again: stopping now", signal.Signals(signum).name)
+                        nursery.cancel_scope.cancel()
+                        return
+                    log.info(
+                        "%s: no new jobs; finishing the running ones", signal.Signals(signum).name
+                    )
+                    stop.set()
+
+        await nursery.start(watch_signals)
+        log.info(
+            "%r takes %s jobs from %s (%d at a time)",
+            settings.name,
+            ",".join(settings.provisioners),
+            settings.url,
+            settings.jobs,
+        )
+        await run_daemon(settings, stop)
+        log.info("stopped")
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,138 @@
+"""A daemon's connection to provd, usable from trio.
+
+connectrpc's async client runs on asyncio only, so calls go through the library's
+sync client in worker threads. Transport failures (provd down or restarting) are
+retried with capped, jittered exponential backoff; application errors (the
+server said no) never are.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+import trio
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+
+from provd.client import AcquireRequests
+from provd.gen.provisionerd import provisionerd_pb2 as pd
+from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# What a transport or a restarting server looks like; everything else is an answer.
+TRANSIENT = frozenset({Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.UNKNOWN})
+# Enough threads for many slots' streams plus their unary calls.
+THREADS = trio.CapacityLimiter(256)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    initial: float = 0.1
+    maximum: float = 5.0
+    factor: float = 2.0
+
+    def delays(self) -> Callable[[], float]:
+        delay = self.initial
+
+        def next_delay() -> float:
+            nonlocal delay
+            current, delay = delay, min(delay * self.factor, self.maximum)
+            return current * random.uniform(0.5, 1.0)
+
+        return next_delay
+
+
+def is_transient(error: ConnectError) -> bool:
+    return error.code in TRANSIENT
+
+
+class DaemonConnection:
+    """The six RPCs as trio calls, with retries for transport errors."""
+
+    def __init__(self, client: ProvisionerDaemonClientSync, backoff: Backoff = Backoff()) -> None:
+        self._client = client
+        self._backoff = backoff
+
+    async def _unary(self, fn: Callable[[], T], what: str) -> T:
+        next_delay = self._backoff.delays()
+        while True:
+            try:
+                return await trio.to_thread.run_sync(fn, limiter=THREADS, abandon_on_cancel=True)
+            except ConnectError as error:
+                if not is_transient(error):
+                    raise
+                delay = next_delay()
+                logger.warning("%s failed (%s); retrying in %.1fs", what, error.message, delay)
+                await trio.sleep(delay)
+
+    async def update_job(self, request: pd.UpdateJobRequest) -> pd.UpdateJobResponse:
+        return await self._unary(partial(self._client.update_job, request), "UpdateJob")
+
+    async def fail_job(self, request: pd.FailedJob) -> None:
+        await self._unary(partial(self._client.fail_job, request), "FailJob")
+
+    async def complete_job(self, request: pd.CompletedJob) -> None:
+        await self._unary(partial(self._client.complete_job, request), "CompleteJob")
+
+    async def commit_quota(self, request: pd.CommitQuotaRequest) -> pd.CommitQuotaResponse:
+        return await self._unary(partial(self._client.commit_quota, request), "CommitQuota")
+
+    async def acquire(self, stop: trio.Event) -> pd.AcquiredJob | None:
+        """Wait for a job until `stop` is set; None when none came.
+
+        Setting `stop` sends CancelAcquire and still waits for provd's one answer: a
+        job that raced in is returned, and must be run. Being cancelled half-closes
+        the stream, so the worker thread always ends.
+        """
+        next_delay = self._backoff.delays()
+        while not stop.is_set():
+            try:
+                return await self._acquire_once(stop)
+            except ConnectError as error:
+                if not is_transient(error):
+                    raise
+                delay = next_delay()
+                logger.warning(
+                    "waiting for a job failed (%s); retrying in %.1fs", error.message, delay
+                )
+                with trio.move_on_after(delay):
+                    await stop.wait()
+        return None
+
+    async def _acquire_once(self, stop: trio.Event) -> pd.AcquiredJob | None:
+        requests = AcquireRequests()
+        answers: list[pd.AcquiredJob] = []
+        failure: list[ConnectError] = []
+
+        def stream() -> None:
+            try:
+                answers.extend(self._client.acquire_job_with_cancel(requests))
+            except ConnectError as error:  # raised below, outside the nursery
+                failure.append(error)
+            finally:
+                requests.close()
+
+        async def cancel_on_stop() -> None:
+            await stop.wait()
+            requests.cancel()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel_on_stop)
+                await trio.to_thread.run_sync(stream, limiter=THREADS, abandon_on_cancel=True)
+                nursery.cancel_scope.cancel()
+        except BaseException:
+            requests.close()  # the abandoned thread's stream ends; provd answers nobody
+            raise
+        if failure:
+            raise failure[0]
+        if len(answers) != 1:
+            raise ConnectError(Code.INTERNAL, f"provd sent {len(answers)} answers to one acquire")
+        return answers[0] if answers[0].job_id else None
