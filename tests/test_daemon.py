@@ -235,7 +235,7 @@ async def test_retries_until_the_server_comes_up(tmp_path, nursery: trio.Nursery
 
 async def test_application_errors_are_not_retried(server: Server) -> None:
     wrong_key = replace(settings_for(server), psk="not-the-key")
-    with trio.fail_after(10), pytest.raises(BaseException) as info:  # noqa: PT012
+    with trio.fail_after(10), pytest.raises(BaseException) as info:
         await run_daemon(wrong_key, trio.Event(), provisioners={"echo": Scripted()})
     errors = info.value.exceptions if isinstance(info.value, BaseExceptionGroup) else [info.value]
     assert isinstance(errors[0], ConnectError) and errors[0].code == Code.UNAUTHENTICATED
