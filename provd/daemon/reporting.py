@@ -25,7 +25,7 @@ from provd.model import now_ms
 logger = logging.getLogger(__name__)
 
 # UpdateJob answers that mean the job was taken from us (failed as hung, say).
-_NOT_OURS_ANY_MORE = frozenset({Code.PERMISSION_DENIED, Code.FAILED_PRECONDITION, Code.NOT_FOUND})
+_NOT_OURS = frozenset({Code.PERMISSION_DENIED, Code.NOT_FOUND})
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,11 @@ class JobReporter:
             try:
                 response = await self._connection.update_job(request)
             except ConnectError as error:
-                if error.code in _NOT_OURS_ANY_MORE and not template_variables:
+                # With template variables, failed_precondition may also mean "required
+                # variables need values", which the provisioner handles.
+                if error.code in _NOT_OURS or (
+                    error.code is Code.FAILED_PRECONDITION and not template_variables
+                ):
                     self.lost = error
                     self.lost_event.set()
                     raise JobLost(error.message) from error

@@ -168,7 +168,9 @@ async def _report(connection: DaemonConnection, job: pd.AcquiredJob, outcome: Ou
             failed.error, failed.error_code = outcome.error, outcome.error_code
             logger.info("job %s failed: %s", job.job_id, outcome.error)
         if kind == "workspace_build":
-            state = outcome.state if isinstance(outcome, JobFailed) else b""
+            # A canceled or stateless failure keeps the state the build started from.
+            state = outcome.state if isinstance(outcome, JobFailed) and outcome.state else b""
+            state = state or job.workspace_build.state
             failed.workspace_build.CopyFrom(pd.FailedJob.WorkspaceBuild(state=state))
         elif kind == "template_import":
             failed.template_import.SetInParent()
