@@ -1,3 +1,3 @@
 from provd.cli import main
 
-main()
+main(prog_name="provd")

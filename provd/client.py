@@ -18,7 +18,9 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.request import RequestContext
 from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport
 
+from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
 from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
+from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
 from provd.gen.provisionerd.provisionerd_pb2 import CancelAcquire
 
@@ -55,14 +57,41 @@ def job_client(
     http_client: SyncClient | None = None,
 ) -> JobServiceClientSync:
     """A `JobService` client that sends `Authorization: Bearer <admin_token>`."""
-    headers = {"authorization": f"Bearer {admin_token}"} if admin_token else {}
     return JobServiceClientSync(
         url,
         protocol=protocol,
         codec=google_protobuf_json_codec() if json else google_protobuf_binary_codec(),
-        interceptors=[StaticHeaders(headers)],
+        interceptors=[_bearer(admin_token)],
         http_client=http_client,
     )
+
+
+def daemon_service_client(
+    url: str, admin_token: str | None, *, http_client: SyncClient | None = None
+) -> DaemonServiceClientSync:
+    """A `DaemonService` client that sends `Authorization: Bearer <admin_token>`."""
+    return DaemonServiceClientSync(
+        url,
+        codec=google_protobuf_binary_codec(),
+        interceptors=[_bearer(admin_token)],
+        http_client=http_client,
+    )
+
+
+def quota_client(
+    url: str, admin_token: str | None, *, http_client: SyncClient | None = None
+) -> QuotaServiceClientSync:
+    """A `QuotaService` client that sends `Authorization: Bearer <admin_token>`."""
+    return QuotaServiceClientSync(
+        url,
+        codec=google_protobuf_binary_codec(),
+        interceptors=[_bearer(admin_token)],
+        http_client=http_client,
+    )
+
+
+def _bearer(admin_token: str | None) -> StaticHeaders:
+    return StaticHeaders({"authorization": f"Bearer {admin_token}"} if admin_token else {})
 
 
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -1,4 +1,4 @@
-"""The `provd` command line. Each command is a thin wrapper over a library call."""
+"""`provd serve`: run the server in the foreground until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
@@ -22,13 +22,7 @@ from provd.secrets import (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="provd")
-def main() -> None:
-    """provd: a job server for provisioner daemons."""
-
-
-@main.command("serve")
+@click.command("serve")
 @click.option(
     "--listen",
     envvar="PROVD_LISTEN",
@@ -108,7 +102,3 @@ async def _serve_until_signalled(settings: ServerSettings) -> None:
         click.echo(f"provd {__version__} listening on {running.url}")
         click.echo(f"database: {running.db_path}")
         sys.stdout.flush()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,41 @@
+"""provd's version, and the commit and date a release binary was built from.
+
+A release build writes `provd/_build_info.py` before freezing, with two strings:
+
+    COMMIT = "0123abc..."
+    BUILD_DATE = "2025-01-31T12:00:00Z"
+
+A source checkout has no such file (it is git-ignored) and reports the version only.
+The module is imported by name, so a PyInstaller build names it as a hidden import
+(`--hidden-import provd._build_info`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from provd import __version__
+
+BUILD_INFO_MODULE = "provd._build_info"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildInfo:
+    version: str
+    commit: str = ""
+    build_date: str = ""
+
+
+def build_info() -> BuildInfo:
+    try:
+        module = importlib.import_module(BUILD_INFO_MODULE)
+    except ModuleNotFoundError as error:
+        if error.name != BUILD_INFO_MODULE:
+            raise
+        return BuildInfo(__version__)
+    return BuildInfo(
+        __version__,
+        commit=str(getattr(module, "COMMIT", "")),
+        build_date=str(getattr(module, "BUILD_DATE", "")),
+    )

@@ -1,0 +1,169 @@
+"""Where a CLI command finds provd, with which admin token, and how a failed call is told.
+
+Every command that calls the server takes `server_options`: `--url` (env `PROVD_URL`),
+`--token` (env `PROVD_ADMIN_TOKEN`) and `--db` (env `PROVD_DB`), whose only use here is
+to find the `admin-token` file that `provd serve` keeps beside its database. The
+command receives a `Connection`; a `ConnectError` it lets through becomes a `Failure`
+(exit status 1) with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeVar
+from urllib.parse import urlsplit
+
+import click
+from click.core import ParameterSource
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+
+from provd.client import daemon_service_client, job_client, quota_client
+from provd.config import DEFAULT_URL, default_db_path
+from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
+from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
+from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
+from provd.secrets import ADMIN_TOKEN_FILE, read_secret, secret_path
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Failure(click.ClickException):
+    """The operation failed: `provd: <message>` on stderr, exit status 1."""
+
+    exit_code = 1
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"provd: {self.format_message()}", err=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A provd server and the admin token to present to it."""
+
+    url: str
+    token: str
+    # Where the token came from, named in an `unauthenticated` error.
+    token_source: str
+
+    def jobs(self) -> JobServiceClientSync:
+        return job_client(self.url, self.token)
+
+    def daemons(self) -> DaemonServiceClientSync:
+        return daemon_service_client(self.url, self.token)
+
+    def quota(self) -> QuotaServiceClientSync:
+        return quota_client(self.url, self.token)
+
+    def describe(self, error: ConnectError) -> str:
+        """`error` in words, with what to try when that is not obvious."""
+        cause = error.__cause__
+        if error.code is Code.UNAVAILABLE and cause is not None:
+            # The transport failed: provd never answered.
+            return (
+                f"cannot reach provd at {self.url} ({_transport_reason(error.message)});"
+                " is 'provd serve' running?"
+            )
+        message = f"{error.code.value}: {error.message}"
+        if error.code is Code.UNAUTHENTICATED:
+            return f"{message} (the admin token came from {self.token_source})"
+        if error.code is Code.UNIMPLEMENTED:
+            return f"{message} (is {self.url} a provd server, and as new as this CLI?)"
+        return message
+
+
+def _transport_reason(message: str) -> str:
+    """The useful end of a transport error such as 'Request failed: error sending request
+    for url (…): client error (Connect): tcp connect error: Connection refused (os error 111)'."""
+    lowered = message.lower()
+    if "connection refused" in lowered:
+        return "connection refused"
+    if "dns error" in lowered:
+        return "the host name does not resolve"
+    if "timed out" in lowered:
+        return "timed out"
+    reason = message.rpartition("): ")[2] or message
+    return re.sub(r"\s*\(os error \d+\)$", "", reason)
+
+
+def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.BadParameter(
+            f"{value!r} is not an http:// or https:// URL (e.g. {DEFAULT_URL})"
+        )
+    return value.rstrip("/")
+
+
+def resolve_connection(url: str, token: str | None, db_path: Path | None) -> Connection:
+    """The token from --token or PROVD_ADMIN_TOKEN, else from the admin-token file
+    beside the database; a `Failure` that says where it looked if there is none."""
+    if token:
+        source = click.get_current_context().get_parameter_source("token")
+        named = "PROVD_ADMIN_TOKEN" if source is ParameterSource.ENVIRONMENT else "--token"
+        return Connection(url, token, named)
+    path = secret_path((db_path or default_db_path()).expanduser().resolve(), ADMIN_TOKEN_FILE)
+    try:
+        stored = read_secret(path)
+    except OSError as error:
+        raise Failure(f"cannot read the admin token in {path}: {error.strerror}") from None
+    if not stored:
+        raise Failure(
+            f"no admin token: {path} does not exist or is empty. Pass --token, set"
+            " PROVD_ADMIN_TOKEN, or point --db (PROVD_DB) at the database 'provd serve' uses"
+        )
+    return Connection(url, stored, str(path))
+
+
+_SERVER_OPTIONS = (
+    click.option(
+        "--url",
+        metavar="URL",
+        envvar="PROVD_URL",
+        default=DEFAULT_URL,
+        show_default=True,
+        callback=_check_url,
+        help="The provd server (env PROVD_URL).",
+    ),
+    click.option(
+        "--token",
+        metavar="TOKEN",
+        envvar="PROVD_ADMIN_TOKEN",
+        default=None,
+        help="Admin token (env PROVD_ADMIN_TOKEN)  [default: the admin-token file beside --db]",
+    ),
+    click.option(
+        "--db",
+        "db_path",
+        metavar="PATH",
+        envvar="PROVD_DB",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="The server's database, to find its admin-token file (env PROVD_DB)"
+        "  [default: $XDG_DATA_HOME/provd/provd.db]",
+    ),
+)
+
+
+def server_options(command: F) -> F:
+    """Add --url, --token and --db to `command`, which takes `connection: Connection`
+    instead, and turn a failed call into a `Failure`."""
+
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any, url: str, token: str | None, db_path: Path | None, **kwargs: Any
+    ) -> Any:
+        connection = resolve_connection(url, token, db_path)
+        try:
+            return command(*args, connection=connection, **kwargs)
+        except ConnectError as error:
+            raise Failure(connection.describe(error)) from None
+
+    decorated: Any = wrapper
+    for option in reversed(_SERVER_OPTIONS):
+        decorated = option(decorated)
+    return decorated  # type: ignore[no-any-return]

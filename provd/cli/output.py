@@ -1,0 +1,270 @@
+"""How the CLI prints: tables for people (tabulate), JSON for scripts.
+
+JSON is protobuf's canonical JSON mapping (`MessageToDict`: camelCase field names, enum
+names, 64-bit integers as strings, timestamps in RFC 3339), the same shape a Connect
+JSON client of provd sees, with every field present even when it holds its default,
+so that a script can rely on the keys. Times in tables are local.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from tabulate import tabulate
+
+from provd.gen.provd.v1 import daemons_pb2 as dpb
+from provd.gen.provd.v1 import jobs_pb2 as pb
+from provd.gen.provd.v1 import quota_pb2 as qpb
+from provd.gen.provisionersdk import provisioner_pb2 as sdk
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+# The CLI's names for job types (`--type`), and back.
+JOB_TYPES = {
+    "import": pb.JOB_TYPE_TEMPLATE_IMPORT,
+    "build": pb.JOB_TYPE_WORKSPACE_BUILD,
+    "dry-run": pb.JOB_TYPE_TEMPLATE_DRY_RUN,
+}
+_TYPE_NAMES = {int(value): name for name, value in JOB_TYPES.items()}
+JOB_STATUSES = ("pending", "running", "succeeded", "failed", "canceling", "canceled")
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    return MessageToDict(message, always_print_fields_with_no_presence=True)  # type: ignore[no-any-return]
+
+
+def print_json(document: Message | Mapping[str, Any]) -> None:
+    """One JSON document, indented."""
+    data = to_dict(document) if isinstance(document, Message) else document
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def print_json_line(message: Message) -> None:
+    """One JSON object on one line (flushed: a reader sees it at once)."""
+    click.echo(json.dumps(to_dict(message), ensure_ascii=False, separators=(",", ":")))
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: str) -> None:
+    """Rows under headers, or `empty` when there are none."""
+    rows = list(rows)
+    if not rows:
+        click.echo(empty)
+        return
+    click.echo(tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True))
+
+
+def print_fields(fields: Iterable[tuple[str, object]]) -> None:
+    """A two-column name/value listing, long values wrapped to the terminal's width;
+    fields whose value is empty are left out."""
+    shown = [(name, str(value)) for name, value in fields if value not in ("", None)]
+    if not shown:
+        return
+    width = max(40, shutil.get_terminal_size().columns - max(len(n) for n, _ in shown) - 2)
+    wrapped = [
+        (name, "\n".join(_wrap(line, width) for line in value.splitlines()))
+        for name, value in shown
+    ]
+    click.echo(tabulate(wrapped, tablefmt="plain", disable_numparse=True))
+
+
+def _wrap(line: str, width: int) -> str:
+    return textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+
+
+# -- values -------------------------------------------------------------------------
+
+
+def when(ts: Timestamp, *, relative: bool = False) -> str:
+    """A timestamp as local time ('' when unset), optionally with how long ago."""
+    if not ts.seconds and not ts.nanos:
+        return ""
+    moment = ts.ToDatetime(tzinfo=UTC).astimezone()
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{text} ({ago(ts)})" if relative else text
+
+
+def ago(ts: Timestamp) -> str:
+    """How long ago `ts` was, roughly: '5s ago', '3m ago', '2h ago', '4d ago'."""
+    if not ts.seconds and not ts.nanos:
+        return "never"
+    seconds = int((datetime.now(UTC) - ts.ToDatetime(tzinfo=UTC)).total_seconds())
+    if seconds < 0:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def pairs(values: Mapping[str, str]) -> str:
+    """A map as 'k=v, k=v', sorted by key."""
+    return ", ".join(f"{key}={value}" for key, value in sorted(values.items()))
+
+
+def size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+def job_type(value: int) -> str:
+    return _TYPE_NAMES.get(value, "unknown")
+
+
+def status(value: int) -> str:
+    name: str = pb.JobStatus.Name(value)
+    return name.removeprefix("JOB_STATUS_").lower()
+
+
+# -- messages -----------------------------------------------------------------------
+
+JOB_HEADERS = ("ID", "TYPE", "STATUS", "PROVISIONER", "ORGANIZATION", "CREATED", "QUEUE")
+
+
+def job_row(job: pb.Job) -> tuple[str, ...]:
+    return (
+        job.id,
+        job_type(job.type),
+        status(job.status),
+        job.provisioner,
+        job.organization,
+        when(job.created_at),
+        _queue(job),
+    )
+
+
+def _queue(job: pb.Job) -> str:
+    return f"{job.queue_position} of {job.queue_size}" if job.queue_position else ""
+
+
+def print_job(job: pb.Job) -> None:
+    """One job, field by field: what it is, where it stands, and why."""
+    kind = job.WhichOneof("input")
+    metadata = getattr(job, kind).metadata if kind else sdk.Metadata()
+    workspace = ""
+    if job.HasField("workspace_build"):
+        transition = sdk.WorkspaceTransition.Name(metadata.workspace_transition).lower()
+        workspace = (
+            f"{job.workspace_build.workspace_name or metadata.workspace_name} ({transition})"
+        )
+    initiator = job.initiator.user_name or job.initiator.user_id
+    if job.initiator.user_name and job.initiator.user_id:
+        initiator = f"{job.initiator.user_name} ({job.initiator.user_id})"
+    print_fields(
+        [
+            ("id", job.id),
+            ("type", job_type(job.type)),
+            ("status", status(job.status)),
+            ("queue", _queue(job)),
+            ("pending reason", job.pending_reason),
+            ("error", job.error),
+            ("error code", job.error_code),
+            ("provisioner", job.provisioner),
+            ("organization", job.organization),
+            ("tags", pairs(job.tags)),
+            ("file", job.file_hash),
+            ("workspace", workspace),
+            ("initiator", initiator),
+            ("priority", job.priority or ""),
+            ("worker", job.worker_id),
+            ("created", when(job.created_at, relative=True)),
+            ("started", when(job.started_at, relative=True)),
+            ("canceled", when(job.canceled_at, relative=True)),
+            ("completed", when(job.completed_at, relative=True)),
+            ("result", result_summary(job) if job.HasField("result") else ""),
+        ]
+    )
+
+
+def result_summary(job: pb.Job) -> str:
+    """What the daemon reported, counted rather than printed (--json has it all)."""
+    result = job.result
+    parts: list[str] = []
+    kind = result.WhichOneof("type")
+    if kind == "template_import":
+        imported = result.template_import
+        parts.append(
+            f"{len(imported.start_resources)} resources on start,"
+            f" {len(imported.stop_resources)} on stop,"
+            f" {len(imported.rich_parameters)} parameters"
+        )
+    elif kind == "workspace_build":
+        build = result.workspace_build
+        parts.append(f"{len(build.resources)} resources, state {size(len(build.state))}")
+    elif kind == "template_dry_run":
+        parts.append(f"{len(result.template_dry_run.resources)} resources")
+    if result.template_variables:
+        parts.append(f"{len(result.template_variables)} template variables")
+    if result.readme:
+        parts.append(f"readme {size(len(result.readme))}")
+    if result.failed_state:
+        parts.append(f"failed state {size(len(result.failed_state))}")
+    return "; ".join(parts) or "(empty)"
+
+
+def log_line(log: pb.JobLog) -> str:
+    """'15:04:05.123 INFO  [Stage] output'."""
+    moment = log.created_at.ToDatetime(tzinfo=UTC).astimezone()
+    level = sdk.LogLevel.Name(log.level) if log.level in sdk.LogLevel.values() else str(log.level)
+    stage = f"[{log.stage}] " if log.stage else ""
+    return f"{moment:%H:%M:%S}.{moment.microsecond // 1000:03d} {level:<5} {stage}{log.output}"
+
+
+DAEMON_HEADERS = (
+    "NAME",
+    "ORGANIZATION",
+    "PROVISIONERS",
+    "TAGS",
+    "VERSION",
+    "API",
+    "STATE",
+    "JOB",
+    "LAST SEEN",
+)
+
+
+def daemon_row(daemon: dpb.Daemon) -> tuple[str, ...]:
+    return (
+        daemon.name,
+        daemon.organization,
+        ",".join(daemon.provisioners),
+        pairs(daemon.tags),
+        daemon.version,
+        daemon.api_version,
+        daemon_state(daemon),
+        daemon.current_job_id,
+        ago(daemon.last_seen_at),
+    )
+
+
+def daemon_state(daemon: dpb.Daemon) -> str:
+    """stale: not seen for three heartbeats; running: has a job; waiting: holds an
+    acquire stream open; idle: seen lately, neither."""
+    if daemon.stale:
+        return "stale"
+    if daemon.current_job_id:
+        return "running"
+    return "waiting" if daemon.connected else "idle"
+
+
+ALLOWANCE_HEADERS = ("ORGANIZATION", "USER", "GROUP", "ALLOWANCE")
+
+
+def allowance_row(allowance: qpb.Allowance) -> tuple[str, ...]:
+    return (
+        allowance.organization,
+        allowance.user_id,
+        allowance.group,
+        str(allowance.allowance),
+    )
