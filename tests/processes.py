@@ -41,7 +41,9 @@ def provd_env(**extra: str) -> dict[str, str]:
     return env
 
 
-async def start_server(nursery: trio.Nursery, db_path: Path, *args: str) -> ServerProcess:
+async def start_server(
+    nursery: trio.Nursery, db_path: Path, *args: str, env: dict[str, str] | None = None
+) -> ServerProcess:
     """Start `python -m provd serve` on port 0 and wait for the address it prints."""
     process = await trio.lowlevel.open_process(
         [
@@ -57,7 +59,7 @@ async def start_server(nursery: trio.Nursery, db_path: Path, *args: str) -> Serv
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=provd_env(),
+        env=env or provd_env(),
     )
     assert process.stdout is not None
     output = bytearray()
@@ -81,3 +83,62 @@ async def _drain(process: trio.Process, output: bytearray) -> None:
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGKILL)
+
+
+@dataclass
+class DaemonProcess:
+    process: trio.Process
+    output: bytearray
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    async def wait(self) -> int:
+        with trio.fail_after(EXIT_SECONDS):
+            return await self.process.wait()
+
+
+async def start_daemon(
+    nursery: trio.Nursery,
+    url: str,
+    *args: str,
+    command: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> DaemonProcess:
+    """Start `python -m provd daemon` (or `command`) and wait until it says it runs."""
+    process = await trio.lowlevel.open_process(
+        command or [sys.executable, "-m", "provd", "daemon", "--url", url, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env or provd_env(),
+        cwd=cwd,
+    )
+    assert process.stdout is not None
+    output = bytearray()
+    with trio.fail_after(START_SECONDS):
+        while b"jobs from" not in output:
+            chunk = await process.stdout.receive_some()
+            if not chunk:
+                raise RuntimeError(f"provd daemon exited early:\n{output.decode()}")
+            output += chunk
+    nursery.start_soon(_drain, process, output)
+    return DaemonProcess(process, output)
+
+
+async def run_cli(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    """Run one `python -m provd` command to its end, as a shell user would."""
+    with trio.fail_after(START_SECONDS * 2):
+        result = await trio.run_process(
+            [sys.executable, "-m", "provd", *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=provd_env(PROVD_URL=url),
+        )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"provd {' '.join(args)} exited {result.returncode}:\n"
+            f"{result.stdout.decode()}\n{result.stderr.decode()}"
+        )
+    return result
