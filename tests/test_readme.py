@@ -3,7 +3,6 @@ then each command of the last block, which must all succeed."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import signal
@@ -67,4 +66,4 @@ async def test_first_five_minutes(tmp_path: Path, nursery: trio.Nursery) -> None
         assert await daemon.wait() == 0
     server.signal(signal.SIGTERM)
     assert await server.wait() == 0
-    assert os.path.exists(data_home / "provd" / "admin-token")
+    assert await trio.Path(data_home / "provd" / "admin-token").exists()
