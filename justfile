@@ -30,3 +30,16 @@ lint:
 # Run the server on the default address and database.
 run *ARGS:
     {{venv}}/bin/provd serve {{ARGS}}
+
+# Run every benchmark; each prints a table and one JSON line (docs/performance.md).
+bench:
+    {{python}} bench/lifecycle.py
+    {{python}} bench/dispatch.py --subprocess
+    {{python}} bench/scale.py
+    {{python}} bench/logs.py
+    {{python}} bench/peer.py
+    {{python}} bench/startup.py
+
+# Build dist/provd (one file) and dist/provd-onedir/ with PyInstaller; reproducible.
+package:
+    VENV={{venv}} packaging/build.sh

@@ -1,13 +1,14 @@
 """provd's version, and the commit and date a release binary was built from.
 
-A release build writes `provd/_build_info.py` before freezing, with two strings:
+A release build (packaging/provd.spec) freezes a generated module `provd._build_info`
+with two strings:
 
     COMMIT = "0123abc..."
     BUILD_DATE = "2025-01-31T12:00:00Z"
 
-A source checkout has no such file (it is git-ignored) and reports the version only.
-The module is imported by name, so a PyInstaller build names it as a hidden import
-(`--hidden-import provd._build_info`).
+A source checkout has no such module (`provd/_build_info.py` is git-ignored; the
+build writes its copy outside the tree) and reports the version only. The module is
+imported by name, so the spec adds it to the frozen archive itself.
 """
 
 from __future__ import annotations

@@ -1,0 +1,261 @@
+"""Startup of the frozen provd next to the installed package: size, cold start, idle RSS.
+
+    .venv/bin/python bench/startup.py [--runs 7] [--binary dist/provd]
+                                      [--onedir dist/provd-onedir/provd]
+                                      [--package .venv/bin/provd]
+
+Build first (`just package`). For each variant found, `provd serve --listen
+127.0.0.1:0` starts `--runs` times, each time with a new empty database in a new
+temporary directory:
+
+    cold start   from just before the process is spawned to the first answered RPC:
+                 the URL is read from the "listening on" line, then
+                 `provd.v1.JobService/ListJobs` (Connect, JSON over HTTP/1.1, the admin
+                 token) is polled every 5 ms until it answers 200
+    listening    the same clock, to the "listening on" line
+    CPU          user + system CPU time of the process(es) up to that first answer:
+                 what the start costs, less sensitive than wall time to a busy machine
+    idle RSS     VmRSS from /proc/<pid>/status one second after that first answer.
+                 The one-file binary is two processes: the bootloader (the PID we
+                 spawned) unpacks itself and runs Python in a child. "python" is that
+                 child, "total" adds the bootloader. The one-dir bundle and the package
+                 are one process each.
+
+Every run then gets SIGTERM and must exit 0. Figures are medians over the runs; the
+page cache is warm (the file was just built or read), which is what a second start on
+a laptop sees. Sizes: the one file as it is, the one-dir bundle as the sum of its files,
+the package as nothing (it needs a Python and a venv). MB here is 10^6 bytes.
+
+Goals (issue 6): one file <= 30 MB, cold start <= 0.6 s, idle RSS <= 60 MB.
+The last line printed is one JSON object with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ADMIN_TOKEN = "bench-admin-token"
+DAEMON_PSK = "bench-daemon-psk"
+LISTENING = re.compile(rb"listening on (https?://\S+)")
+GOALS = {"size_mb": 30.0, "cold_start_s": 0.6, "idle_rss_mb": 60.0}
+# Hang guards, not measurements.
+START_TIMEOUT = 30.0
+EXIT_TIMEOUT = 15.0
+
+
+@dataclass
+class Run:
+    listening_s: float
+    cold_start_s: float
+    cpu_s: float
+    rss_python_mb: float
+    rss_total_mb: float
+    exit_code: int
+
+
+@dataclass
+class Variant:
+    name: str
+    command: list[str]
+    size_mb: float | None
+    runs: list[Run] = field(default_factory=list)
+
+    def values(self, attribute: str) -> list[float]:
+        return [float(getattr(run, attribute)) for run in self.runs]
+
+    def median(self, attribute: str) -> float:
+        return statistics.median(self.values(attribute))
+
+    def spread(self, attribute: str) -> str:
+        values = self.values(attribute)
+        return f"{min(values):.3f}..{max(values):.3f}"
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return 0.0
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) * 1024 / 1e6 if match else 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    return [int(child) for child in found]
+
+
+def list_jobs(url: str) -> bool:
+    """One ListJobs call; True when the server answered it."""
+    request = urllib.request.Request(
+        f"{url}/provd.v1.JobService/ListJobs",
+        data=b"{}",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            response.read()
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def read_until_listening(process: subprocess.Popen[bytes], deadline: float) -> tuple[str, bytes]:
+    assert process.stdout is not None
+    output = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while (match := LISTENING.search(output)) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no 'listening on' line in time:\n{output.decode()}")
+            if selector.select(timeout=0.05):
+                chunk = os.read(process.stdout.fileno(), 65536)
+                if not chunk:
+                    raise RuntimeError(f"provd exited before listening:\n{output.decode()}")
+                output += chunk
+    return match.group(1).decode(), output
+
+
+def one_run(command: list[str]) -> Run:
+    with tempfile.TemporaryDirectory(prefix="provd-startup-") as tmp:
+        env = dict(os.environ, PROVD_ADMIN_TOKEN=ADMIN_TOKEN, PROVD_DAEMON_PSK=DAEMON_PSK)
+        argv = [*command, "serve", "--listen", "127.0.0.1:0", "--db", f"{tmp}/provd.db"]
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=tmp
+        )
+        try:
+            url, _ = read_until_listening(process, time.monotonic() + START_TIMEOUT)
+            listening = time.perf_counter() - started
+            deadline = time.monotonic() + START_TIMEOUT
+            while not list_jobs(url):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{url} never answered ListJobs")
+                time.sleep(0.005)
+            answered = time.perf_counter() - started
+            python_pid = next(iter(children(process.pid)), process.pid)
+            cpu = cpu_seconds(python_pid)
+            if python_pid != process.pid:
+                cpu += cpu_seconds(process.pid)
+            time.sleep(1.0)
+            rss_python = rss_mb(python_pid)
+            rss_total = rss_python + (rss_mb(process.pid) if python_pid != process.pid else 0.0)
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=EXIT_TIMEOUT)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            assert process.stdout is not None
+            process.stdout.close()
+    return Run(listening, answered, cpu, rss_python, rss_total, code)
+
+
+def tree_size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--binary", type=Path, default=Path("dist/provd"))
+    parser.add_argument("--onedir", type=Path, default=Path("dist/provd-onedir/provd"))
+    parser.add_argument("--package", type=Path, default=Path(".venv/bin/provd"))
+    args = parser.parse_args()
+
+    variants = []
+    if args.binary.is_file():
+        variants.append(
+            Variant("one file", [str(args.binary.resolve())], args.binary.stat().st_size / 1e6)
+        )
+    else:
+        sys.exit(f"{args.binary} not found: build it first (just package)")
+    if args.onedir.is_file():
+        variants.append(
+            Variant("one dir", [str(args.onedir.resolve())], tree_size_mb(args.onedir.parent))
+        )
+    if args.package.is_file():
+        variants.append(Variant("package (venv)", [str(args.package.absolute())], None))
+
+    # Interleaved, so that a noisy neighbour slows every variant alike.
+    for index in range(args.runs):
+        for variant in variants:
+            run = one_run(variant.command)
+            variant.runs.append(run)
+            print(
+                f"run {index + 1}/{args.runs} {variant.name:15} cold start {run.cold_start_s:.3f} s"
+                f"  rss {run.rss_python_mb:.1f}/{run.rss_total_mb:.1f} MB  exit {run.exit_code}",
+                file=sys.stderr,
+            )
+
+    rows: list[tuple[str, Callable[[Variant], str], str]] = [
+        ("size (MB)", lambda v: "-" if v.size_mb is None else f"{v.size_mb:.1f}", "30"),
+        ("listening (s, median)", lambda v: f"{v.median('listening_s'):.3f}", ""),
+        ("cold start to RPC (s, median)", lambda v: f"{v.median('cold_start_s'):.3f}", "0.6"),
+        ("cold start min..max (s)", lambda v: v.spread("cold_start_s"), ""),
+        ("CPU to first RPC (s, median)", lambda v: f"{v.median('cpu_s'):.2f}", ""),
+        ("idle RSS python (MB)", lambda v: f"{v.median('rss_python_mb'):.1f}", "60"),
+        ("idle RSS total (MB)", lambda v: f"{v.median('rss_total_mb'):.1f}", "60"),
+        ("SIGTERM exit codes", lambda v: ",".join(sorted({str(r.exit_code) for r in v.runs})), "0"),
+    ]
+    header = ["", *(v.name for v in variants), "goal"]
+    table = [[label, *(cell(v) for v in variants), goal] for label, cell, goal in rows]
+    widths = [max(len(str(row[i])) for row in [header, *table]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *table]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+    onefile = variants[0]
+    result = {
+        "runs": args.runs,
+        "goals": GOALS,
+        "met": {
+            "size_mb": (onefile.size_mb or 0) <= GOALS["size_mb"],
+            "cold_start_s": onefile.median("cold_start_s") <= GOALS["cold_start_s"],
+            "idle_rss_mb": onefile.median("rss_total_mb") <= GOALS["idle_rss_mb"],
+        },
+    }
+    for variant in variants:
+        key = variant.name.split(" (")[0].replace(" ", "_")
+        result[key] = {
+            "size_mb": None if variant.size_mb is None else round(variant.size_mb, 2),
+            "listening_s": round(variant.median("listening_s"), 4),
+            "cold_start_s": round(variant.median("cold_start_s"), 4),
+            "cold_start_s_all": [round(r.cold_start_s, 4) for r in variant.runs],
+            "cpu_to_first_rpc_s": round(variant.median("cpu_s"), 3),
+            "idle_rss_python_mb": round(variant.median("rss_python_mb"), 1),
+            "idle_rss_total_mb": round(variant.median("rss_total_mb"), 1),
+            "exit_codes": sorted({r.exit_code for r in variant.runs}),
+        }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
