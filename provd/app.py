@@ -32,6 +32,8 @@ from provd.jobs import Jobs
 from provd.model import Queue
 from provd.reapers import reap_hung_jobs, reap_unroutable_jobs
 from provd.rpc.app import build_app
+from provd.rpc.cors import with_cors
+from provd.rpc.http1 import DrainRequestBody
 from provd.scheduler import Scheduler
 from provd.store import Store
 from provd.store.sqlite import open_sqlite_store
@@ -58,6 +60,11 @@ def hypercorn_config(settings: ServerSettings) -> Config:
     config.graceful_timeout = settings.shutdown_grace_seconds
     config.accesslog = None
     config.errorlog = "-"
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        # TLS on the one port; ALPN offers h2 first, so gRPC clients get HTTP/2.
+        config.certfile = str(settings.tls_cert)
+        config.keyfile = str(settings.tls_key)
+        config.alpn_protocols = ["h2", "http/1.1"]
     return config
 
 
@@ -118,7 +125,7 @@ async def _serve_store(
 
         async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
             await hypercorn_serve(
-                app,  # type: ignore[arg-type]  # hypercorn's ASGI types are stricter than ours
+                with_cors(DrainRequestBody(app), settings.cors_origins),
                 hypercorn_config(settings),
                 shutdown_trigger=shutdown_trigger or trio.sleep_forever,
                 task_status=task_status,

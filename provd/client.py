@@ -43,9 +43,20 @@ class StaticHeaders:
         return None
 
 
+def http_transport(*, http2: bool = True) -> SyncHTTPTransport:
+    """A transport of our own, to close when done (its threads must not outlive the
+    program). HTTP/2 is prior knowledge for http:// and ALPN for https://; the
+    system's CAs (and SSL_CERT_FILE) are trusted, as by the default client."""
+    if http2:
+        return SyncHTTPTransport(http_version=HTTPVersion.HTTP2, tls_include_system_certs=True)
+    return SyncHTTPTransport(tls_include_system_certs=True)
+
+
 def http2_client() -> SyncClient:
-    """An HTTP client that speaks cleartext HTTP/2 (prior knowledge) to http:// URLs."""
-    return SyncClient(SyncHTTPTransport(http_version=HTTPVersion.HTTP2))
+    """An HTTP client that speaks cleartext HTTP/2 (prior knowledge) to http:// URLs,
+    and HTTP/2 over TLS to https:// ones, trusting the system's CAs (and SSL_CERT_FILE,
+    as the default client does)."""
+    return SyncClient(http_transport())
 
 
 def job_client(
@@ -99,6 +110,31 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await trio.to_thread.run_sync(partial(fn, *args, **kwargs))
 
 
+def daemon_headers(
+    psk: str,
+    *,
+    name: str,
+    provisioners: Sequence[str] = ("echo",),
+    tags: Mapping[str, str] | None = None,
+    organization: str = "",
+    api_version: str = "1.1",
+    version: str = "",
+) -> dict[str, str]:
+    """The headers a daemon identifies itself with on every call (api.md)."""
+    headers = {
+        "provd-daemon-psk": psk,
+        "provd-daemon-name": name,
+        "provd-daemon-provisioners": ",".join(provisioners),
+        "provd-daemon-tags": ",".join(f"{k}={v}" for k, v in (tags or {}).items()),
+        "provd-api-version": api_version,
+    }
+    if organization:
+        headers["provd-daemon-organization"] = organization
+    if version:
+        headers["provd-daemon-version"] = version
+    return headers
+
+
 def daemon_client(
     url: str,
     psk: str,
@@ -115,17 +151,27 @@ def daemon_client(
     """A `ProvisionerDaemon` client that identifies itself with provd's daemon headers.
 
     Bidirectional streams need HTTP/2: pass `http2_client()` (the default here)."""
-    headers = {
-        "provd-daemon-psk": psk,
-        "provd-daemon-name": name,
-        "provd-daemon-provisioners": ",".join(provisioners),
-        "provd-daemon-tags": ",".join(f"{k}={v}" for k, v in (tags or {}).items()),
-        "provd-api-version": api_version,
-    }
-    if organization:
-        headers["provd-daemon-organization"] = organization
-    if version:
-        headers["provd-daemon-version"] = version
+    headers = daemon_headers(
+        psk,
+        name=name,
+        provisioners=provisioners,
+        tags=tags,
+        organization=organization,
+        api_version=api_version,
+        version=version,
+    )
+    return daemon_client_for(url, headers, protocol=protocol, http_client=http_client)
+
+
+def daemon_client_for(
+    url: str,
+    headers: Mapping[str, str],
+    *,
+    protocol: ProtocolType = ProtocolType.CONNECT,
+    http_client: SyncClient | None = None,
+) -> ProvisionerDaemonClientSync:
+    """A `ProvisionerDaemon` client sending `headers` (see `daemon_headers`) on every
+    call, over cleartext HTTP/2 unless given another HTTP client."""
     return ProvisionerDaemonClientSync(
         url,
         protocol=protocol,

@@ -54,3 +54,9 @@ class ServerSettings:
     heartbeat_interval_seconds: float = 10.0
     # How long in-flight requests get to finish on SIGINT/SIGTERM.
     shutdown_grace_seconds: float = 2.0
+    # PEM files; with both set provd serves TLS only (ALPN h2, http/1.1) on `listen`.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Browser origins allowed to call provd (CORS); empty: no CORS headers at all.
+    # "*" allows any origin.
+    cors_origins: tuple[str, ...] = ()

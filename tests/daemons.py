@@ -1,4 +1,5 @@
-"""Test-side provisioner daemons: real clients over HTTP/2, run in worker threads."""
+"""Test-side provisioner daemons: real clients over HTTP/2 (in worker threads) or
+over provd's WebSocket transport (natively in trio)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from dataclasses import dataclass, field
 import trio
 from connectrpc.protocol import ProtocolType
 
-from provd.client import AcquireRequests, call, daemon_client, job_client
+from provd.client import AcquireRequests, call, daemon_client_for, daemon_headers, job_client
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+from provd.websocket_client import WebSocketAcquisition
 from tests.archives import MAIN_TF, make_tar
 from tests.conftest import ADMIN_TOKEN, DAEMON_PSK, Server
 
@@ -23,7 +25,7 @@ STREAM_THREADS = trio.CapacityLimiter(200)
 class Acquisition:
     """One AcquireJobWithCancel stream: every response it got, and whether it ended."""
 
-    requests: AcquireRequests = field(default_factory=AcquireRequests)
+    requests: AcquireRequests | WebSocketAcquisition = field(default_factory=AcquireRequests)
     responses: list[pd.AcquiredJob] = field(default_factory=list)
     error: Exception | None = None
     ended: trio.Event = field(default_factory=trio.Event)
@@ -57,23 +59,36 @@ class TestDaemon:
         tags: Mapping[str, str] | None = None,
         organization: str = "",
         protocol: ProtocolType = ProtocolType.CONNECT,
+        transport: str = "connect",
     ) -> None:
         self.name = name
-        self.client: ProvisionerDaemonClientSync = daemon_client(
-            server.url,
-            DAEMON_PSK,
-            name=name,
-            provisioners=provisioners,
-            tags=tags,
-            organization=organization,
-            protocol=protocol,
+        self.url = server.url
+        self.transport = transport
+        self.headers = daemon_headers(
+            DAEMON_PSK, name=name, provisioners=provisioners, tags=tags, organization=organization
+        )
+        self.client: ProvisionerDaemonClientSync = daemon_client_for(
+            server.url, self.headers, protocol=protocol
         )
 
     async def acquire(self, nursery: trio.Nursery) -> Acquisition:
         """Open a stream in the background; returns at once."""
+        if self.transport == "websocket":
+            stream = WebSocketAcquisition(self.url, self.headers)
+            acquisition = Acquisition(requests=stream)
+            nursery.start_soon(self._run_websocket, acquisition, stream)
+            return acquisition
         acquisition = Acquisition()
         nursery.start_soon(self._run, acquisition)
         return acquisition
+
+    async def _run_websocket(self, acquisition: Acquisition, stream: WebSocketAcquisition) -> None:
+        try:
+            acquisition.responses.extend(await stream.run())
+        except Exception as error:  # reported by Acquisition.wait
+            acquisition.error = error
+        finally:
+            acquisition.ended.set()
 
     async def _run(self, acquisition: Acquisition) -> None:
         def consume() -> None:

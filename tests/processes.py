@@ -14,7 +14,7 @@ import trio
 
 from tests.conftest import ADMIN_TOKEN, DAEMON_PSK
 
-_LISTENING = re.compile(rb"listening on (http://\S+)")
+_LISTENING = re.compile(rb"listening on (https?://\S+)")
 # Guards against hangs, not performance assertions.
 START_SECONDS = 30
 EXIT_SECONDS = 15

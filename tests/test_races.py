@@ -1,6 +1,7 @@
 """The races of AcquireJobWithCancel, forced deterministically where they matter:
 a cancel that arrives while a job is being locked, a daemon that vanishes after
-its job was locked, and a storm of daemons and jobs."""
+its job was locked, and a storm of daemons and jobs. Every test runs over the
+HTTP/2 stream and over the WebSocket transport."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 
+import pytest
 import trio
 
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.model import Job, Queue
 from provd.store import Store
 from tests.daemons import Acquisition, Jobs, TestDaemon, wait_until
-from tests.raw_h2 import VanishingDaemon
+from tests.raw_h2 import VanishingDaemon, VanishingWebSocketDaemon
+
+
+@pytest.fixture(params=["connect", "websocket"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 class GatedStore:
@@ -51,11 +58,11 @@ async def gated_server(make_server) -> tuple[object, GatedStore]:  # type: ignor
 
 
 async def test_cancel_while_the_job_is_being_locked_still_sends_the_job(
-    make_server, nursery: trio.Nursery
+    make_server, nursery: trio.Nursery, transport: str
 ) -> None:  # type: ignore[no-untyped-def]
     server, gate = await gated_server(make_server)
     jobs = Jobs(server)
-    daemon = TestDaemon(server, "d1")
+    daemon = TestDaemon(server, "d1", transport=transport)
     acquisition = await daemon.acquire(nursery)
     await wait_until(lambda: server.scheduler.statistics().waiters == 1)
     gate.hold_claims = True
@@ -75,11 +82,12 @@ async def test_cancel_while_the_job_is_being_locked_still_sends_the_job(
 
 
 async def test_daemon_vanishing_after_its_job_was_locked_returns_the_job(
-    make_server, nursery: trio.Nursery
+    make_server, nursery: trio.Nursery, transport: str
 ) -> None:  # type: ignore[no-untyped-def]
     server, gate = await gated_server(make_server)
     jobs = Jobs(server)
-    ghost = VanishingDaemon(server.url, "ghost")
+    vanishing = VanishingWebSocketDaemon if transport == "websocket" else VanishingDaemon
+    ghost = vanishing(server.url, "ghost")
     await ghost.open_acquire()
     await wait_until(lambda: server.scheduler.statistics().waiters == 1)
     gate.hold_claims = True
@@ -99,20 +107,20 @@ async def test_daemon_vanishing_after_its_job_was_locked_returns_the_job(
     assert any("went away before" in line for line in lines), lines
     # ... and it is first in line for the next daemon.
     later = await jobs.create()
-    acquired = await (await TestDaemon(server, "d2").acquire(nursery)).wait()
+    acquired = await (await TestDaemon(server, "d2", transport=transport).acquire(nursery)).wait()
     assert acquired.job_id == job.id
     assert (await jobs.get(later.id)).status == pb.JOB_STATUS_PENDING
 
 
 async def test_job_handed_over_belongs_to_the_daemon_even_if_it_vanishes(
-    server, nursery: trio.Nursery
+    server, nursery: trio.Nursery, transport: str
 ) -> None:  # type: ignore[no-untyped-def]
     """Once sent, a job is never re-delivered (terraform is not idempotent)."""
     jobs = Jobs(server)
     job = await jobs.create()
-    acquired = await (await TestDaemon(server, "d1").acquire(nursery)).wait()
+    acquired = await (await TestDaemon(server, "d1", transport=transport).acquire(nursery)).wait()
     assert acquired.job_id == job.id
-    other = await TestDaemon(server, "d2").acquire(nursery)
+    other = await TestDaemon(server, "d2", transport=transport).acquire(nursery)
     await wait_until(lambda: server.scheduler.statistics().waiters == 1)
     await trio.sleep(0.2)
     assert not other.ended.is_set()
@@ -121,13 +129,15 @@ async def test_job_handed_over_belongs_to_the_daemon_even_if_it_vanishes(
     assert (await other.wait()).job_id == ""
 
 
-async def test_cancel_racing_job_creation_never_loses_a_job(server, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
+async def test_cancel_racing_job_creation_never_loses_a_job(
+    server, nursery: trio.Nursery, transport: str
+) -> None:  # type: ignore[no-untyped-def]
     """Random interleavings: each stream answers once; a job is either delivered to the
     stream that got it (and held by it) or still pending, never locked for nobody."""
     rng = random.Random(7)
     jobs = Jobs(server)
-    daemon = TestDaemon(server, "racer")
-    drain = TestDaemon(server, "drain")
+    daemon = TestDaemon(server, "racer", transport=transport)
+    drain = TestDaemon(server, "drain", transport=transport)
     created: list[str] = []
     delivered: list[str] = []
     outcomes: Counter[str] = Counter()
@@ -164,7 +174,7 @@ async def test_cancel_racing_job_creation_never_loses_a_job(server, nursery: tri
     assert sum(outcomes.values()) == 25
 
 
-async def test_storm_of_daemons_and_jobs(server, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
+async def test_storm_of_daemons_and_jobs(server, nursery: trio.Nursery, transport: str) -> None:  # type: ignore[no-untyped-def]
     """50 daemons x 500 jobs: every job delivered exactly once, every stream answered
     exactly once."""
     daemons, total = 50, 500
@@ -197,7 +207,7 @@ async def test_storm_of_daemons_and_jobs(server, nursery: trio.Nursery) -> None:
         for _ in range(total):
             created.append((await jobs.create()).id)
 
-    fleet = [TestDaemon(server, f"storm-{i}") for i in range(daemons)]
+    fleet = [TestDaemon(server, f"storm-{i}", transport=transport) for i in range(daemons)]
     async with trio.open_nursery() as storm:
         for daemon in fleet:
             storm.start_soon(work, daemon)

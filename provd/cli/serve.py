@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from provd import __version__
 from provd.app import Running, serve
 from provd.config import DEFAULT_LISTEN, ServerSettings, default_db_path, parse_listen
 from provd.jobs import JobLimits, MiB
+from provd.rpc.cors import parse_origin
 from provd.secrets import (
     ADMIN_TOKEN_FILE,
     DAEMON_PSK_FILE,
@@ -60,14 +62,54 @@ from provd.secrets import (
     show_default=True,
     help="Seconds in-flight requests get to finish on SIGINT/SIGTERM.",
 )
+@click.option(
+    "--tls-cert",
+    envvar="PROVD_TLS_CERT",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM certificate (chain) to serve TLS with; needs --tls-key (env PROVD_TLS_CERT).",
+)
+@click.option(
+    "--tls-key",
+    envvar="PROVD_TLS_KEY",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM private key of --tls-cert (env PROVD_TLS_KEY).",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="Browser origin allowed to call provd, e.g. https://app.example.com"
+    " (repeatable; '*' for any; env PROVD_CORS_ORIGINS, comma-separated)."
+    "  [default: none, no CORS headers]",
+)
 def serve_command(
-    listen: str, db_path: Path | None, durability: str, upload_max_mib: int, shutdown_grace: float
+    listen: str,
+    db_path: Path | None,
+    durability: str,
+    upload_max_mib: int,
+    shutdown_grace: float,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    cors_origins: tuple[str, ...],
 ) -> None:
     """Run the provd server in the foreground."""
     try:
         parse_listen(listen)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--listen") from None
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_cert is not None and tls_key is not None:
+        _check_tls(tls_cert, tls_key)
+    if not cors_origins:
+        env_origins = os.environ.get("PROVD_CORS_ORIGINS", "")
+        cors_origins = tuple(o for o in (o.strip() for o in env_origins.split(",")) if o)
+    try:
+        cors_origins = tuple(parse_origin(origin) for origin in cors_origins)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--cors-origin") from None
     db_path = (db_path or default_db_path()).expanduser().resolve()
     settings = ServerSettings(
         listen=listen,
@@ -79,8 +121,21 @@ def serve_command(
         synchronous="normal" if durability == "normal" else "full",
         limits=JobLimits(upload_max_bytes=upload_max_mib * MiB),
         shutdown_grace_seconds=shutdown_grace,
+        tls_cert=tls_cert.resolve() if tls_cert else None,
+        tls_key=tls_key.resolve() if tls_key else None,
+        cors_origins=cors_origins,
     )
     trio.run(_serve_until_signalled, settings)
+
+
+def _check_tls(cert: Path, key: Path) -> None:
+    """Fail with a usage error now, not with a traceback once serving starts."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as error:
+        raise click.BadParameter(
+            f"cannot load {cert} with {key}: {error}", param_hint="--tls-cert/--tls-key"
+        ) from None
 
 
 async def _serve_until_signalled(settings: ServerSettings) -> None:

@@ -98,6 +98,15 @@ def _resolve_psk(psk: str | None, db_path: Path | None) -> str:
     show_default=True,
     help="How many jobs to run at once.",
 )
+@click.option(
+    "--transport",
+    type=click.Choice(["connect", "websocket"]),
+    default="connect",
+    envvar="PROVD_DAEMON_TRANSPORT",
+    show_default=True,
+    help="How to wait for jobs: an HTTP/2 stream, or provd's WebSocket route"
+    " (for networks without HTTP/2).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 def daemon_command(
     url: str,
@@ -108,6 +117,7 @@ def daemon_command(
     tags: tuple[str, ...],
     organization: str,
     jobs: int,
+    transport: str,
     verbose: bool,
 ) -> None:
     """Run a provisioner daemon with the built-in echo provisioner.
@@ -128,6 +138,7 @@ def daemon_command(
         tags=_parse_tags(tags),
         organization=organization,
         jobs=jobs,
+        transport=transport,
     )
     try:
         trio.run(_run_until_signalled, settings)

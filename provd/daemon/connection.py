@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
@@ -22,6 +22,7 @@ from connectrpc.errors import ConnectError
 from provd.client import AcquireRequests
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+from provd.websocket_client import WebSocketAcquisition
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,9 +57,18 @@ def is_transient(error: ConnectError) -> bool:
 class DaemonConnection:
     """The six RPCs as trio calls, with retries for transport errors."""
 
-    def __init__(self, client: ProvisionerDaemonClientSync, backoff: Backoff = Backoff()) -> None:
+    def __init__(
+        self,
+        client: ProvisionerDaemonClientSync,
+        backoff: Backoff = Backoff(),
+        *,
+        websocket: tuple[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        """With `websocket` (provd's URL and the daemon headers), acquire streams go
+        over provd's WebSocket transport instead of an HTTP/2 stream."""
         self._client = client
         self._backoff = backoff
+        self._websocket = websocket
 
     async def _unary(self, fn: Callable[[], T], what: str) -> T:
         next_delay = self._backoff.delays()
@@ -107,13 +117,19 @@ class DaemonConnection:
         return None
 
     async def _acquire_once(self, stop: trio.Event) -> pd.AcquiredJob | None:
+        if self._websocket is not None:
+            return await self._acquire_over_websocket(stop, *self._websocket)
         requests = AcquireRequests()
         answers: list[pd.AcquiredJob] = []
         failure: list[ConnectError] = []
 
         def stream() -> None:
             try:
-                answers.extend(self._client.acquire_job_with_cancel(requests))
+                for answer in self._client.acquire_job_with_cancel(requests):
+                    answers.append(answer)
+                    # provd answers once: end our side now, so the HTTP client is
+                    # not left reading a request body that can no longer matter.
+                    requests.close()
             except ConnectError as error:  # raised below, outside the nursery
                 failure.append(error)
             finally:
@@ -122,6 +138,7 @@ class DaemonConnection:
         async def cancel_on_stop() -> None:
             await stop.wait()
             requests.cancel()
+            requests.close()
 
         try:
             async with trio.open_nursery() as nursery:
@@ -133,6 +150,33 @@ class DaemonConnection:
             raise
         if failure:
             raise failure[0]
-        if len(answers) != 1:
-            raise ConnectError(Code.INTERNAL, f"provd sent {len(answers)} answers to one acquire")
-        return answers[0] if answers[0].job_id else None
+        return _one_answer(answers)
+
+    async def _acquire_over_websocket(
+        self, stop: trio.Event, url: str, headers: Mapping[str, str]
+    ) -> pd.AcquiredJob | None:
+        acquisition = WebSocketAcquisition(url, headers)
+        answers: list[pd.AcquiredJob] = []
+        failure: ConnectError | None = None
+
+        async def cancel_on_stop() -> None:
+            await stop.wait()
+            acquisition.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cancel_on_stop)
+            try:
+                answers = await acquisition.run()
+            except ConnectError as error:  # raised below, outside the nursery
+                failure = error
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return _one_answer(answers)
+
+
+def _one_answer(answers: list[pd.AcquiredJob]) -> pd.AcquiredJob | None:
+    """The job in provd's one answer, or None for an empty (canceled) answer."""
+    if len(answers) != 1:
+        raise ConnectError(Code.INTERNAL, f"provd sent {len(answers)} answers to one acquire")
+    return answers[0] if answers[0].job_id else None

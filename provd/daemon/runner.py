@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 
 import trio
 from connectrpc.errors import ConnectError
+from pyqwest import SyncClient
 
 from provd import __version__
-from provd.client import daemon_client
+from provd.client import daemon_client_for, daemon_headers, http_transport
 from provd.daemon.connection import DaemonConnection
 from provd.daemon.provisioners import JobFailed, Provisioner
 from provd.daemon.reporting import JobLost, JobReporter, ReportingSettings
@@ -40,6 +41,9 @@ class DaemonSettings:
     organization: str = ""
     jobs: int = 1
     reporting: ReportingSettings = field(default_factory=ReportingSettings)
+    # "connect": acquire over an HTTP/2 stream; "websocket": over provd's WebSocket
+    # transport (unary calls then use HTTP/1.1, which needs no bidi stream).
+    transport: str = "connect"
 
 
 def builtin_provisioners() -> dict[str, Provisioner]:
@@ -56,8 +60,7 @@ async def run_daemon(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve jobs until `stop` is set and every running job has ended."""
-    client = daemon_client(
-        settings.url,
+    headers = daemon_headers(
         settings.psk,
         name=settings.name,
         provisioners=settings.provisioners,
@@ -65,8 +68,29 @@ async def run_daemon(
         organization=settings.organization,
         version=__version__,
     )
-    connection = DaemonConnection(client)
+    over_websocket = settings.transport == "websocket"
+    # Over WebSocket only the acquire stream needs it; unary calls go over HTTP/1.1.
+    transport = http_transport(http2=not over_websocket)
+    client = daemon_client_for(settings.url, headers, http_client=SyncClient(transport))
+    connection = DaemonConnection(
+        client, websocket=(settings.url, headers) if over_websocket else None
+    )
     available = dict(provisioners if provisioners is not None else builtin_provisioners())
+    try:
+        await _serve_slots(settings, connection, available, stop, task_status)
+    finally:
+        # Closing the transport ends any request a cancelled call left in a worker
+        # thread, so no thread is still inside the HTTP client when Python exits.
+        transport.close()
+
+
+async def _serve_slots(
+    settings: DaemonSettings,
+    connection: DaemonConnection,
+    available: Mapping[str, Provisioner],
+    stop: trio.Event,
+    task_status: trio.TaskStatus[None],
+) -> None:
     async with trio.open_nursery() as nursery:
         for slot in range(settings.jobs):
             nursery.start_soon(

@@ -24,6 +24,8 @@ from provd.rpc.auth import BearerTokenAuth, DaemonKeyAuth
 from provd.rpc.daemon import ProvisionerDaemonHandler
 from provd.rpc.errors import ErrorMapping
 from provd.rpc.jobs import JobServiceHandler
+from provd.rpc.reflection import reflection_apps
+from provd.rpc.websocket import WebSocketTransport
 from provd.store import Store
 
 Scope = dict[str, Any]
@@ -33,12 +35,18 @@ ASGIApp = Any
 class ServiceRouter:
     """Routes `/<package.Service>/<Method>` to the app serving that service."""
 
-    def __init__(self, apps: Sequence[ConnectASGIApplication[Any]]) -> None:
+    def __init__(
+        self, apps: Sequence[ConnectASGIApplication[Any]], websocket: ASGIApp | None = None
+    ) -> None:
         self._apps = {app.path: app for app in apps}
+        self._websocket = websocket
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
+            return
+        if scope["type"] == "websocket" and self._websocket is not None:
+            await self._websocket(scope, receive, send)
             return
         if scope["type"] == "http":
             path: str = scope["path"]
@@ -63,6 +71,8 @@ def build_app(
 ) -> ServiceRouter:
     """Assemble every service with its auth, error mapping and size limits."""
     errors = ErrorMapping()
+    daemon_handler = ProvisionerDaemonHandler(dispatcher, registry)
+    daemon_auth = DaemonKeyAuth(daemon_psk)
     admin: list[Interceptor] = [BearerTokenAuth(admin_token), errors]
     # JSON carries bytes as base64 (4/3 larger); leave room for the envelope too.
     upload_read_max = jobs.limits.upload_max_bytes * 4 // 3 + 64 * 1024
@@ -73,11 +83,11 @@ def build_app(
             ),
             DaemonServiceASGIApplication(DaemonServiceHandler(registry), interceptors=admin),
             QuotaServiceASGIApplication(QuotaServiceHandler(store), interceptors=admin),
-            ProvisionerDaemonASGIApplication(
-                ProvisionerDaemonHandler(dispatcher, registry),
-                interceptors=[DaemonKeyAuth(daemon_psk), errors],
-            ),
-        ]
+            ProvisionerDaemonASGIApplication(daemon_handler, interceptors=[daemon_auth, errors]),
+            # No auth: reflection describes the schema (public, in proto/), never data.
+            *reflection_apps(),
+        ],
+        websocket=WebSocketTransport(daemon_handler, daemon_auth),
     )
 
 

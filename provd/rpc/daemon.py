@@ -10,7 +10,7 @@ If that send does not happen, the job goes back to its queue.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import trio
@@ -57,7 +57,7 @@ class ProvisionerDaemonHandler:
 
     async def acquire_job_with_cancel(
         self, requests: AsyncIterator[pd.CancelAcquire], ctx: RequestContext[Any, Any]
-    ) -> AsyncIterator[pd.AcquiredJob]:
+    ) -> AsyncGenerator[pd.AcquiredJob]:
         daemon = await self._caller(ctx)
         stream = _RequestWatch()
         job: Job | None = None
