@@ -1,14 +1,16 @@
 """Dispatch latency: how long a new job takes to reach a daemon that is already waiting.
 
-    .venv/bin/python bench/dispatch.py [--jobs 1000] [--daemons 4]
+    .venv/bin/python bench/dispatch.py [--jobs 1000] [--daemons 4] [--subprocess]
 
-A real provd server runs in this process on 127.0.0.1:0, with a temporary SQLite file
-and the durable defaults (synchronous=full). `--daemons` daemons each keep an
-AcquireJobWithCancel stream open over h2c; as soon as a stream answers, its daemon
-stamps the time and opens a new one. The jobs are then created one at a time through
-the job API (CreateJob over Connect), each only once a daemon is waiting (the
-scheduler's `waiters`) and after the previous job arrived, so every figure is one
-job's trip through an idle server:
+A real provd server on 127.0.0.1:0, with a temporary SQLite file and the durable
+defaults (synchronous=full): by default in this process (its scheduler says when a
+daemon waits); with `--subprocess`, `python -m provd serve` in a process of its own,
+as users run it, so the clients below do not share the server's GIL (`just bench`
+uses this). `--daemons` daemons each keep an AcquireJobWithCancel stream open over
+h2c; as soon as a stream answers, its daemon stamps the time and opens a new one.
+The jobs are then created one at a time through the job API (CreateJob over
+Connect), each only once a daemon is waiting and after the previous job arrived, so
+every figure is one job's trip through an idle server:
 
     create→received        from just before CreateJob is sent
     created(ack)→received  from CreateJob's response; negative when the daemon had
@@ -18,29 +20,39 @@ Both ends stamp `time.perf_counter()` in their own thread of this one process, s
 clocks agree. Jobs are left running (the daemons never report back): only dispatch is
 measured. The first `--warmup` jobs (connections, caches) are not counted. The
 clients are provd.client's sync clients in worker threads (connectrpc's async client
-needs asyncio). The last line printed is one JSON object with the results.
+needs asyncio). With `--subprocess` the scheduler is out of reach: every daemon is
+first seen connected through ListDaemons, and with one job in flight at a time and
+at least two daemons, all but the one that just got a job are always waiting.
+The last line printed is one JSON object with the results.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import statistics
+import sys
 import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
 
 import trio
 
 from provd.app import Running, serve
-from provd.client import AcquireRequests, daemon_client, job_client
+from provd.client import AcquireRequests, daemon_client, daemon_service_client, job_client
 from provd.config import ServerSettings
+from provd.gen.provd.v1 import daemons_pb2 as dpb
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import provd_server
 
 ADMIN_TOKEN = "bench-admin-token"
 DAEMON_PSK = "bench-daemon-psk"
@@ -90,21 +102,43 @@ def summarize(name: str, seconds: list[float]) -> dict[str, float]:
     return row
 
 
-async def bench(jobs: int, daemons: int, warmup: int) -> dict[str, object]:
+@contextlib.asynccontextmanager
+async def in_process_server(tmp: str) -> AsyncIterator[tuple[str, Callable[[], bool]]]:
+    """provd in this trio run; yields its URL and "is a daemon waiting?"."""
     stop_server = trio.Event()
-    with tempfile.TemporaryDirectory(prefix="provd-bench-") as tmp:
-        settings = ServerSettings(
-            listen="127.0.0.1:0",
-            db_path=Path(tmp) / "provd.db",
-            admin_token=ADMIN_TOKEN,
-            daemon_psk=DAEMON_PSK,
+    settings = ServerSettings(
+        listen="127.0.0.1:0",
+        db_path=Path(tmp) / "provd.db",
+        admin_token=ADMIN_TOKEN,
+        daemon_psk=DAEMON_PSK,
+    )
+    async with trio.open_nursery() as server_nursery:
+        running: Running = await server_nursery.start(
+            partial(serve, settings, shutdown_trigger=stop_server.wait)
         )
-        async with trio.open_nursery() as server_nursery:
-            running: Running = await server_nursery.start(
-                partial(serve, settings, shutdown_trigger=stop_server.wait)
-            )
-            scheduler = running.scheduler
-            client = job_client(running.url, ADMIN_TOKEN)
+        scheduler = running.scheduler
+        yield running.url, lambda: scheduler.statistics().waiters >= 1
+        stop_server.set()
+
+
+@contextlib.asynccontextmanager
+async def subprocess_server(tmp: str) -> AsyncIterator[tuple[str, Callable[[], bool]]]:
+    """`python -m provd serve` (bench/_common.py); a daemon is always waiting once all
+    have connected (see the module's docstring)."""
+    with provd_server(Path(tmp) / "provd.db") as server:
+        yield server.url, lambda: True
+
+
+def connected(url: str) -> int:
+    response = daemon_service_client(url, ADMIN_TOKEN).list_daemons(dpb.ListDaemonsRequest())
+    return sum(1 for daemon in response.daemons if daemon.connected)
+
+
+async def bench(jobs: int, daemons: int, warmup: int, in_subprocess: bool) -> dict[str, object]:
+    server = subprocess_server if in_subprocess else in_process_server
+    with tempfile.TemporaryDirectory(prefix="provd-bench-") as tmp:
+        async with server(tmp) as (url, daemon_waiting):
+            client = job_client(url, ADMIN_TOKEN)
             in_thread = partial(trio.to_thread.run_sync, limiter=trio.CapacityLimiter(daemons + 8))
             upload = pb.UploadFileRequest(data=template_tar())
             request = pb.CreateJobRequest(
@@ -113,15 +147,18 @@ async def bench(jobs: int, daemons: int, warmup: int) -> dict[str, object]:
                 template_import=pb.TemplateImportInput(),
             )
             send, arrivals = trio.open_memory_channel[tuple[str, float]](jobs + warmup)
-            pool = [Daemon(running.url, f"bench-{i}", send) for i in range(daemons)]
+            pool = [Daemon(url, f"bench-{i}", send) for i in range(daemons)]
             since_send: list[float] = []
             since_ack: list[float] = []
             async with trio.open_nursery() as daemon_nursery:
                 for daemon in pool:
                     daemon_nursery.start_soon(in_thread, daemon.run)
+                with trio.fail_after(30):
+                    while await in_thread(connected, url) < daemons:
+                        await trio.sleep(0.01)
                 for n in range(warmup + jobs):
                     with trio.fail_after(10):
-                        while scheduler.statistics().waiters < 1:
+                        while not daemon_waiting():
                             await trio.sleep(0.0005)
                         sent = time.perf_counter()
                         job = await in_thread(client.create_job, request)
@@ -133,14 +170,18 @@ async def bench(jobs: int, daemons: int, warmup: int) -> dict[str, object]:
                         since_ack.append(received - acked)
                 for daemon in pool:
                     daemon.stop()
-            stop_server.set()
         assert arrivals.statistics().current_buffer_used == 0, "a job arrived twice"
 
     print(f"dispatch latency over {jobs} jobs, {daemons} waiting daemons (ms)")
     print(f"{'':<24}{'count':>7}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}")
     sent_row = summarize("create→received", since_send)
     ack_row = summarize("created(ack)→received", since_ack)
-    result: dict[str, object] = {"bench": "dispatch", "jobs": jobs, "daemons": daemons}
+    result: dict[str, object] = {
+        "bench": "dispatch",
+        "jobs": jobs,
+        "daemons": daemons,
+        "server": "subprocess" if in_subprocess else "in-process",
+    }
     result.update({f"{k}_ms": round(v, 3) for k, v in sent_row.items()})
     result.update({f"ack_{k}_ms": round(v, 3) for k, v in ack_row.items()})
     return result
@@ -151,9 +192,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--daemons", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=20, help="jobs run first, not counted")
+    parser.add_argument(
+        "--subprocess", action="store_true", help="run provd as `python -m provd serve`"
+    )
     args = parser.parse_args()
+    if args.subprocess and args.daemons < 2:
+        parser.error("--subprocess needs at least 2 daemons (one is always waiting)")
     started = time.perf_counter()
-    result = trio.run(bench, args.jobs, args.daemons, args.warmup)
+    result = trio.run(bench, args.jobs, args.daemons, args.warmup, args.subprocess)
     result["wall_s"] = round(time.perf_counter() - started, 2)
     print(json.dumps(result))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from provd.errors import FailedPrecondition, NotFound, PermissionDenied
@@ -275,13 +276,21 @@ def pending_queues(conn: sqlite3.Connection) -> list[Queue]:
 
 
 def queue_position(conn: sqlite3.Connection, job: Job) -> QueuePosition:
-    queue_sql = f"FROM jobs WHERE organization = ? AND provisioner = ? AND tags = ? AND {PENDING}"
-    queue_params = (job.organization, job.provisioner, tags_key(job.tags))
-    (ahead,) = conn.execute(
-        f"SELECT COUNT(*) {queue_sql} AND (priority > ? OR (priority = ? AND seq < ?))",
-        (*queue_params, job.priority, job.priority, job.seq),
+    """One pass over the queue's entries in `jobs_pending` counts both the queue and
+    the jobs ahead of `job`. It grows with the queue (SQLite keeps no counts in its
+    indexes), unlike a claim."""
+    ahead, size = conn.execute(
+        "SELECT COUNT(*) FILTER (WHERE priority > ? OR (priority = ? AND seq < ?)), COUNT(*)"
+        f" FROM jobs WHERE organization = ? AND provisioner = ? AND tags = ? AND {PENDING}",
+        (
+            job.priority,
+            job.priority,
+            job.seq,
+            job.organization,
+            job.provisioner,
+            tags_key(job.tags),
+        ),
     ).fetchone()
-    (size,) = conn.execute(f"SELECT COUNT(*) {queue_sql}", queue_params).fetchone()
     return QueuePosition(ahead + 1, size)
 
 
@@ -313,6 +322,20 @@ def held_job(conn: sqlite3.Connection, job_id: str, worker_id: str) -> Job:
     return job
 
 
+def _check_held(conn: sqlite3.Connection, job_id: str, worker_id: str) -> sqlite3.Row:
+    """`held_job`'s check without building the `Job`: the job's log budget columns if
+    `worker_id` holds it and it is still running, else the error `held_job` raises."""
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT worker_id, started_at, completed_at, log_bytes, logs_overflowed FROM jobs"
+        " WHERE id = ?",
+        (job_id,),
+    ).fetchone()
+    if row is None or row[0] != worker_id or row[1] is None or row[2] is not None:
+        held_job(conn, job_id, worker_id)  # raises the error that says why
+        raise AssertionError(f"job {job_id} failed the holder check but passed held_job")
+    return row
+
+
 def release_job(
     conn: sqlite3.Connection, job_id: str, worker_id: str, logs: Sequence[NewLogLine], now: int
 ) -> Job | None:
@@ -334,14 +357,31 @@ def release_job(
 def update_job(
     conn: sqlite3.Connection, job_id: str, worker_id: str, update: JobUpdate, now: int
 ) -> Job:
-    held_job(conn, job_id, worker_id)
-    insert_logs(conn, job_id, update.logs, now, limit_bytes=update.log_limit_bytes)
+    held = _check_held(conn, job_id, worker_id)
+    stored = _store_lines(
+        conn,
+        job_id,
+        update.logs,
+        now,
+        limit_bytes=update.log_limit_bytes,
+        used_bytes=held["log_bytes"],
+        overflowed=bool(held["logs_overflowed"]),
+    )
+    # One statement for the heartbeat, the readme and the log counters.
     return _job_or_raise(
         conn.execute(
             "UPDATE jobs SET updated_at = ?, readme = COALESCE(?, readme),"
-            " template_variables = COALESCE(?, template_variables)"
+            " template_variables = COALESCE(?, template_variables),"
+            " log_count = log_count + ?, log_bytes = log_bytes + ?"
             f" WHERE id = ? RETURNING {JOB_COLUMNS}",
-            (now, update.readme, update.template_variables, job_id),
+            (
+                now,
+                update.readme,
+                update.template_variables,
+                len(stored.lines),
+                stored.size,
+                job_id,
+            ),
         )
     )
 
@@ -349,7 +389,7 @@ def update_job(
 def complete_job(
     conn: sqlite3.Connection, job_id: str, worker_id: str, result: bytes, now: int
 ) -> Job:
-    held_job(conn, job_id, worker_id)
+    _check_held(conn, job_id, worker_id)
     return _job_or_raise(
         conn.execute(
             "UPDATE jobs SET completed_at = ?, updated_at = ?, result = ?"
@@ -369,7 +409,7 @@ def fail_job(
     logs: Sequence[NewLogLine],
     now: int,
 ) -> Job:
-    held_job(conn, job_id, worker_id)
+    _check_held(conn, job_id, worker_id)
     insert_logs(conn, job_id, logs, now)
     # An empty error means "canceled" only for a job that was asked to cancel; on
     # any other job it must still read as failed.
@@ -480,47 +520,106 @@ def insert_logs(
     gets one marker line instead, and every later line is dropped."""
     if not logs:
         return []
+    used_bytes, overflowed = 0, False
     if limit_bytes is not None:
-        used, overflowed = conn.execute(
+        used_bytes, overflowed = conn.execute(
             "SELECT log_bytes, logs_overflowed FROM jobs WHERE id = ?", (job_id,)
         ).fetchone()
-        if overflowed:
-            return []
+    stored = _store_lines(
+        conn,
+        job_id,
+        logs,
+        now,
+        limit_bytes=limit_bytes,
+        used_bytes=used_bytes,
+        overflowed=bool(overflowed),
+    )
+    if not stored.lines:
+        return []
+    conn.execute(
+        "UPDATE jobs SET log_count = log_count + ?, log_bytes = log_bytes + ? WHERE id = ?",
+        (len(stored.lines), stored.size, job_id),
+    )
+    return [
+        LogLine(log_id, job_id, created_at, line.source, line.level, line.stage, line.output)
+        for log_id, created_at, line in zip(
+            range(stored.first_id, stored.first_id + len(stored.lines)),
+            stored.created_at,
+            stored.lines,
+            strict=True,
+        )
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredLines:
+    first_id: int  # the lines' ids are consecutive from here
+    lines: Sequence[NewLogLine]
+    created_at: Sequence[int]
+    size: int  # what they cost against the job's log budget
+
+
+def _store_lines(
+    conn: sqlite3.Connection,
+    job_id: str,
+    logs: Sequence[NewLogLine],
+    now: int,
+    *,
+    limit_bytes: int | None,
+    used_bytes: int,
+    overflowed: bool,
+) -> _StoredLines:
+    """Insert `logs` (cut at `limit_bytes` as `insert_logs` says) into job_logs; the
+    job's counters are the caller's to update.
+
+    One statement for all lines: each line gets the id SQLite would have given it
+    (one more than the largest in the table), assigned here, so no line needs its
+    own INSERT … RETURNING. Writes are serialized on the writer's connection, so
+    nothing else inserts between the look-up of the largest id and the insert.
+    """
+    if not logs or (limit_bytes is not None and overflowed):
+        return _StoredLines(0, (), (), 0)
+    sizes = [_log_size(line) for line in logs]
+    size = sum(sizes)
+    if limit_bytes is not None and used_bytes + size > limit_bytes:
         kept: list[NewLogLine] = []
-        for line in logs:
-            used += _log_size(line)
-            if used > limit_bytes:
-                kept.append(
-                    NewLogLine(
-                        source=line.source,
-                        level=LogLevel.WARN,
-                        stage=line.stage,
-                        output=LOGS_TRUNCATED.format(limit=limit_bytes),
-                        created_at=line.created_at,
-                    )
+        size = 0
+        for line, line_size in zip(logs, sizes, strict=True):
+            used_bytes += line_size
+            if used_bytes > limit_bytes:
+                marker = NewLogLine(
+                    source=line.source,
+                    level=LogLevel.WARN,
+                    stage=line.stage,
+                    output=LOGS_TRUNCATED.format(limit=limit_bytes),
+                    created_at=line.created_at,
                 )
+                kept.append(marker)
+                size += _log_size(marker)
                 conn.execute("UPDATE jobs SET logs_overflowed = 1 WHERE id = ?", (job_id,))
                 break
             kept.append(line)
+            size += line_size
         logs = kept
-    inserted = []
-    for line in logs:
-        created_at = line.created_at if line.created_at is not None else now
-        (log_id,) = conn.execute(
-            "INSERT INTO job_logs (job_id, created_at, source, level, stage, output)"
-            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            (job_id, created_at, int(line.source), int(line.level), line.stage, line.output),
-        ).fetchone()
-        inserted.append(
-            LogLine(log_id, job_id, created_at, line.source, line.level, line.stage, line.output)
-        )
-    conn.execute(
-        "UPDATE jobs SET log_count = log_count + ?, log_bytes = log_bytes + ? WHERE id = ?",
-        (len(inserted), sum(_log_size(line) for line in inserted), job_id),
+    (last_id,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM job_logs").fetchone()
+    first_id = last_id + 1
+    created_at = [now if line.created_at is None else line.created_at for line in logs]
+    conn.executemany(
+        "INSERT INTO job_logs (id, job_id, created_at, source, level, stage, output)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (log_id, job_id, created, int(line.source), int(line.level), line.stage, line.output)
+            for log_id, created, line in zip(
+                range(first_id, first_id + len(logs)), created_at, logs, strict=True
+            )
+        ],
     )
-    return inserted
+    return _StoredLines(first_id, logs, created_at, size)
 
 
 def _log_size(line: NewLogLine | LogLine) -> int:
     """What a line costs against a job's log budget: its text in UTF-8 bytes."""
-    return len(line.output.encode()) + len(line.stage.encode())
+    output, stage = line.output, line.stage
+    return (len(output) if output.isascii() else len(output.encode())) + (
+        len(stage) if stage.isascii() else len(stage.encode())
+    )

@@ -1,0 +1,190 @@
+"""The UpdateJob log load that bench/logs.py and bench/peer.py share.
+
+Each of `daemons` threads holds its own jobs and sends UpdateJob with `lines` log lines
+to them round-robin, as fast as the server answers. A job takes at most
+`JOB_LOG_BUDGET` bytes of log text (under provd's 1 MiB per-job cap, so no line is
+dropped or replaced by the truncation marker), after which the thread moves on to
+its next job; a thread that runs out of jobs stops early and is reported.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import ADMIN_TOKEN, DAEMON_PSK, diff, template_tar, threads_cpu_s
+
+from provd.client import AcquireRequests, daemon_client, http2_client, job_client
+from provd.gen.provd.v1 import jobs_pb2 as pb
+from provd.gen.provisionerd import provisionerd_pb2 as pd
+from provd.gen.provisionersdk import provisioner_pb2 as sdk
+
+LINES = 100
+STAGE = "Applying"
+JOB_LOG_BUDGET = 900_000  # bytes of stage + output text per job
+
+
+def log_batch(lines: int = LINES) -> list[pd.Log]:
+    """`lines` lines like a terraform apply writes (~70 bytes of text each)."""
+    now = int(time.time() * 1000)
+    return [
+        pd.Log(
+            source=pd.PROVISIONER,
+            level=sdk.INFO,
+            created_at=now,
+            stage=STAGE,
+            output=f"null_resource.example[{n}]: Creation complete after 0s [id=8675309{n:04d}]",
+        )
+        for n in range(lines)
+    ]
+
+
+def daemon_metadata(name: str) -> list[tuple[str, str]]:
+    """gRPC metadata for a provd daemon (lower-case header names)."""
+    return [
+        ("provd-daemon-psk", DAEMON_PSK),
+        ("provd-daemon-name", name),
+        ("provd-daemon-provisioners", "echo"),
+        ("provd-api-version", "1.1"),
+    ]
+
+
+Send = Callable[[pd.UpdateJobRequest], pd.UpdateJobResponse]
+
+
+@dataclass
+class LoadResult:
+    updates: int
+    lines: int
+    seconds: float
+    server_cpu: dict[str, float]  # cores, per thread kind
+    client_cpu: float  # cores
+    ran_out: int  # threads that ran out of jobs before the end
+
+    @property
+    def lines_per_s(self) -> float:
+        return self.lines / self.seconds
+
+    @property
+    def updates_per_s(self) -> float:
+        return self.updates / self.seconds
+
+
+def run_load(
+    server_pid: int,
+    senders: Sequence[Send],
+    jobs: Sequence[Sequence[str]],
+    seconds: float,
+    lines: int = LINES,
+    used: list[dict[str, int]] | None = None,
+) -> LoadResult:
+    """Send UpdateJob from one thread per sender, to its jobs, for `seconds`.
+
+    `used` (one dict per sender, job id → batches sent) carries over between calls,
+    so a job never goes over its budget across several runs."""
+    batch = log_batch(lines)
+    batch_bytes = sum(len(log.stage.encode()) + len(log.output.encode()) for log in batch)
+    max_updates = JOB_LOG_BUDGET // batch_bytes if batch_bytes else 1 << 62
+    counts = [0] * len(senders)
+    ran_out = [False] * len(senders)
+    used = used if used is not None else [{} for _ in senders]
+    errors: list[BaseException] = []
+    deadline = time.perf_counter() + seconds
+
+    def body(index: int) -> None:
+        send, held, budget = senders[index], jobs[index], used[index]
+        requests = [pd.UpdateJobRequest(job_id=job_id, logs=batch) for job_id in held]
+        n = 0
+        try:
+            while time.perf_counter() < deadline:
+                live = [r for r in requests if budget.get(r.job_id, 0) < max_updates]
+                if not live:
+                    ran_out[index] = True
+                    break
+                for request in live:
+                    if time.perf_counter() >= deadline:
+                        break
+                    response = send(request)
+                    assert not response.canceled
+                    budget[request.job_id] = budget.get(request.job_id, 0) + 1
+                    n += 1
+        except BaseException as error:
+            errors.append(error)
+        counts[index] = n
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(len(senders))]
+    server_before = threads_cpu_s(server_pid)
+    client_before = sum(os.times()[:2])
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    server_cpu = diff(threads_cpu_s(server_pid), server_before)
+    return LoadResult(
+        updates=sum(counts),
+        lines=sum(counts) * lines,
+        seconds=elapsed,
+        server_cpu={k: v / elapsed for k, v in server_cpu.items()},
+        client_cpu=(sum(os.times()[:2]) - client_before) / elapsed,
+        ran_out=sum(ran_out),
+    )
+
+
+def combine(results: Sequence[LoadResult]) -> LoadResult:
+    """Several runs of the same load as one (totals over total time)."""
+    seconds = sum(r.seconds for r in results)
+    kinds = {k for r in results for k in r.server_cpu}
+    return LoadResult(
+        updates=sum(r.updates for r in results),
+        lines=sum(r.lines for r in results),
+        seconds=seconds,
+        server_cpu={
+            k: sum(r.server_cpu.get(k, 0.0) * r.seconds for r in results) / seconds for k in kinds
+        },
+        client_cpu=sum(r.client_cpu * r.seconds for r in results) / seconds,
+        ran_out=sum(r.ran_out for r in results),
+    )
+
+
+def count_lines(db_path: Path, table: str = "job_logs") -> int:
+    """Log rows with the load's stage in a stopped server's SQLite file."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        (count,) = conn.execute(
+            f"SELECT COUNT(*) FROM {table} WHERE stage = ?", (STAGE,)
+        ).fetchone()
+        return int(count)
+    finally:
+        conn.close()
+
+
+def provd_held_jobs(url: str, daemons: int, per_daemon: int) -> list[list[str]]:
+    """Create `daemons x per_daemon` jobs and have daemon i (`bench-i`) acquire its
+    share, so each holds `per_daemon` running jobs."""
+    admin = job_client(url, ADMIN_TOKEN, http_client=http2_client())
+    file_hash = admin.upload_file(pb.UploadFileRequest(data=template_tar())).hash
+    create = pb.CreateJobRequest(
+        provisioner="echo", file_hash=file_hash, template_import=pb.TemplateImportInput()
+    )
+    for _ in range(daemons * per_daemon):
+        admin.create_job(create)
+    held: list[list[str]] = []
+    for index in range(daemons):
+        client = daemon_client(url, DAEMON_PSK, name=f"bench-{index}")
+        mine = []
+        for _ in range(per_daemon):
+            requests = AcquireRequests()
+            for acquired in client.acquire_job_with_cancel(requests):
+                mine.append(acquired.job_id)
+            requests.close()
+        held.append(mine)
+    return held
