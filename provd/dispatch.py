@@ -28,6 +28,9 @@ REQUIRED_TEMPLATE_VARIABLES = "REQUIRED_TEMPLATE_VARIABLES"
 PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
 TRUNCATED = " …[truncated]"
 _JOB_TYPES = "workspaceBuild, templateImport or templateDryRun"
+# Checked for every log line: look-ups, not lists rebuilt per line.
+_LOG_SOURCES = frozenset(pd.LogSource.values())
+_LOG_LEVELS = frozenset(sdk.LogLevel.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,9 +247,9 @@ class Dispatcher:
     def _log_lines(self, logs: Sequence[pd.Log]) -> Iterator[NewLogLine]:
         now = now_ms()
         for index, log in enumerate(logs):
-            if log.source not in pd.LogSource.values():
+            if log.source not in _LOG_SOURCES:
                 raise InvalidArgument(f"logs[{index}].source: {log.source} is not a log source")
-            if log.level not in sdk.LogLevel.values():
+            if log.level not in _LOG_LEVELS:
                 raise InvalidArgument(f"logs[{index}].level: {log.level} is not a log level")
             yield NewLogLine(
                 source=LogSource(log.source),
