@@ -175,10 +175,6 @@ class Jobs:
             with trio.move_on_after(self._log_poll_interval):
                 await changed.wait()
 
-    def notify_changed(self, job_id: str) -> None:
-        """Wake the followers of `job_id` (called after any write to it)."""
-        self._events.notify(job_id)
-
     async def _require(self, job_id: str) -> Job:
         job = await self._store.get_job(job_id)
         if job is None:

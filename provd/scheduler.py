@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -174,10 +174,6 @@ class Scheduler:
             released=self._released,
         )
 
-    def waiting_daemons(self) -> list[Daemon]:
-        """One daemon per waiter, for explaining why a job is pending."""
-        return [w.daemon for g in self._groups.values() for w in g.waiters]
-
     def _group_for(self, daemon: Daemon) -> _Group:
         key: GroupKey = (daemon.organization, daemon.provisioners, tags_key(daemon.tags))
         group = self._groups.get(key)
@@ -240,6 +236,3 @@ class Scheduler:
             self._released += 1
             await self._store.release_job(job.id, head.daemon.id, [_RELEASED_LINE])
             self.job_available(queue_of(job))
-
-    def queues(self) -> Mapping[QueueKey, Queue]:
-        return self._queues
