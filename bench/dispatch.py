@@ -45,7 +45,7 @@ from pathlib import Path
 import trio
 
 from provd.app import Running, serve
-from provd.client import AcquireRequests, daemon_client, daemon_service_client, job_client
+from provd.client.connect import AcquireRequests, daemon_client, daemon_service_client, job_client
 from provd.config import ServerSettings
 from provd.gen.provd.v1 import daemons_pb2 as dpb
 from provd.gen.provd.v1 import jobs_pb2 as pb

@@ -59,7 +59,7 @@ from _common import (
     template_tar,
 )
 
-from provd.client import AcquireRequests, daemon_client, http2_client, job_client
+from provd.client.connect import AcquireRequests, daemon_client, http2_client, job_client
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk

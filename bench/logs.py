@@ -40,7 +40,7 @@ from _common import (
 )
 from _logload import LoadResult, count_lines, provd_held_jobs, run_load
 
-from provd.client import daemon_client
+from provd.client.connect import daemon_client
 
 GOAL_LINES_PER_S = 100_000
 

@@ -61,7 +61,7 @@ from _common import (
     table,
 )
 
-from provd.client import daemon_service_client
+from provd.client.connect import daemon_service_client
 from provd.gen.provd.v1 import daemons_pb2 as dpb
 from provd.model import JobType, Queue, normalize_tags, tags_key
 from provd.store import _sql_jobs as jobs_sql

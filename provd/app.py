@@ -24,13 +24,13 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from provd._compat import hypercorn_h2
 from provd.config import ServerSettings, parse_listen
-from provd.daemons import DaemonRegistry
 from provd.dispatch import Dispatcher
 from provd.events import JobEvents
 from provd.explain import explain_unroutable
-from provd.jobs import Jobs
+from provd.job_service import JobService
 from provd.model import Queue
 from provd.reapers import reap_hung_jobs, reap_unroutable_jobs
+from provd.registry import DaemonRegistry
 from provd.rpc.app import build_app
 from provd.rpc.cors import with_cors
 from provd.rpc.http1 import DrainRequestBody
@@ -101,14 +101,21 @@ async def _serve_store(
     def explain(queue: Queue) -> str | None:
         return explain_unroutable(queue, registry.live_daemons())
 
-    jobs = Jobs(
+    jobs = JobService(
         store,
         events,
         settings.limits,
         job_available=scheduler.job_available,
         explain_unroutable=explain,
     )
-    dispatcher = Dispatcher(store, scheduler, registry, events, settings.dispatch)
+    dispatcher = Dispatcher(
+        store,
+        scheduler,
+        registry,
+        events,
+        settings.limits,
+        unary_acquire_wait_seconds=settings.unary_acquire_wait_seconds,
+    )
     app = build_app(
         store=store,
         jobs=jobs,

@@ -6,27 +6,14 @@ CLI receives a finished `ServerSettings` and never reads the environment itself.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provd.dispatch import DispatchLimits
-from provd.jobs import JobLimits
+from provd.model import Limits
+from provd.protocol import DEFAULT_LISTEN
 from provd.reapers import ReaperSettings
+from provd.secrets import default_db_path
 from provd.store.sqlite import Synchronous
-
-DEFAULT_LISTEN = "127.0.0.1:8420"
-DEFAULT_URL = "http://127.0.0.1:8420"
-
-
-def default_data_dir() -> Path:
-    """`$XDG_DATA_HOME/provd`, else `~/.local/share/provd`."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "provd"
-
-
-def default_db_path() -> Path:
-    return default_data_dir() / "provd.db"
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -45,9 +32,10 @@ class ServerSettings:
     daemon_psk: str = ""
     # "normal" trades the last transactions before a power cut for speed.
     synchronous: Synchronous = "full"
-    limits: JobLimits = field(default_factory=JobLimits)
-    dispatch: DispatchLimits = field(default_factory=DispatchLimits)
+    limits: Limits = field(default_factory=Limits)
     reapers: ReaperSettings = field(default_factory=ReaperSettings)
+    # How long the deprecated unary AcquireJob waits before an empty answer.
+    unary_acquire_wait_seconds: float = 5.0
     # The scheduler's backup poll for wake-ups it missed.
     poll_interval_seconds: float = 30.0
     # Daemons not seen for three of these are stale.

@@ -9,38 +9,34 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import trio
 
-from provd.daemons import DaemonRegistry
 from provd.errors import FailedPrecondition, InvalidArgument
 from provd.events import JobEvents
 from provd.gen.provd.v1 import jobs_pb2 as api
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
-from provd.jobs import MiB
-from provd.model import Daemon, Job, JobType, JobUpdate, LogLevel, LogSource, NewLogLine, now_ms
+from provd.model import (
+    Daemon,
+    Job,
+    JobType,
+    JobUpdate,
+    Limits,
+    LogLevel,
+    LogSource,
+    NewLogLine,
+    now_ms,
+)
+from provd.protocol import TRUNCATED_MARK, JobErrorCode
+from provd.registry import DaemonRegistry
 from provd.scheduler import Scheduler, Waiter, queue_of
 from provd.store import Store
 
-REQUIRED_TEMPLATE_VARIABLES = "REQUIRED_TEMPLATE_VARIABLES"
-PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
-TRUNCATED = " …[truncated]"
 _JOB_TYPES = "workspaceBuild, templateImport or templateDryRun"
 # Checked for every log line: look-ups, not lists rebuilt per line.
 _LOG_SOURCES = frozenset(pd.LogSource.values())
 _LOG_LEVELS = frozenset(sdk.LogLevel.values())
-
-
-@dataclass(frozen=True, slots=True)
-class DispatchLimits:
-    payload_max_bytes: int = 4 * MiB
-    log_limit_bytes: int = 1 * MiB
-    stage_max_chars: int = 128
-    output_max_chars: int = 1024
-    # How long the deprecated unary AcquireJob waits for a job.
-    acquire_poll_seconds: float = 5.0
 
 
 def _server_line(stage: str, output: str, level: LogLevel = LogLevel.INFO) -> NewLogLine:
@@ -65,13 +61,18 @@ class Dispatcher:
         scheduler: Scheduler,
         registry: DaemonRegistry,
         events: JobEvents,
-        limits: DispatchLimits = DispatchLimits(),
+        limits: Limits = Limits(),
+        *,
+        unary_acquire_wait_seconds: float = 5.0,
     ) -> None:
+        """`unary_acquire_wait_seconds`: how long the deprecated unary AcquireJob waits
+        for a job before it answers with an empty one."""
         self._store = store
         self._scheduler = scheduler
         self._registry = registry
         self._events = events
         self.limits = limits
+        self._unary_acquire_wait_seconds = unary_acquire_wait_seconds
 
     # -- acquire -----------------------------------------------------------------
 
@@ -101,7 +102,10 @@ class Dispatcher:
         archive = await self._store.get_file_data(job.file_hash)
         if archive is None:
             await self._fail_undeliverable(
-                daemon, job, "its template archive is missing from the store", "FILE_MISSING"
+                daemon,
+                job,
+                "its template archive is missing from the store",
+                JobErrorCode.FILE_MISSING,
             )
             return None
         message = acquired_job(job, archive)
@@ -112,7 +116,7 @@ class Dispatcher:
                 job,
                 f"the job is {size} bytes, over the {self.limits.payload_max_bytes} bytes a"
                 " daemon accepts in one message",
-                PAYLOAD_TOO_LARGE,
+                JobErrorCode.PAYLOAD_TOO_LARGE,
             )
             return None
         return message
@@ -137,7 +141,7 @@ class Dispatcher:
         give_up = trio.Event()
         message = None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_set_after, give_up, self.limits.acquire_poll_seconds)
+            nursery.start_soon(_set_after, give_up, self._unary_acquire_wait_seconds)
             while message is None:
                 job = await self.wait_for_job(daemon, give_up)
                 if job is None:
@@ -167,7 +171,7 @@ class Dispatcher:
         logs = tuple(self._log_lines(request.logs))
         if request.template_variables:
             job = await self._store.get_job(job_id)
-            held = job is not None and job.is_held_by == daemon.id
+            held = job is not None and job.holder_id == daemon.id
             if held and job is not None and job.type is not JobType.TEMPLATE_IMPORT:
                 raise InvalidArgument(
                     f"templateVariables: job {job_id} is a {job.type.value};"
@@ -190,7 +194,7 @@ class Dispatcher:
                 logs=logs,
                 readme=request.readme or None,
                 template_variables=template_variables,
-                log_limit_bytes=self.limits.log_limit_bytes,
+                log_budget_bytes=self.limits.log_budget_bytes,
             ),
         )
         if logs or template_variables is not None:
@@ -226,7 +230,7 @@ class Dispatcher:
         result = api.JobResult()
         getattr(result, kind).CopyFrom(getattr(request, kind))
         job = await self._store.get_job(job_id)
-        if job is not None and job.is_held_by == daemon.id and job.type.value != kind:
+        if job is not None and job.holder_id == daemon.id and job.type.value != kind:
             raise InvalidArgument(f"type: job {job_id} is a {job.type.value}, not a {kind}")
         await self._store.complete_job(
             job_id, daemon.id, result.SerializeToString(deterministic=True)
@@ -254,8 +258,8 @@ class Dispatcher:
             yield NewLogLine(
                 source=LogSource(log.source),
                 level=LogLevel(log.level),
-                stage=_cap(log.stage, self.limits.stage_max_chars),
-                output=_cap(log.output, self.limits.output_max_chars),
+                stage=_cap(log.stage, self.limits.log_stage_max_chars),
+                output=_cap(log.output, self.limits.log_output_max_chars),
                 created_at=log.created_at or now,
             )
 
@@ -272,7 +276,7 @@ async def _set_after(event: trio.Event, seconds: float) -> None:
 
 def _cap(text: str, limit: int) -> str:
     """`text` cut to `limit` characters, with a visible marker when cut."""
-    return text if len(text) <= limit else text[: limit - len(TRUNCATED)] + TRUNCATED
+    return text if len(text) <= limit else text[: limit - len(TRUNCATED_MARK)] + TRUNCATED_MARK
 
 
 def resolve_template_variables(

@@ -12,6 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
+from provd.protocol import (
+    LOG_BUDGET_BYTES,
+    LOG_OUTPUT_MAX_CHARS,
+    LOG_STAGE_MAX_CHARS,
+    PAYLOAD_MAX_BYTES,
+    UPLOAD_MAX_BYTES,
+)
+
 DEFAULT_ORGANIZATION = "default"
 SCOPE_ORGANIZATION = "organization"
 SCOPE_USER = "user"
@@ -108,7 +116,7 @@ class Job:
     started_at: int | None = None
     canceled_at: int | None = None
     completed_at: int | None = None
-    worker_id: str | None = None
+    daemon_id: str | None = None
     error: str = ""
     error_code: str = ""
     result: bytes | None = None
@@ -119,11 +127,11 @@ class Job:
     daily_cost: int = 0
 
     @property
-    def is_held_by(self) -> str | None:
+    def holder_id(self) -> str | None:
         """The daemon id running this job, or None if it is not running."""
         if self.started_at is None or self.completed_at is not None:
             return None
-        return self.worker_id
+        return self.daemon_id
 
     @property
     def status(self) -> JobStatus:
@@ -262,6 +270,18 @@ class DaemonRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """The sizes the service enforces; the defaults are the protocol's (provd.protocol)."""
+
+    upload_max_bytes: int = UPLOAD_MAX_BYTES
+    # What a daemon accepts in one AcquiredJob (archive and inputs together).
+    payload_max_bytes: int = PAYLOAD_MAX_BYTES
+    log_budget_bytes: int = LOG_BUDGET_BYTES
+    log_stage_max_chars: int = LOG_STAGE_MAX_CHARS
+    log_output_max_chars: int = LOG_OUTPUT_MAX_CHARS
+
+
+@dataclass(frozen=True, slots=True)
 class JobUpdate:
     """What one UpdateJob writes. `readme` and `template_variables` are opaque
     (serialized by the service) and replace the stored value when not None."""
@@ -269,9 +289,9 @@ class JobUpdate:
     logs: tuple[NewLogLine, ...] = ()
     readme: bytes | None = None
     template_variables: bytes | None = None
-    # The per-job budget of log output, in bytes of `output`; past it, lines are
-    # dropped and one marker line says so.
-    log_limit_bytes: int = 1024 * 1024
+    # The per-job budget of log output (provd.protocol.LOG_BUDGET_BYTES); past it,
+    # lines are dropped and one marker line says so.
+    log_budget_bytes: int = LOG_BUDGET_BYTES
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """Timers that keep anything from hanging forever: tasks in the root nursery.
 
-- Hung jobs: a running job with no update for `hang_timeout` fails, saying so.
+- Hung jobs: a running job with no update for `hang_timeout_seconds` fails, saying so.
 - Unroutable jobs: a pending job that no connected daemon could take for
-  `pending_timeout` fails with an error that names what is missing.
+  `pending_timeout_seconds` fails with an error that names what is missing.
 """
 
 from __future__ import annotations
@@ -13,25 +13,23 @@ from dataclasses import dataclass
 
 import trio
 
-from provd.daemons import DaemonRegistry
 from provd.events import JobEvents
 from provd.explain import explain_unroutable
 from provd.model import LogLevel, LogSource, NewLogLine, now_ms
+from provd.protocol import JobErrorCode
+from provd.registry import DaemonRegistry
 from provd.store import Store
 
 logger = logging.getLogger(__name__)
 
-HUNG = "JOB_HUNG"
-UNROUTABLE = "NO_CAPABLE_DAEMON"
-
 
 @dataclass(frozen=True, slots=True)
 class ReaperSettings:
-    hang_timeout: float = 300.0
+    hang_timeout_seconds: float = 300.0
     # None: a pending job waits for a capable daemon forever.
-    pending_timeout: float | None = 1800.0
+    pending_timeout_seconds: float | None = 1800.0
     # How often each reaper looks; also bounded by its timeout.
-    interval: float = 30.0
+    interval_seconds: float = 30.0
 
 
 def _format_duration(seconds: float) -> str:
@@ -46,7 +44,7 @@ def _line(stage: str, output: str) -> NewLogLine:
 
 
 async def reap_hung_jobs(store: Store, events: JobEvents, settings: ReaperSettings) -> None:
-    timeout = settings.hang_timeout
+    timeout = settings.hang_timeout_seconds
     error = (
         f"Job hung: its provisioner daemon sent no update for {_format_duration(timeout)}"
         " (the daemon crashed, lost its connection, or is stuck)."
@@ -56,22 +54,24 @@ async def reap_hung_jobs(store: Store, events: JobEvents, settings: ReaperSettin
         _line("Cleaning up", "provd failed the job so that it does not stay running forever."),
     ]
     while True:
-        await trio.sleep(min(settings.interval, timeout / 2))
-        failed = await store.fail_hung_jobs(now_ms() - int(timeout * 1000), error, HUNG, lines)
+        await trio.sleep(min(settings.interval_seconds, timeout / 2))
+        failed = await store.fail_hung_jobs(
+            now_ms() - int(timeout * 1000), error, JobErrorCode.JOB_HUNG, lines
+        )
         for job in failed:
-            logger.warning("job %s hung on daemon %s; failed it", job.id, job.worker_id)
+            logger.warning("job %s hung on daemon %s; failed it", job.id, job.daemon_id)
             events.notify(job.id)
 
 
 async def reap_unroutable_jobs(
     store: Store, registry: DaemonRegistry, events: JobEvents, settings: ReaperSettings
 ) -> None:
-    timeout = settings.pending_timeout
+    timeout = settings.pending_timeout_seconds
     if timeout is None:
         return
     started = time.monotonic()
     while True:
-        await trio.sleep(min(settings.interval, timeout / 2))
+        await trio.sleep(min(settings.interval_seconds, timeout / 2))
         # Right after a restart daemons are still reconnecting: judge no one yet.
         if time.monotonic() - started < registry.stale_after_ms / 1000:
             continue
@@ -85,7 +85,11 @@ async def reap_unroutable_jobs(
                 continue  # a capable daemon is connected; the job is only waiting its turn
             error = f"No daemon could take this job for {_format_duration(timeout)}: {missing}."
             failed = await store.fail_pending_jobs(
-                summary.queue, cutoff, error, UNROUTABLE, [_line("Queued", error)]
+                summary.queue,
+                cutoff,
+                error,
+                JobErrorCode.NO_CAPABLE_DAEMON,
+                [_line("Queued", error)],
             )
             for job in failed:
                 logger.warning("job %s was unroutable; failed it", job.id)

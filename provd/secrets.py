@@ -1,5 +1,6 @@
-"""The admin token and daemon PSK: from the environment, or generated once and
-kept beside the database (mode 0600) where the CLI on the same machine finds them."""
+"""Where provd keeps its files, and the admin token and daemon PSK: from the
+environment, or generated once and kept beside the database (mode 0600) where the
+CLI on the same machine finds them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,16 @@ from pathlib import Path
 
 ADMIN_TOKEN_FILE = "admin-token"
 DAEMON_PSK_FILE = "daemon-psk"
+
+
+def default_data_dir() -> Path:
+    """`$XDG_DATA_HOME/provd`, else `~/.local/share/provd`."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "provd"
+
+
+def default_db_path() -> Path:
+    return default_data_dir() / "provd.db"
 
 
 def read_secret(path: Path) -> str | None:

@@ -13,7 +13,8 @@ import trio
 
 from provd.app import Running, serve
 from provd.config import ServerSettings
-from provd.jobs import JobLimits, MiB
+from provd.model import Limits
+from provd.protocol import MiB
 from provd.scheduler import Scheduler
 from provd.store import Store
 from provd.store.sqlite import open_sqlite_store
@@ -36,7 +37,7 @@ def server_settings(db_path: Path, **overrides: Any) -> ServerSettings:
         "db_path": db_path,
         "admin_token": ADMIN_TOKEN,
         "daemon_psk": DAEMON_PSK,
-        "limits": JobLimits(upload_max_bytes=1 * MiB, payload_max_bytes=4 * MiB),
+        "limits": Limits(upload_max_bytes=1 * MiB, payload_max_bytes=4 * MiB),
         "shutdown_grace_seconds": 0.5,
     }
     defaults.update(overrides)
@@ -54,7 +55,9 @@ async def make_server(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Se
     async def start(
         *, wrap_store: Callable[[Store], Store] | None = None, **overrides: Any
     ) -> Server:
-        settings = server_settings(tmp_path / f"provd-{len(started)}.db", **overrides)
+        # Another server's db_path makes two processes' worth of provd share one file.
+        db_path = overrides.pop("db_path", tmp_path / f"provd-{len(started)}.db")
+        settings = server_settings(db_path, **overrides)
         if wrap_store is None:
             running: Running = await nursery.start(partial(serve, settings))
         else:

@@ -9,7 +9,7 @@ from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from tests.archives import MAIN_TF, make_tar
 from tests.conftest import Server
-from tests.daemons import Jobs, TestDaemon, wait_until
+from tests.daemon_clients import Jobs, TestDaemon, wait_until
 
 
 async def test_waiting_daemon_gets_a_new_job(server: Server, nursery: trio.Nursery) -> None:
@@ -129,13 +129,11 @@ async def test_canceled_pending_job_is_never_acquired(
 
 
 async def test_deprecated_acquire_job_long_polls(make_server, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
-    from dataclasses import replace
 
-    from provd.client import call
-    from provd.dispatch import DispatchLimits
+    from provd.client.connect import call
     from provd.gen.provisionerd import provisionerd_pb2 as pd
 
-    server = await make_server(dispatch=replace(DispatchLimits(), acquire_poll_seconds=0.3))
+    server = await make_server(unary_acquire_wait_seconds=0.3)
     daemon = TestDaemon(server, "old-daemon")
     empty = await call(daemon.client.acquire_job, pd.Empty())
     assert empty.job_id == ""
@@ -150,17 +148,22 @@ async def test_job_over_the_payload_cap_fails_and_the_daemon_gets_the_next(
 ) -> None:
     from dataclasses import replace
 
-    from provd.client import call
-    from provd.dispatch import DispatchLimits
+    from provd.client.connect import call
+    from provd.model import Limits
 
-    server = await make_server(dispatch=replace(DispatchLimits(), payload_max_bytes=64 * 1024))
-    jobs = Jobs(server)
+    # The jobs were accepted under the default cap; the operator then lowered it and
+    # restarted: the oversize job fails at acquire, and the daemon gets the next one.
+    creator = await make_server()
+    jobs = Jobs(creator)
     big = await call(
         jobs.client.upload_file,
         pb.UploadFileRequest(data=make_tar({"blob.bin": bytes(range(256)) * 512})),
     )
     too_big = await jobs.create(file_hash=big.hash)
     fits = await jobs.create()
+    server = await make_server(
+        db_path=creator.db_path, limits=replace(Limits(), payload_max_bytes=64 * 1024)
+    )
     acquired = await (await TestDaemon(server, "d1").acquire(nursery)).wait()
     assert acquired.job_id == fits.id
     failed = await jobs.get(too_big.id)

@@ -2,7 +2,7 @@
 
 Most tests run the click command in a worker thread (CliRunner) against the
 in-process server; `test_cli_as_a_subprocess` runs `python -m provd` for real.
-A test daemon (tests.daemons.TestDaemon) takes jobs so that they run and end.
+A test daemon (tests.daemon_clients.TestDaemon) takes jobs so that they run and end.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from click.testing import CliRunner, Result
 from provd import __version__
 from provd.archive import pack_directory
 from provd.cli import main
-from provd.client import call
+from provd.client.connect import call
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from provd.secrets import ADMIN_TOKEN_FILE, secret_path
 from tests.archives import MAIN_TF, make_tar, make_zip
 from tests.conftest import ADMIN_TOKEN, Server
-from tests.daemons import TestDaemon
+from tests.daemon_clients import TestDaemon
 
 # A hang guard, not a timing assertion.
 CLI_SECONDS = 30

@@ -1,4 +1,4 @@
-"""The reference daemon (provd.daemon) against a real server: slots, heartbeats,
+"""The reference daemon (provd.client.daemon) against a real server: slots, heartbeats,
 log batching, cancel, graceful stop, and retries that only cover the transport."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
 from provd.app import serve
-from provd.daemon.provisioners import JobFailed
-from provd.daemon.reporting import JobReporter, ReportingSettings
-from provd.daemon.runner import DaemonSettings, run_daemon
+from provd.client.daemon.provisioners import JobFailed
+from provd.client.daemon.reporting import JobReporter, ReportingSettings
+from provd.client.daemon.runner import DaemonSettings, run_daemon
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from tests.conftest import DAEMON_PSK, Server, server_settings
-from tests.daemons import Jobs, wait_until
+from tests.daemon_clients import Jobs, wait_until
 
 FAST = ReportingSettings(heartbeat_interval=0.1, debounce=0.05)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from provd.client import call, job_client
+from provd.client.connect import call, job_client
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from tests.archives import MAIN_TF, make_tar
 from tests.conftest import ADMIN_TOKEN

@@ -15,12 +15,12 @@ import trio
 from connectrpc.compat import google_protobuf_binary_codec
 
 from provd.archive import pack_directory
-from provd.client import StaticHeaders, call
-from provd.daemon.connection import DaemonConnection
-from provd.daemon.echo import echo_provisioner, run_echo
-from provd.daemon.echo_spec import SpecError, load_spec, parse_spec
-from provd.daemon.provisioners import JobFailed, Provisioner
-from provd.daemon.reporting import JobReporter, ReportingSettings
+from provd.client.connect import StaticHeaders, call
+from provd.client.daemon.connection import DaemonConnection
+from provd.client.daemon.echo import echo_provisioner, run_echo
+from provd.client.daemon.echo_spec import SpecError, load_spec, parse_spec
+from provd.client.daemon.provisioners import JobFailed, Provisioner
+from provd.client.daemon.reporting import JobReporter, ReportingSettings
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provd.v1 import quota_pb2 as qpb
 from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
@@ -28,7 +28,7 @@ from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from tests.archives import MAIN_TF, make_tar
 from tests.conftest import ADMIN_TOKEN, Server
-from tests.daemons import Jobs, TestDaemon
+from tests.daemon_clients import Jobs, TestDaemon
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 FAST = ReportingSettings(heartbeat_interval=0.1, debounce=0.01)

@@ -25,13 +25,13 @@ from typing import Any
 import pytest
 import trio
 
-from provd.client import call
+from provd.client.connect import call
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from tests.archives import MAIN_TF, make_tar
 from tests.conftest import DAEMON_PSK, Server
-from tests.daemons import Jobs, TestDaemon, wait_until
+from tests.daemon_clients import Jobs, TestDaemon, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ import trio
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
-from provd.client import call, job_client
+from provd.client.connect import call, job_client
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from tests.archives import MAIN_TF, make_tar, make_zip

@@ -12,12 +12,13 @@ import trio
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
-from provd.dispatch import TRUNCATED, DispatchLimits
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
+from provd.model import Limits
+from provd.protocol import TRUNCATED_MARK as TRUNCATED
 from tests.conftest import Server, ServerFactory
-from tests.daemons import Jobs, TestDaemon
+from tests.daemon_clients import Jobs, TestDaemon
 
 STAGE_MAX = 128
 OUTPUT_MAX = 1024
@@ -198,7 +199,7 @@ async def test_long_stage_and_output_are_cut_visibly(server: Server, nursery: tr
 
 async def test_total_log_cap_marks_once(make_server: ServerFactory, nursery: trio.Nursery) -> None:
     """Past the per-job cap lines are dropped with exactly one marker; updates still beat."""
-    server = await make_server(dispatch=replace(DispatchLimits(), log_limit_bytes=2000))
+    server = await make_server(limits=replace(Limits(), log_budget_bytes=2000))
     jobs, daemon, job_id = await start_job(server, nursery)
     await daemon.update(job_id, logs=[log(f"{i}" + "a" * 499) for i in range(3)])  # 1500
     await daemon.update(job_id, logs=[log(f"{i}" + "b" * 399) for i in range(3)])  # +1200
@@ -227,7 +228,7 @@ async def test_total_log_cap_counts_bytes(
     make_server: ServerFactory, nursery: trio.Nursery
 ) -> None:
     """The cap is in bytes: multi-byte UTF-8 output counts by its encoded size."""
-    server = await make_server(dispatch=replace(DispatchLimits(), log_limit_bytes=2000))
+    server = await make_server(limits=replace(Limits(), log_budget_bytes=2000))
     jobs, daemon, job_id = await start_job(server, nursery)
     # 600 characters, 1200 bytes each: the second line already passes 2000 bytes.
     await daemon.update(job_id, logs=[log("é" * 600) for _ in range(3)])

@@ -15,7 +15,7 @@ import trio
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.model import Job, Queue
 from provd.store import Store
-from tests.daemons import Acquisition, Jobs, TestDaemon, wait_until
+from tests.daemon_clients import Acquisition, Jobs, TestDaemon, wait_until
 from tests.raw_h2 import VanishingDaemon, VanishingWebSocketDaemon
 
 
@@ -37,8 +37,8 @@ class GatedStore:
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
 
-    async def claim_job(self, queues: Sequence[Queue], worker_id: str) -> Job | None:
-        job = await self._inner.claim_job(queues, worker_id)
+    async def claim_job(self, queues: Sequence[Queue], daemon_id: str) -> Job | None:
+        job = await self._inner.claim_job(queues, daemon_id)
         if self.hold_claims and job is not None:
             self.claim_locked.set()
             with trio.CancelScope(shield=True):  # a real claim, once made, completes

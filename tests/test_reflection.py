@@ -19,7 +19,7 @@ from connectrpc_grpcreflect._gen.grpc.reflection.v1alpha import reflection_pb as
 from google.protobuf import descriptor_pb2
 from protobuf import Oneof
 
-from provd.client import http2_client
+from provd.client.connect import http2_client
 from tests.conftest import Server
 
 SERVICES = [

@@ -15,7 +15,7 @@ from connectrpc.code import Code
 from connectrpc.compat import google_protobuf_binary_codec
 from connectrpc.errors import ConnectError
 
-from provd.client import StaticHeaders, call, daemon_client, http2_client
+from provd.client.connect import StaticHeaders, call, daemon_client, http2_client
 from provd.gen.provd.v1 import daemons_pb2 as dpb
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provd.v1 import quota_pb2 as qpb
@@ -28,7 +28,7 @@ from provd.model import Job, Queue
 from provd.reapers import ReaperSettings
 from provd.store import Store
 from tests.conftest import ADMIN_TOKEN, DAEMON_PSK, Server
-from tests.daemons import Acquisition, Jobs, TestDaemon, wait_until
+from tests.daemon_clients import Acquisition, Jobs, TestDaemon, wait_until
 
 # -- helpers -------------------------------------------------------------------
 
@@ -227,8 +227,8 @@ class GatedClaims:
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
 
-    async def claim_job(self, queues: Sequence[Queue], worker_id: str) -> Job | None:
-        job = await self._inner.claim_job(queues, worker_id)
+    async def claim_job(self, queues: Sequence[Queue], daemon_id: str) -> Job | None:
+        job = await self._inner.claim_job(queues, daemon_id)
         if self.hold and job is not None:
             self.hold = False
             self.locked.set()
@@ -848,8 +848,12 @@ async def test_list_and_delete_allowances(server: Server) -> None:
 
 # -- 6. reapers ----------------------------------------------------------------
 
-FAST_HANG = ReaperSettings(hang_timeout=0.5, pending_timeout=None, interval=0.1)
-FAST_PENDING = ReaperSettings(hang_timeout=300, pending_timeout=0.5, interval=0.1)
+FAST_HANG = ReaperSettings(
+    hang_timeout_seconds=0.5, pending_timeout_seconds=None, interval_seconds=0.1
+)
+FAST_PENDING = ReaperSettings(
+    hang_timeout_seconds=300, pending_timeout_seconds=0.5, interval_seconds=0.1
+)
 
 
 async def test_hung_job_is_failed(make_server, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
@@ -872,7 +876,9 @@ async def test_hung_job_is_failed(make_server, nursery: trio.Nursery) -> None:  
 async def test_heartbeats_keep_a_job_alive(make_server, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
     """UpdateJob heartbeats keep a running job from being reaped as hung."""
     server = await make_server(
-        reapers=ReaperSettings(hang_timeout=1.0, pending_timeout=None, interval=0.1)
+        reapers=ReaperSettings(
+            hang_timeout_seconds=1.0, pending_timeout_seconds=None, interval_seconds=0.1
+        )
     )
     jobs = Jobs(server)
     daemon = TestDaemon(server, "d")
@@ -922,8 +928,10 @@ async def test_unroutable_job_fails_naming_the_missing_tag(
 
 
 async def test_without_pending_timeout_an_unroutable_job_waits(make_server) -> None:  # type: ignore[no-untyped-def]
-    """pending_timeout=None: an unroutable job stays pending."""
-    settings = ReaperSettings(hang_timeout=300, pending_timeout=None, interval=0.1)
+    """pending_timeout_seconds=None: an unroutable job stays pending."""
+    settings = ReaperSettings(
+        hang_timeout_seconds=300, pending_timeout_seconds=None, interval_seconds=0.1
+    )
     server = await make_server(reapers=settings, heartbeat_interval_seconds=0.1)
     jobs = Jobs(server)
     job = await jobs.create(provisioner="terraform")

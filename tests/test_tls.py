@@ -20,7 +20,7 @@ import trio
 from connectrpc.protocol import ProtocolType
 from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport
 
-from provd.client import call, job_client
+from provd.client.connect import call, job_client
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from tests.certs import Certificates, make_certificates
 from tests.conftest import ADMIN_TOKEN, ServerFactory

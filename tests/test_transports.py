@@ -11,7 +11,7 @@ import pytest
 import trio
 from connectrpc.protocol import ProtocolType
 
-from provd.client import call, http2_client, job_client
+from provd.client.connect import call, http2_client, job_client
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from tests.archives import MAIN_TF, make_tar
 from tests.conftest import ADMIN_TOKEN, Server

@@ -9,13 +9,13 @@ from dataclasses import replace
 import trio
 from trio_websocket import open_websocket_url
 
-from provd.daemon.runner import DaemonSettings, run_daemon
+from provd.client.daemon.runner import DaemonSettings, run_daemon
+from provd.client.websocket import websocket_url
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionerd import provisionerd_pb2 as pd
-from provd.rpc.websocket import END_STREAM, envelope, parse_envelope
-from provd.websocket_client import websocket_url
+from provd.websocket_framing import END_STREAM, envelope, parse_envelope
 from tests.conftest import DAEMON_PSK, Server
-from tests.daemons import Jobs, TestDaemon
+from tests.daemon_clients import Jobs, TestDaemon
 from tests.test_daemon import FAST, Scripted
 
 HEADERS = [

@@ -18,10 +18,10 @@ from __future__ import annotations
 import click
 
 from provd import __version__
-from provd.cli.admin import daemons, quota, version
-from provd.cli.jobs import files, jobs
 from provd.cli.serve import serve_command
-from provd.daemon.command import daemon_command
+from provd.client.cli.admin import daemons, quota, version
+from provd.client.cli.jobs import files, jobs
+from provd.client.daemon.command import daemon_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -13,12 +13,14 @@ import trio
 
 from provd import __version__
 from provd.app import Running, serve
-from provd.config import DEFAULT_LISTEN, ServerSettings, default_db_path, parse_listen
-from provd.jobs import JobLimits, MiB
+from provd.config import ServerSettings, parse_listen
+from provd.model import Limits
+from provd.protocol import DEFAULT_LISTEN, MiB
 from provd.rpc.cors import parse_origin
 from provd.secrets import (
     ADMIN_TOKEN_FILE,
     DAEMON_PSK_FILE,
+    default_db_path,
     load_or_create_secret,
     secret_path,
 )
@@ -119,7 +121,7 @@ def serve_command(
         daemon_psk=os.environ.get("PROVD_DAEMON_PSK")
         or load_or_create_secret(secret_path(db_path, DAEMON_PSK_FILE)),
         synchronous="normal" if durability == "normal" else "full",
-        limits=JobLimits(upload_max_bytes=upload_max_mib * MiB),
+        limits=Limits(upload_max_bytes=upload_max_mib * MiB),
         shutdown_grace_seconds=shutdown_grace,
         tls_cert=tls_cert.resolve() if tls_cert else None,
         tls_key=tls_key.resolve() if tls_key else None,

@@ -12,18 +12,18 @@ from typing import Any
 from connectrpc.interceptor import Interceptor
 from connectrpc.server import ConnectASGIApplication
 
-from provd.daemons import DaemonRegistry
 from provd.dispatch import Dispatcher
 from provd.gen.provd.v1.daemons_connect import DaemonServiceASGIApplication
 from provd.gen.provd.v1.jobs_connect import JobServiceASGIApplication
 from provd.gen.provd.v1.quota_connect import QuotaServiceASGIApplication
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonASGIApplication
-from provd.jobs import Jobs
-from provd.rpc.admin import DaemonServiceHandler, QuotaServiceHandler
+from provd.job_service import JobService
+from provd.registry import DaemonRegistry
+from provd.rpc.admin_handlers import DaemonServiceHandler, QuotaServiceHandler
 from provd.rpc.auth import BearerTokenAuth, DaemonKeyAuth
-from provd.rpc.daemon import ProvisionerDaemonHandler
 from provd.rpc.errors import ErrorMapping
-from provd.rpc.jobs import JobServiceHandler
+from provd.rpc.job_handler import JobServiceHandler
+from provd.rpc.provisionerd_handler import ProvisionerDaemonHandler
 from provd.rpc.reflection import reflection_apps
 from provd.rpc.websocket import WebSocketTransport
 from provd.store import Store
@@ -63,7 +63,7 @@ class ServiceRouter:
 def build_app(
     *,
     store: Store,
-    jobs: Jobs,
+    jobs: JobService,
     dispatcher: Dispatcher,
     registry: DaemonRegistry,
     admin_token: str,

@@ -9,6 +9,8 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
+from provd.protocol import PSK_HEADER
+
 
 class BearerTokenAuth:
     """Admits requests whose `Authorization: Bearer <token>` matches the admin token."""
@@ -39,7 +41,7 @@ class DaemonKeyAuth:
         self._psk = psk.encode()
 
     async def on_start(self, ctx: RequestContext[Any, Any]) -> None:
-        presented = ctx.request_headers.get("provd-daemon-psk", "").strip()
+        presented = ctx.request_headers.get(PSK_HEADER, "").strip()
         if not presented:
             raise ConnectError(
                 Code.UNAUTHENTICATED, "missing credentials: send the 'Provd-Daemon-Psk' header"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from provd.gen.provd.v1 import jobs_pb2 as pb
-from provd.jobs import JobView
+from provd.job_service import JobView
 from provd.model import Job, JobStatus, JobType, LogLine
 
 JOB_TYPE_TO_PB = {
@@ -34,7 +34,7 @@ def job_to_pb(view: JobView) -> pb.Job:
         status=STATUS_TO_PB[job.status],
         created_at=timestamp(job.created_at),
         updated_at=timestamp(job.updated_at),
-        worker_id=job.worker_id or "",
+        worker_id=job.daemon_id or "",
         error=job.error,
         error_code=job.error_code,
         queue_position=view.queue.position,

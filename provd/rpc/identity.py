@@ -14,14 +14,15 @@ from connectrpc.request import Headers
 
 from provd import model
 from provd.errors import FailedPrecondition, InvalidArgument
+from provd.protocol import (
+    API_VERSION_HEADER,
+    NAME_HEADER,
+    ORGANIZATION_HEADER,
+    PROVISIONERS_HEADER,
+    TAGS_HEADER,
+    VERSION_HEADER,
+)
 from provd.rpc import validate
-
-NAME = "provd-daemon-name"
-PROVISIONERS = "provd-daemon-provisioners"
-TAGS = "provd-daemon-tags"
-ORGANIZATION = "provd-daemon-organization"
-API_VERSION = "provd-api-version"
-VERSION = "provd-daemon-version"
 
 SUPPORTED_MAJOR = 1
 SUPPORTED_MINOR = 1
@@ -31,12 +32,12 @@ _DAEMON_NAMESPACE = uuid.UUID("6f1c56d2-5d8e-4d55-9a53-2f0c2a4d7a10")
 
 def daemon_from_headers(headers: Headers) -> model.Daemon:
     return _parse(
-        headers.get(NAME, ""),
-        headers.get(PROVISIONERS, ""),
-        headers.get(TAGS, ""),
-        headers.get(ORGANIZATION, ""),
-        headers.get(API_VERSION, ""),
-        headers.get(VERSION, ""),
+        headers.get(NAME_HEADER, ""),
+        headers.get(PROVISIONERS_HEADER, ""),
+        headers.get(TAGS_HEADER, ""),
+        headers.get(ORGANIZATION_HEADER, ""),
+        headers.get(API_VERSION_HEADER, ""),
+        headers.get(VERSION_HEADER, ""),
     )
 
 

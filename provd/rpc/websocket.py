@@ -13,8 +13,6 @@ same handler as over HTTP, so an acquire stream answers exactly once.
 
 from __future__ import annotations
 
-import json
-import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
@@ -28,13 +26,15 @@ from google.protobuf.message import DecodeError, Message
 from provd import errors
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.rpc.auth import DaemonKeyAuth
-from provd.rpc.daemon import ProvisionerDaemonHandler
 from provd.rpc.errors import to_connect_error
-
-SERVICE = "provisionerd.ProvisionerDaemon"
-END_STREAM = 0x02
-HEADER = struct.Struct(">BI")
-READ_MAX_BYTES = 4 * 1024 * 1024
+from provd.rpc.provisionerd_handler import ProvisionerDaemonHandler
+from provd.websocket_framing import (
+    END_STREAM,
+    PROVISIONER_DAEMON_SERVICE,
+    end_of_stream,
+    envelope,
+    parse_envelope,
+)
 
 # method -> (request type, response type, bidi?)
 _METHODS: dict[str, tuple[type[Message], type[Message], bool]] = {
@@ -48,31 +48,6 @@ _METHODS: dict[str, tuple[type[Message], type[Message], bool]] = {
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-def envelope(payload: bytes, flags: int = 0) -> bytes:
-    return HEADER.pack(flags, len(payload)) + payload
-
-
-def end_of_stream(error: ConnectError | None) -> bytes:
-    body: dict[str, Any] = {}
-    if error is not None:
-        body["error"] = {"code": error.code.value, "message": error.message}
-    return envelope(json.dumps(body).encode(), END_STREAM)
-
-
-def parse_envelope(data: bytes) -> tuple[int, bytes]:
-    if len(data) < HEADER.size:
-        raise ConnectError(Code.INVALID_ARGUMENT, "a WebSocket message must hold one envelope")
-    flags, length = HEADER.unpack_from(data)
-    if length != len(data) - HEADER.size:
-        raise ConnectError(
-            Code.INVALID_ARGUMENT,
-            f"envelope says {length} bytes, the WebSocket message holds {len(data) - HEADER.size}",
-        )
-    if length > READ_MAX_BYTES:
-        raise ConnectError(Code.RESOURCE_EXHAUSTED, f"message is larger than {READ_MAX_BYTES}")
-    return flags, data[HEADER.size :]
 
 
 class _Messages:
@@ -131,7 +106,7 @@ class WebSocketTransport:
 
     async def _serve(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         service, _, method = scope["path"].lstrip("/").partition("/")
-        if service != SERVICE or method not in _METHODS:
+        if service != PROVISIONER_DAEMON_SERVICE or method not in _METHODS:
             raise ConnectError(Code.UNIMPLEMENTED, f"no WebSocket method {scope['path']}")
         request_type, response_type, bidi = _METHODS[method]
         headers = Headers()
@@ -140,7 +115,7 @@ class WebSocketTransport:
         ctx: RequestContext[Any, Any] = RequestContext(
             method=MethodInfo(
                 name=method,
-                service_name=SERVICE,
+                service_name=PROVISIONER_DAEMON_SERVICE,
                 input=request_type,
                 output=response_type,
                 idempotency_level=IdempotencyLevel.UNKNOWN,

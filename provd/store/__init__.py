@@ -65,9 +65,9 @@ class Store(Protocol):
         The log lines are appended only if the job changed."""
         ...
 
-    async def claim_job(self, queues: Sequence[Queue], worker_id: str) -> Job | None:
+    async def claim_job(self, queues: Sequence[Queue], daemon_id: str) -> Job | None:
         """Atomically start the first pending job of any of `queues` (highest
-        priority, then oldest) for `worker_id`; None if they are all empty."""
+        priority, then oldest) for `daemon_id`; None if they are all empty."""
         ...
 
     async def pending_queues(self) -> list[Queue]:
@@ -90,29 +90,29 @@ class Store(Protocol):
         """For each queue with pending jobs: how many, and when the oldest was created."""
         ...
 
-    # -- the daemon protocol: each call checks that `worker_id` holds the job --
+    # -- the daemon protocol: each call checks that `daemon_id` holds the job --
     # (`NotFound`, `PermissionDenied` if another daemon or nobody holds it,
     # `FailedPrecondition` if it already completed).
 
     async def release_job(
-        self, job_id: str, worker_id: str, logs: Sequence[NewLogLine] = ()
+        self, job_id: str, daemon_id: str, logs: Sequence[NewLogLine] = ()
     ) -> Job | None:
         """Undo a claim whose job never reached its daemon: the job is pending again
         at the head of its queue (or canceled, if it was canceled meanwhile).
-        None if `worker_id` no longer holds it."""
+        None if `daemon_id` no longer holds it."""
         ...
 
-    async def update_job(self, job_id: str, worker_id: str, update: JobUpdate) -> Job:
+    async def update_job(self, job_id: str, daemon_id: str, update: JobUpdate) -> Job:
         """Heartbeat: refresh `updated_at`, append logs within the job's log budget,
         store readme and template variables."""
         ...
 
-    async def complete_job(self, job_id: str, worker_id: str, result: bytes) -> Job: ...
+    async def complete_job(self, job_id: str, daemon_id: str, result: bytes) -> Job: ...
 
     async def fail_job(
         self,
         job_id: str,
-        worker_id: str,
+        daemon_id: str,
         error: str,
         error_code: str = "",
         result: bytes | None = None,
@@ -136,7 +136,7 @@ class Store(Protocol):
         """Fail the pending jobs of `queue` created before `created_before`."""
         ...
 
-    async def running_jobs_by_worker(self) -> dict[str, str]:
+    async def running_jobs_by_daemon(self) -> dict[str, str]:
         """Daemon id -> the id of the job it is running."""
         ...
 
@@ -164,6 +164,6 @@ class Store(Protocol):
         """(credits consumed, budget) for a user; budget -1 when none is configured."""
         ...
 
-    async def commit_quota(self, job_id: str, worker_id: str, daily_cost: int) -> QuotaDecision:
+    async def commit_quota(self, job_id: str, daemon_id: str, daily_cost: int) -> QuotaDecision:
         """Atomically decide and record a workspace build's daily cost."""
         ...

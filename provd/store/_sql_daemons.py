@@ -130,11 +130,11 @@ def consumed(
 
 
 def commit_quota(
-    conn: sqlite3.Connection, job_id: str, worker_id: str, daily_cost: int
+    conn: sqlite3.Connection, job_id: str, daemon_id: str, daily_cost: int
 ) -> QuotaDecision:
     """Allow the build's cost unless it would take its owner over budget while not
     lowering the workspace's cost; record it when allowed."""
-    job = held_job(conn, job_id, worker_id)
+    job = held_job(conn, job_id, daemon_id)
     if job.type is not JobType.WORKSPACE_BUILD:
         raise FailedPrecondition(
             f"jobId: job {job_id} is a {job.type.value}; only workspace builds commit quota"

@@ -36,7 +36,7 @@ from provd.model import (
 JOB_COLUMNS = (
     "seq, id, type, provisioner, organization, tags, file_hash, initiator_id, initiator_name,"
     " priority, input, trace_metadata, created_at, updated_at, started_at, canceled_at,"
-    " completed_at, worker_id, error, error_code, result, readme, template_variables,"
+    " completed_at, daemon_id, error, error_code, result, readme, template_variables,"
     " logs_overflowed, workspace_id, workspace_owner_id, workspace_transition,"
     " workspace_owner_groups, daily_cost"
 )
@@ -83,7 +83,7 @@ def job_from_row(row: sqlite3.Row) -> Job:
         started_at=row["started_at"],
         canceled_at=row["canceled_at"],
         completed_at=row["completed_at"],
-        worker_id=row["worker_id"],
+        daemon_id=row["daemon_id"],
         error=row["error"],
         error_code=row["error_code"],
         result=row["result"],
@@ -243,7 +243,7 @@ def cancel_job(conn: sqlite3.Connection, job_id: str, logs: Sequence[NewLogLine]
 
 
 def claim_job(
-    conn: sqlite3.Connection, queues: Sequence[Queue], worker_id: str, now: int
+    conn: sqlite3.Connection, queues: Sequence[Queue], daemon_id: str, now: int
 ) -> Job | None:
     """One statement: start the best head among `queues`' pending jobs.
 
@@ -257,12 +257,12 @@ def claim_job(
         f" AND provisioner = ? AND tags = ? AND {PENDING} ORDER BY priority DESC, seq LIMIT 1)"
         for _ in queues
     )
-    params: list[Any] = [now, now, worker_id]
+    params: list[Any] = [now, now, daemon_id]
     for queue in queues:
         params += [queue.organization, queue.provisioner, tags_key(queue.tags)]
     return _one_job(
         conn.execute(
-            "UPDATE jobs SET started_at = ?, updated_at = ?, worker_id = ?"
+            "UPDATE jobs SET started_at = ?, updated_at = ?, daemon_id = ?"
             f" WHERE seq = (SELECT seq FROM ({heads}) ORDER BY priority DESC, seq LIMIT 1)"
             f" AND {PENDING} RETURNING {JOB_COLUMNS}",
             params,
@@ -310,43 +310,43 @@ def pending_summary(conn: sqlite3.Connection) -> list[PendingSummary]:
 # -- the daemon protocol ------------------------------------------------------------
 
 
-def held_job(conn: sqlite3.Connection, job_id: str, worker_id: str) -> Job:
-    """The job, if `worker_id` holds it and it is still running; else the error to send."""
+def held_job(conn: sqlite3.Connection, job_id: str, daemon_id: str) -> Job:
+    """The job, if `daemon_id` holds it and it is still running; else the error to send."""
     job = select_job(conn, job_id)
     if job is None:
         raise NotFound(f"jobId: no job {job_id}")
-    if job.worker_id != worker_id or job.started_at is None:
+    if job.daemon_id != daemon_id or job.started_at is None:
         raise PermissionDenied(f"jobId: job {job_id} is not held by this daemon")
     if job.completed_at is not None:
         raise FailedPrecondition(f"jobId: job {job_id} is already {job.status.value}")
     return job
 
 
-def _check_held(conn: sqlite3.Connection, job_id: str, worker_id: str) -> sqlite3.Row:
+def _check_held(conn: sqlite3.Connection, job_id: str, daemon_id: str) -> sqlite3.Row:
     """`held_job`'s check without building the `Job`: the job's log budget columns if
-    `worker_id` holds it and it is still running, else the error `held_job` raises."""
+    `daemon_id` holds it and it is still running, else the error `held_job` raises."""
     row: sqlite3.Row | None = conn.execute(
-        "SELECT worker_id, started_at, completed_at, log_bytes, logs_overflowed FROM jobs"
+        "SELECT daemon_id, started_at, completed_at, log_bytes, logs_overflowed FROM jobs"
         " WHERE id = ?",
         (job_id,),
     ).fetchone()
-    if row is None or row[0] != worker_id or row[1] is None or row[2] is not None:
-        held_job(conn, job_id, worker_id)  # raises the error that says why
+    if row is None or row[0] != daemon_id or row[1] is None or row[2] is not None:
+        held_job(conn, job_id, daemon_id)  # raises the error that says why
         raise AssertionError(f"job {job_id} failed the holder check but passed held_job")
     return row
 
 
 def release_job(
-    conn: sqlite3.Connection, job_id: str, worker_id: str, logs: Sequence[NewLogLine], now: int
+    conn: sqlite3.Connection, job_id: str, daemon_id: str, logs: Sequence[NewLogLine], now: int
 ) -> Job | None:
     """Undo a claim whose job never reached the daemon: back to pending, keeping its
     place (seq) at the head of its queue; a job canceled meanwhile ends canceled."""
     released = _one_job(
         conn.execute(
-            "UPDATE jobs SET started_at = NULL, worker_id = NULL, updated_at = :now,"
+            "UPDATE jobs SET started_at = NULL, daemon_id = NULL, updated_at = :now,"
             " completed_at = CASE WHEN canceled_at IS NOT NULL THEN :now END"
-            f" WHERE id = :id AND worker_id = :worker AND {RUNNING} RETURNING {JOB_COLUMNS}",
-            {"now": now, "id": job_id, "worker": worker_id},
+            f" WHERE id = :id AND daemon_id = :worker AND {RUNNING} RETURNING {JOB_COLUMNS}",
+            {"now": now, "id": job_id, "worker": daemon_id},
         )
     )
     if released is not None:
@@ -355,15 +355,15 @@ def release_job(
 
 
 def update_job(
-    conn: sqlite3.Connection, job_id: str, worker_id: str, update: JobUpdate, now: int
+    conn: sqlite3.Connection, job_id: str, daemon_id: str, update: JobUpdate, now: int
 ) -> Job:
-    held = _check_held(conn, job_id, worker_id)
+    held = _check_held(conn, job_id, daemon_id)
     stored = _store_lines(
         conn,
         job_id,
         update.logs,
         now,
-        limit_bytes=update.log_limit_bytes,
+        limit_bytes=update.log_budget_bytes,
         used_bytes=held["log_bytes"],
         overflowed=bool(held["logs_overflowed"]),
     )
@@ -387,9 +387,9 @@ def update_job(
 
 
 def complete_job(
-    conn: sqlite3.Connection, job_id: str, worker_id: str, result: bytes, now: int
+    conn: sqlite3.Connection, job_id: str, daemon_id: str, result: bytes, now: int
 ) -> Job:
-    _check_held(conn, job_id, worker_id)
+    _check_held(conn, job_id, daemon_id)
     return _job_or_raise(
         conn.execute(
             "UPDATE jobs SET completed_at = ?, updated_at = ?, result = ?"
@@ -402,14 +402,14 @@ def complete_job(
 def fail_job(
     conn: sqlite3.Connection,
     job_id: str,
-    worker_id: str,
+    daemon_id: str,
     error: str,
     error_code: str,
     result: bytes | None,
     logs: Sequence[NewLogLine],
     now: int,
 ) -> Job:
-    _check_held(conn, job_id, worker_id)
+    _check_held(conn, job_id, daemon_id)
     insert_logs(conn, job_id, logs, now)
     # An empty error means "canceled" only for a job that was asked to cancel; on
     # any other job it must still read as failed.
@@ -483,9 +483,9 @@ def fail_pending_jobs(
     return failed
 
 
-def running_jobs_by_worker(conn: sqlite3.Connection) -> dict[str, str]:
-    rows = conn.execute(f"SELECT worker_id, id FROM jobs WHERE {RUNNING}")
-    return {worker_id: job_id for worker_id, job_id in rows}
+def running_jobs_by_daemon(conn: sqlite3.Connection) -> dict[str, str]:
+    rows = conn.execute(f"SELECT daemon_id, id FROM jobs WHERE {RUNNING}")
+    return {daemon_id: job_id for daemon_id, job_id in rows}
 
 
 # -- logs ----------------------------------------------------------------------

@@ -126,3 +126,11 @@ def initial(db: Database) -> None:
     ]
     for statement in statements:
         db.execute(statement)
+
+
+@migrations(name="0002_daemon_id")
+def daemon_id(db: Database) -> None:
+    """One name for the daemon that holds a job: `daemon_id`, as everywhere else."""
+    db.execute("ALTER TABLE jobs RENAME COLUMN worker_id TO daemon_id")
+    db.execute("DROP INDEX jobs_worker")
+    db.execute("CREATE INDEX jobs_daemon ON jobs (daemon_id) WHERE completed_at IS NULL")

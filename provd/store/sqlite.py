@@ -131,11 +131,11 @@ class SQLiteStore:
             partial(jobs_sql.cancel_job, job_id=job_id, logs=logs, now=self._clock())
         )
 
-    async def claim_job(self, queues: Sequence[Queue], worker_id: str) -> Job | None:
+    async def claim_job(self, queues: Sequence[Queue], daemon_id: str) -> Job | None:
         if not queues:
             return None
         return await self._writer.write(
-            partial(jobs_sql.claim_job, queues=queues, worker_id=worker_id, now=self._clock())
+            partial(jobs_sql.claim_job, queues=queues, daemon_id=daemon_id, now=self._clock())
         )
 
     async def pending_queues(self) -> list[Queue]:
@@ -152,35 +152,35 @@ class SQLiteStore:
     # -- the daemon protocol -------------------------------------------------
 
     async def release_job(
-        self, job_id: str, worker_id: str, logs: Sequence[NewLogLine] = ()
+        self, job_id: str, daemon_id: str, logs: Sequence[NewLogLine] = ()
     ) -> Job | None:
         return await self._writer.write(
             partial(
                 jobs_sql.release_job,
                 job_id=job_id,
-                worker_id=worker_id,
+                daemon_id=daemon_id,
                 logs=logs,
                 now=self._clock(),
             )
         )
 
-    async def update_job(self, job_id: str, worker_id: str, update: JobUpdate) -> Job:
+    async def update_job(self, job_id: str, daemon_id: str, update: JobUpdate) -> Job:
         return await self._writer.write(
             partial(
                 jobs_sql.update_job,
                 job_id=job_id,
-                worker_id=worker_id,
+                daemon_id=daemon_id,
                 update=update,
                 now=self._clock(),
             )
         )
 
-    async def complete_job(self, job_id: str, worker_id: str, result: bytes) -> Job:
+    async def complete_job(self, job_id: str, daemon_id: str, result: bytes) -> Job:
         return await self._writer.write(
             partial(
                 jobs_sql.complete_job,
                 job_id=job_id,
-                worker_id=worker_id,
+                daemon_id=daemon_id,
                 result=result,
                 now=self._clock(),
             )
@@ -189,7 +189,7 @@ class SQLiteStore:
     async def fail_job(
         self,
         job_id: str,
-        worker_id: str,
+        daemon_id: str,
         error: str,
         error_code: str = "",
         result: bytes | None = None,
@@ -199,7 +199,7 @@ class SQLiteStore:
             partial(
                 jobs_sql.fail_job,
                 job_id=job_id,
-                worker_id=worker_id,
+                daemon_id=daemon_id,
                 error=error,
                 error_code=error_code,
                 result=result,
@@ -242,8 +242,8 @@ class SQLiteStore:
             )
         )
 
-    async def running_jobs_by_worker(self) -> dict[str, str]:
-        return await self._readers.read(jobs_sql.running_jobs_by_worker)
+    async def running_jobs_by_daemon(self) -> dict[str, str]:
+        return await self._readers.read(jobs_sql.running_jobs_by_daemon)
 
     # -- logs ----------------------------------------------------------------
 
@@ -297,10 +297,10 @@ class SQLiteStore:
 
         return await self._readers.read(usage)
 
-    async def commit_quota(self, job_id: str, worker_id: str, daily_cost: int) -> QuotaDecision:
+    async def commit_quota(self, job_id: str, daemon_id: str, daily_cost: int) -> QuotaDecision:
         return await self._writer.write(
             partial(
-                daemons_sql.commit_quota, job_id=job_id, worker_id=worker_id, daily_cost=daily_cost
+                daemons_sql.commit_quota, job_id=job_id, daemon_id=daemon_id, daily_cost=daily_cost
             )
         )
 

@@ -88,9 +88,9 @@ async def fetch(store: Store, job_id: str) -> Job:
     return job
 
 
-async def claim(store: Store, queues: Sequence[Queue], worker_id: str) -> Job:
+async def claim(store: Store, queues: Sequence[Queue], daemon_id: str) -> Job:
     """claim_job where a job must be claimed."""
-    job = await store.claim_job(queues, worker_id)
+    job = await store.claim_job(queues, daemon_id)
     assert job is not None, "no job was claimed"
     return job
 
@@ -184,7 +184,7 @@ async def test_create_job_is_pending_with_fresh_timestamps(store: Store) -> None
     assert job.started_at is None
     assert job.canceled_at is None
     assert job.completed_at is None
-    assert job.worker_id is None
+    assert job.daemon_id is None
     assert job.error == ""
     assert job.error_code == ""
     assert job.result is None
@@ -354,7 +354,7 @@ async def test_cancel_running_job_marks_it_canceling(store: Store) -> None:
     assert canceling.status is JobStatus.CANCELING
     assert canceling.canceled_at is not None
     assert canceling.completed_at is None
-    assert canceling.worker_id == "w1"
+    assert canceling.daemon_id == "w1"
     assert await store.get_job(job.id) == canceling
 
 
@@ -414,16 +414,16 @@ async def test_claim_with_nothing_pending_is_none(store: Store) -> None:
     job = await make_job(store)
     await store.claim_job([DEFAULT_QUEUE], "w1")
     assert await store.claim_job([DEFAULT_QUEUE], "w2") is None
-    assert (await fetch(store, job.id)).worker_id == "w1"
+    assert (await fetch(store, job.id)).daemon_id == "w1"
 
 
 async def test_claim_sets_started_updated_and_worker(store: Store) -> None:
-    """A claimed job is RUNNING with started_at, updated_at and worker_id set."""
+    """A claimed job is RUNNING with started_at, updated_at and daemon_id set."""
     job = await make_job(store)
     claimed = await store.claim_job([DEFAULT_QUEUE], "worker-7")
     assert claimed is not None and claimed.id == job.id
     assert claimed.status is JobStatus.RUNNING
-    assert claimed.worker_id == "worker-7"
+    assert claimed.daemon_id == "worker-7"
     assert claimed.started_at is not None
     assert claimed.started_at >= job.created_at
     assert claimed.updated_at == claimed.started_at
@@ -479,7 +479,7 @@ async def test_claimed_job_is_never_claimed_again(store: Store) -> None:
     assert (await claim(store, [DEFAULT_QUEUE], "w1")).id == first.id
     assert (await claim(store, [DEFAULT_QUEUE], "w2")).id == second.id
     assert await store.claim_job([DEFAULT_QUEUE], "w3") is None
-    assert (await fetch(store, first.id)).worker_id == "w1"
+    assert (await fetch(store, first.id)).daemon_id == "w1"
 
 
 async def test_claim_picks_best_head_across_queues(store: Store) -> None:
@@ -514,7 +514,7 @@ async def test_concurrent_claims_take_each_job_once(store: Store) -> None:
     assert len(results) == 30
     assert results.count(None) == 20
     assert sorted(ids(claimed)) == sorted(ids(jobs))
-    assert len({job.worker_id for job in claimed}) == 10
+    assert len({job.daemon_id for job in claimed}) == 10
     for job in claimed:
         assert await store.get_job(job.id) == job
 

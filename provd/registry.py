@@ -77,7 +77,7 @@ class DaemonRegistry:
 
     async def list(self) -> list[DaemonView]:
         records = await self._store.list_daemons()
-        running = await self._store.running_jobs_by_worker()
+        running = await self._store.running_jobs_by_daemon()
         now = now_ms()
         views = []
         for record in records:

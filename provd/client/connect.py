@@ -23,6 +23,15 @@ from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
 from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
 from provd.gen.provisionerd.provisionerd_pb2 import CancelAcquire
+from provd.protocol import (
+    API_VERSION_HEADER,
+    NAME_HEADER,
+    ORGANIZATION_HEADER,
+    PROVISIONERS_HEADER,
+    PSK_HEADER,
+    TAGS_HEADER,
+    VERSION_HEADER,
+)
 
 T = TypeVar("T")
 
@@ -122,16 +131,16 @@ def daemon_headers(
 ) -> dict[str, str]:
     """The headers a daemon identifies itself with on every call (api.md)."""
     headers = {
-        "provd-daemon-psk": psk,
-        "provd-daemon-name": name,
-        "provd-daemon-provisioners": ",".join(provisioners),
-        "provd-daemon-tags": ",".join(f"{k}={v}" for k, v in (tags or {}).items()),
-        "provd-api-version": api_version,
+        PSK_HEADER: psk,
+        NAME_HEADER: name,
+        PROVISIONERS_HEADER: ",".join(provisioners),
+        TAGS_HEADER: ",".join(f"{k}={v}" for k, v in (tags or {}).items()),
+        API_VERSION_HEADER: api_version,
     }
     if organization:
-        headers["provd-daemon-organization"] = organization
+        headers[ORGANIZATION_HEADER] = organization
     if version:
-        headers["provd-daemon-version"] = version
+        headers[VERSION_HEADER] = version
     return headers
 
 

@@ -17,7 +17,7 @@ import trio
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
-from provd.daemon.connection import DaemonConnection
+from provd.client.daemon.connection import DaemonConnection
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from provd.model import now_ms

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 import click
 
 from provd.archive import read_archive
-from provd.cli.context import Connection, Failure, server_options
-from provd.cli.output import (
+from provd.client.cli.context import Connection, Failure, server_options
+from provd.client.cli.output import (
     JOB_HEADERS,
     JOB_STATUSES,
     JOB_TYPES,

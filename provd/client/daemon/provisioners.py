@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from provd.daemon.reporting import JobReporter
+from provd.client.daemon.reporting import JobReporter
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 
 

@@ -22,12 +22,12 @@ from click.core import ParameterSource
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
-from provd.client import daemon_service_client, job_client, quota_client
-from provd.config import DEFAULT_URL, default_db_path
+from provd.client.connect import daemon_service_client, job_client, quota_client
 from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
 from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
 from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
-from provd.secrets import ADMIN_TOKEN_FILE, read_secret, secret_path
+from provd.protocol import DEFAULT_URL
+from provd.secrets import ADMIN_TOKEN_FILE, default_db_path, read_secret, secret_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -19,10 +19,10 @@ import trio
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
-from provd.client import AcquireRequests
+from provd.client.connect import AcquireRequests
+from provd.client.websocket import WebSocketAcquisition
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
-from provd.websocket_client import WebSocketAcquisition
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

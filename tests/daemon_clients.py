@@ -9,11 +9,17 @@ from dataclasses import dataclass, field
 import trio
 from connectrpc.protocol import ProtocolType
 
-from provd.client import AcquireRequests, call, daemon_client_for, daemon_headers, job_client
+from provd.client.connect import (
+    AcquireRequests,
+    call,
+    daemon_client_for,
+    daemon_headers,
+    job_client,
+)
+from provd.client.websocket import WebSocketAcquisition
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
-from provd.websocket_client import WebSocketAcquisition
 from tests.archives import MAIN_TF, make_tar
 from tests.conftest import ADMIN_TOKEN, DAEMON_PSK, Server
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 import trio
 from connectrpc.errors import ConnectError
 
-from provd.daemon.echo_spec import (
+from provd.client.daemon.echo_spec import (
     SPEC_FILE,
     BuildPlan,
     DryRunPlan,
@@ -29,8 +29,8 @@ from provd.daemon.echo_spec import (
     Stage,
     load_spec,
 )
-from provd.daemon.provisioners import JobFailed, Provisioner
-from provd.daemon.reporting import JobReporter
+from provd.client.daemon.provisioners import JobFailed, Provisioner
+from provd.client.daemon.reporting import JobReporter
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 

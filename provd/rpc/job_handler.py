@@ -1,4 +1,4 @@
-"""`provd.v1.JobService` over Connect: check fields, call `Jobs`, convert results."""
+"""`provd.v1.JobService` over Connect: check fields, call `JobService`, convert results."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from provd import model
 from provd.errors import InvalidArgument
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
-from provd.jobs import Jobs
+from provd.job_service import JobService
 from provd.model import JobQuery, JobType, NewJob
 from provd.rpc import validate
 from provd.rpc.convert import STATUS_FROM_PB, job_to_pb, log_to_pb
@@ -29,7 +29,7 @@ _LOG_LEVELS = ("", "debug")
 class JobServiceHandler:
     """Implements the generated `JobService` protocol."""
 
-    def __init__(self, jobs: Jobs) -> None:
+    def __init__(self, jobs: JobService) -> None:
         self._jobs = jobs
 
     async def upload_file(

@@ -18,13 +18,13 @@ from connectrpc.errors import ConnectError
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from provd.gen.provisionerd import provisionerd_pb2 as pd
-from provd.rpc.websocket import END_STREAM, SERVICE, envelope, parse_envelope
+from provd.websocket_framing import END_STREAM, PROVISIONER_DAEMON_SERVICE, envelope, parse_envelope
 
 
 def websocket_url(url: str, method: str) -> str:
     """`http[s]://host:port` to the WebSocket URL of a ProvisionerDaemon method."""
     scheme, rest = url.rstrip("/").split("://", 1)
-    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/{SERVICE}/{method}"
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/{PROVISIONER_DAEMON_SERVICE}/{method}"
 
 
 def _error_from(end: Mapping[str, Any]) -> ConnectError | None:

@@ -21,6 +21,7 @@ from provd.model import (
     JobPage,
     JobQuery,
     JobStatus,
+    Limits,
     LogLevel,
     LogLine,
     LogSource,
@@ -32,15 +33,7 @@ from provd.model import (
 )
 from provd.store import Store
 
-MiB = 1024 * 1024
 LOG_PAGE = 500
-
-
-@dataclass(frozen=True, slots=True)
-class JobLimits:
-    upload_max_bytes: int = 100 * MiB
-    # What a daemon accepts in one AcquiredJob (archive and inputs together).
-    payload_max_bytes: int = 4 * MiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +57,14 @@ def _server_log(stage: str, output: str, level: LogLevel = LogLevel.INFO) -> New
     return NewLogLine(source=LogSource.PROVISIONER_DAEMON, level=level, stage=stage, output=output)
 
 
-class Jobs:
+class JobService:
     """Create, read, cancel and follow jobs."""
 
     def __init__(
         self,
         store: Store,
         events: JobEvents,
-        limits: JobLimits = JobLimits(),
+        limits: Limits = Limits(),
         log_poll_interval: float = 1.0,
         *,
         job_available: Callable[[Queue], None] = _nobody_to_wake,

@@ -7,10 +7,10 @@ from typing import Any
 from connectrpc.request import RequestContext
 
 from provd import model
-from provd.daemons import DaemonRegistry
 from provd.errors import InvalidArgument
 from provd.gen.provd.v1 import daemons_pb2 as dpb
 from provd.gen.provd.v1 import quota_pb2 as qpb
+from provd.registry import DaemonRegistry
 from provd.rpc import validate
 from provd.rpc.convert import timestamp
 from provd.store import Store

@@ -12,9 +12,9 @@ import click
 import trio
 from connectrpc.errors import ConnectError
 
-from provd.config import DEFAULT_URL, default_db_path
-from provd.daemon.runner import DaemonSettings, run_daemon
-from provd.secrets import DAEMON_PSK_FILE, read_secret, secret_path
+from provd.client.daemon.runner import DaemonSettings, run_daemon
+from provd.protocol import DEFAULT_URL
+from provd.secrets import DAEMON_PSK_FILE, default_db_path, read_secret, secret_path
 
 
 def _parse_tags(values: tuple[str, ...]) -> dict[str, str]:
@@ -152,7 +152,7 @@ def daemon_command(
 
 async def _run_until_signalled(settings: DaemonSettings) -> None:
     stop = trio.Event()
-    log = logging.getLogger("provd.daemon")
+    log = logging.getLogger("provd.client.daemon")
     async with trio.open_nursery() as nursery:
 
         async def watch_signals(task_status: trio.TaskStatus[None]) -> None:

@@ -21,10 +21,10 @@ from connectrpc.errors import ConnectError
 from pyqwest import SyncClient
 
 from provd import __version__
-from provd.client import daemon_client_for, daemon_headers, http_transport
-from provd.daemon.connection import DaemonConnection
-from provd.daemon.provisioners import JobFailed, Provisioner
-from provd.daemon.reporting import JobLost, JobReporter, ReportingSettings
+from provd.client.connect import daemon_client_for, daemon_headers, http_transport
+from provd.client.daemon.connection import DaemonConnection
+from provd.client.daemon.provisioners import JobFailed, Provisioner
+from provd.client.daemon.reporting import JobLost, JobReporter, ReportingSettings
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 
@@ -47,7 +47,7 @@ class DaemonSettings:
 
 
 def builtin_provisioners() -> dict[str, Provisioner]:
-    from provd.daemon.echo import run_echo
+    from provd.client.daemon.echo import run_echo
 
     return {"echo": run_echo}
 

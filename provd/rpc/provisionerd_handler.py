@@ -16,10 +16,10 @@ from typing import Any
 import trio
 from connectrpc.request import RequestContext
 
-from provd.daemons import DaemonRegistry
 from provd.dispatch import Dispatcher
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.model import Daemon, Job
+from provd.registry import DaemonRegistry
 from provd.rpc.identity import daemon_from_headers
 
 

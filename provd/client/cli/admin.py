@@ -6,8 +6,8 @@ from __future__ import annotations
 import click
 
 from provd.buildinfo import build_info
-from provd.cli.context import Connection, Failure, server_options
-from provd.cli.output import (
+from provd.client.cli.context import Connection, Failure, server_options
+from provd.client.cli.output import (
     ALLOWANCE_HEADERS,
     DAEMON_HEADERS,
     allowance_row,
