@@ -32,8 +32,6 @@ from provd.model import Queue
 from provd.reapers import reap_hung_jobs, reap_unroutable_jobs
 from provd.registry import DaemonRegistry
 from provd.rpc.app import build_app
-from provd.rpc.cors import with_cors
-from provd.rpc.http1 import DrainRequestBody
 from provd.scheduler import Scheduler
 from provd.store import Store
 from provd.store.sqlite import open_sqlite_store
@@ -123,6 +121,7 @@ async def _serve_store(
         registry=registry,
         admin_token=settings.admin_token,
         daemon_psk=settings.daemon_psk,
+        cors_origins=settings.cors_origins,
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run)
@@ -132,7 +131,7 @@ async def _serve_store(
 
         async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
             await hypercorn_serve(
-                with_cors(DrainRequestBody(app), settings.cors_origins),
+                app,
                 hypercorn_config(settings),
                 shutdown_trigger=shutdown_trigger or trio.sleep_forever,
                 task_status=task_status,

@@ -7,7 +7,6 @@ carries the same ones) and raises `provd.errors`. Who the caller is comes in as 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Sequence
 
 import trio
@@ -17,6 +16,7 @@ from provd.events import JobEvents
 from provd.gen.provd.v1 import jobs_pb2 as api
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
+from provd.ids import parse_job_id
 from provd.model import (
     Daemon,
     Job,
@@ -27,6 +27,7 @@ from provd.model import (
     LogSource,
     NewLogLine,
     now_ms,
+    server_line,
 )
 from provd.protocol import TRUNCATED_MARK, JobErrorCode
 from provd.registry import DaemonRegistry
@@ -37,19 +38,6 @@ _JOB_TYPES = "workspaceBuild, templateImport or templateDryRun"
 # Checked for every log line: look-ups, not lists rebuilt per line.
 _LOG_SOURCES = frozenset(pd.LogSource.values())
 _LOG_LEVELS = frozenset(sdk.LogLevel.values())
-
-
-def _server_line(stage: str, output: str, level: LogLevel = LogLevel.INFO) -> NewLogLine:
-    return NewLogLine(source=LogSource.PROVISIONER_DAEMON, level=level, stage=stage, output=output)
-
-
-def parse_job_id(value: str) -> str:
-    if not value:
-        raise InvalidArgument("jobId: is required")
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidArgument(f"jobId: {value[:80]!r} is not a job id (a UUID)") from None
 
 
 class Dispatcher:
@@ -124,7 +112,7 @@ class Dispatcher:
     async def release(self, daemon: Daemon, job: Job) -> None:
         """Give back a job that was never handed to the transport: nothing ran, so it
         is pending again at the head of its queue. Runs even while cancelled."""
-        line = _server_line(
+        line = server_line(
             "Queued",
             f"Daemon {daemon.name!r} went away before the job reached it;"
             " the job is back at the head of its queue.",
@@ -158,7 +146,7 @@ class Dispatcher:
     async def _fail_undeliverable(self, daemon: Daemon, job: Job, reason: str, code: str) -> None:
         error = f"provd could not send this job to a daemon: {reason}"
         await self._store.fail_job(
-            job.id, daemon.id, error, code, logs=[_server_line("Acquire", error, LogLevel.ERROR)]
+            job.id, daemon.id, error, code, logs=[server_line("Acquire", error, LogLevel.ERROR)]
         )
         self._events.notify(job.id)
 
@@ -167,7 +155,7 @@ class Dispatcher:
     async def update_job(
         self, daemon: Daemon, request: pd.UpdateJobRequest
     ) -> pd.UpdateJobResponse:
-        job_id = parse_job_id(request.job_id)
+        job_id = parse_job_id(request.job_id, "jobId")
         logs = tuple(self._log_lines(request.logs))
         if request.template_variables:
             job = await self._store.get_job(job_id)
@@ -206,11 +194,11 @@ class Dispatcher:
         return pd.UpdateJobResponse(canceled=job.canceled_at is not None, variable_values=resolved)
 
     async def fail_job(self, daemon: Daemon, request: pd.FailedJob) -> None:
-        job_id = parse_job_id(request.job_id)
+        job_id = parse_job_id(request.job_id, "jobId")
         result = None
         if request.WhichOneof("type") == "workspace_build" and request.workspace_build.state:
             result = api.JobResult(failed_state=request.workspace_build.state).SerializeToString()
-        line = _server_line(
+        line = server_line(
             "Failed",
             f"The daemon failed the job: {request.error}"
             if request.error
@@ -223,7 +211,7 @@ class Dispatcher:
         self._events.notify(job_id)
 
     async def complete_job(self, daemon: Daemon, request: pd.CompletedJob) -> None:
-        job_id = parse_job_id(request.job_id)
+        job_id = parse_job_id(request.job_id, "jobId")
         kind = request.WhichOneof("type")
         if kind is None:
             raise InvalidArgument(f"type: one of {_JOB_TYPES} is required")
@@ -240,7 +228,7 @@ class Dispatcher:
     async def commit_quota(
         self, daemon: Daemon, request: pd.CommitQuotaRequest
     ) -> pd.CommitQuotaResponse:
-        job_id = parse_job_id(request.job_id)
+        job_id = parse_job_id(request.job_id, "jobId")
         if request.daily_cost < 0:
             raise InvalidArgument(f"dailyCost: must not be negative, got {request.daily_cost}")
         decision = await self._store.commit_quota(job_id, daemon.id, request.daily_cost)

@@ -24,12 +24,11 @@ from provd.model import (
     Limits,
     LogLevel,
     LogLine,
-    LogSource,
     NewJob,
-    NewLogLine,
     Queue,
     QueuePosition,
     StoredFile,
+    server_line,
 )
 from provd.store import Store
 
@@ -51,10 +50,6 @@ def _no_explanation(queue: Queue) -> str | None:
 
 def _nobody_to_wake(queue: Queue) -> None:
     return None
-
-
-def _server_log(stage: str, output: str, level: LogLevel = LogLevel.INFO) -> NewLogLine:
-    return NewLogLine(source=LogSource.PROVISIONER_DAEMON, level=level, stage=stage, output=output)
 
 
 class JobService:
@@ -103,7 +98,7 @@ class JobService:
             )
         queue = Queue(new.organization, new.provisioner, new.tags)
         lines = [
-            _server_log(
+            server_line(
                 "Queued",
                 f"Job queued for a {new.provisioner!r} daemon in organization"
                 f" {new.organization!r} with tags {describe_tags(new.tags)}",
@@ -111,7 +106,7 @@ class JobService:
         ]
         if (missing := self._explain_unroutable(queue)) is not None:
             lines.append(
-                _server_log("Queued", f"No daemon can take it yet: {missing}.", LogLevel.WARN)
+                server_line("Queued", f"No daemon can take it yet: {missing}.", LogLevel.WARN)
             )
         job = await self._store.create_job(new, lines)
         self._job_available(queue)
@@ -139,7 +134,7 @@ class JobService:
         return await self._store.list_jobs(query)
 
     async def cancel_job(self, job_id: str) -> JobView:
-        note = _server_log("Cancel", "Cancel requested through the job API", LogLevel.WARN)
+        note = server_line("Cancel", "Cancel requested through the job API", LogLevel.WARN)
         job = await self._store.cancel_job(job_id, [note])
         self._events.notify(job_id)
         return await self.view(job)

@@ -175,6 +175,11 @@ class NewLogLine:
     created_at: int | None = None
 
 
+def server_line(stage: str, output: str, level: LogLevel = LogLevel.INFO) -> NewLogLine:
+    """A log line that provd itself writes into a job's log (source PROVISIONER_DAEMON)."""
+    return NewLogLine(source=LogSource.PROVISIONER_DAEMON, level=level, stage=stage, output=output)
+
+
 @dataclass(frozen=True, slots=True)
 class LogLine:
     id: int

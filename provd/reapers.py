@@ -15,7 +15,7 @@ import trio
 
 from provd.events import JobEvents
 from provd.explain import explain_unroutable
-from provd.model import LogLevel, LogSource, NewLogLine, now_ms
+from provd.model import LogLevel, now_ms, server_line
 from provd.protocol import JobErrorCode
 from provd.registry import DaemonRegistry
 from provd.store import Store
@@ -37,12 +37,6 @@ def _format_duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:g}s"
 
 
-def _line(stage: str, output: str) -> NewLogLine:
-    return NewLogLine(
-        source=LogSource.PROVISIONER_DAEMON, level=LogLevel.ERROR, stage=stage, output=output
-    )
-
-
 async def reap_hung_jobs(store: Store, events: JobEvents, settings: ReaperSettings) -> None:
     timeout = settings.hang_timeout_seconds
     error = (
@@ -50,8 +44,12 @@ async def reap_hung_jobs(store: Store, events: JobEvents, settings: ReaperSettin
         " (the daemon crashed, lost its connection, or is stuck)."
     )
     lines = [
-        _line("Cleaning up", error),
-        _line("Cleaning up", "provd failed the job so that it does not stay running forever."),
+        server_line("Cleaning up", error, LogLevel.ERROR),
+        server_line(
+            "Cleaning up",
+            "provd failed the job so that it does not stay running forever.",
+            LogLevel.ERROR,
+        ),
     ]
     while True:
         await trio.sleep(min(settings.interval_seconds, timeout / 2))
@@ -89,7 +87,7 @@ async def reap_unroutable_jobs(
                 cutoff,
                 error,
                 JobErrorCode.NO_CAPABLE_DAEMON,
-                [_line("Queued", error)],
+                [server_line("Queued", error, LogLevel.ERROR)],
             )
             for job in failed:
                 logger.warning("job %s was unroutable; failed it", job.id)

@@ -1,7 +1,9 @@
-"""The one ASGI application provd serves: each service's Connect app, by path.
+"""The one ASGI application provd serves, assembled here and nowhere else.
 
-connectrpc's generated apps speak Connect, gRPC and gRPC-web on their own; this
-router only picks the app for a request's service prefix and answers lifespan.
+From the outside in: CORS (for `--cors-origin`), draining HTTP/1.1 bodies an early
+answer left unread, then a router that picks each service's Connect app by path
+(connectrpc's generated apps speak Connect, gRPC and gRPC-web on their own), the
+WebSocket route, and lifespan.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from provd.job_service import JobService
 from provd.registry import DaemonRegistry
 from provd.rpc.admin_handlers import DaemonServiceHandler, QuotaServiceHandler
 from provd.rpc.auth import BearerTokenAuth, DaemonKeyAuth
+from provd.rpc.cors import with_cors
 from provd.rpc.errors import ErrorMapping
+from provd.rpc.http1 import DrainRequestBody
 from provd.rpc.job_handler import JobServiceHandler
 from provd.rpc.provisionerd_handler import ProvisionerDaemonHandler
 from provd.rpc.reflection import reflection_apps
@@ -68,15 +72,17 @@ def build_app(
     registry: DaemonRegistry,
     admin_token: str,
     daemon_psk: str,
-) -> ServiceRouter:
-    """Assemble every service with its auth, error mapping and size limits."""
+    cors_origins: Sequence[str] = (),
+) -> ASGIApp:
+    """Assemble every service with its auth, error mapping and size limits, and the
+    HTTP middleware around them."""
     errors = ErrorMapping()
     daemon_handler = ProvisionerDaemonHandler(dispatcher, registry)
     daemon_auth = DaemonKeyAuth(daemon_psk)
     admin: list[Interceptor] = [BearerTokenAuth(admin_token), errors]
     # JSON carries bytes as base64 (4/3 larger); leave room for the envelope too.
     upload_read_max = jobs.limits.upload_max_bytes * 4 // 3 + 64 * 1024
-    return ServiceRouter(
+    router = ServiceRouter(
         [
             JobServiceASGIApplication(
                 JobServiceHandler(jobs), interceptors=admin, read_max_bytes=upload_read_max
@@ -89,6 +95,7 @@ def build_app(
         ],
         websocket=WebSocketTransport(daemon_handler, daemon_auth),
     )
+    return with_cors(DrainRequestBody(router), cors_origins)
 
 
 async def _plain(send: Any, status: int, body: bytes) -> None:

@@ -15,6 +15,7 @@ from provd import model
 from provd.errors import InvalidArgument
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
+from provd.ids import parse_job_id
 from provd.job_service import JobService
 from provd.model import JobQuery, JobType, NewJob
 from provd.rpc import validate
@@ -44,7 +45,7 @@ class JobServiceHandler:
         return job_to_pb(await self._jobs.create_job(new_job_from_pb(request)))
 
     async def get_job(self, request: pb.GetJobRequest, ctx: RequestContext[Any, Any]) -> pb.Job:
-        return job_to_pb(await self._jobs.get_job(validate.job_id(request.id)))
+        return job_to_pb(await self._jobs.get_job(parse_job_id(request.id, "id")))
 
     async def list_jobs(
         self, request: pb.ListJobsRequest, ctx: RequestContext[Any, Any]
@@ -57,12 +58,12 @@ class JobServiceHandler:
     async def cancel_job(
         self, request: pb.CancelJobRequest, ctx: RequestContext[Any, Any]
     ) -> pb.Job:
-        return job_to_pb(await self._jobs.cancel_job(validate.job_id(request.id)))
+        return job_to_pb(await self._jobs.cancel_job(parse_job_id(request.id, "id")))
 
     async def stream_job_logs(
         self, request: pb.StreamJobLogsRequest, ctx: RequestContext[Any, Any]
     ) -> AsyncIterator[pb.JobLog]:
-        job_id = validate.job_id(request.id)
+        job_id = parse_job_id(request.id, "id")
         if request.after < 0:
             raise InvalidArgument(f"after: must not be negative, got {request.after}")
         batches = self._jobs.stream_logs(job_id, request.after, request.follow)

@@ -4,7 +4,6 @@ so a client sees exactly what to fix."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Mapping
 
 from provd.errors import InvalidArgument
@@ -14,16 +13,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_TAGS = 64
 MAX_TAG_LENGTH = 256
 MAX_TEXT = 1024
-
-
-def job_id(value: str, field: str = "id") -> str:
-    """A job id must be a UUID; returns it in canonical lower-case form."""
-    if not value:
-        raise InvalidArgument(f"{field}: a job id is required")
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidArgument(f"{field}: {value[:80]!r} is not a job id (a UUID)") from None
 
 
 def name(value: str, field: str, *, required: bool = True) -> str:
