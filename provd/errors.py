@@ -27,10 +27,6 @@ class PermissionDenied(ProvdError):
     """The caller is authenticated but may not touch this job."""
 
 
-class Unauthenticated(ProvdError):
-    """Credentials are missing or wrong."""
-
-
 class ResourceExhausted(ProvdError):
     """A size cap was exceeded."""
 

@@ -28,7 +28,3 @@ class JobEvents:
         event = self._events.pop(job_id, None)
         if event is not None:
             event.set()
-
-    def statistics(self) -> int:
-        """How many jobs have watchers."""
-        return len(self._events)
