@@ -158,6 +158,7 @@ def test_origins_are_checked() -> None:
     assert len(set(EXPOSED_HEADERS)) == len(EXPOSED_HEADERS)
 
 
+@pytest.mark.slow
 async def test_serve_reads_origins_from_the_environment(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import pytest
 import trio
 
 from provd.client.connect import call, job_client
@@ -12,6 +13,8 @@ from provd.gen.provd.v1 import jobs_pb2 as pb
 from tests.archives import MAIN_TF, make_tar
 from tests.conftest import ADMIN_TOKEN
 from tests.processes import start_server
+
+pytestmark = pytest.mark.slow
 
 
 def import_request(file_hash: str) -> pb.CreateJobRequest:

@@ -7,9 +7,12 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.processes import run_cli, start_daemon, start_server
+
+pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -56,6 +56,8 @@ import grpc
 from provisionerd import provisionerd_pb2 as pd, provisionerd_pb2_grpc as pd_grpc
 from provisionersdk import provisioner_pb2 as sdk
 
+pytestmark = pytest.mark.slow
+
 assert pd.__file__.startswith(stubs) and sdk.__file__.startswith(stubs), (pd, sdk)
 assert not any(name == "provd" or name.startswith("provd.") for name in sys.modules)
 

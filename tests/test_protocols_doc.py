@@ -27,6 +27,8 @@ import trio
 from tests.processes import provd_env, start_daemon, start_server
 from tests.thirdparty import CLIENTS, ROOT, npm_tools, tool_dirs
 
+pytestmark = pytest.mark.slow
+
 DOC = ROOT / "docs" / "protocols.md"
 BLOCK = re.compile(r"<!-- (run|file): (\S+) -->\n```(\w+)\n(.*?)```", re.DOTALL)
 ADDRESS = "127.0.0.1:8420"

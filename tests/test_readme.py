@@ -9,9 +9,12 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.processes import provd_env, start_daemon, start_server
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -24,6 +24,8 @@ from tests.conftest import ADMIN_TOKEN, DAEMON_PSK, Server, ServerFactory
 from tests.processes import provd_env, start_daemon, start_server
 from tests.thirdparty import CLIENTS, ROOT, buf, connect_es_dir, tools_env
 
+pytestmark = pytest.mark.slow
+
 # How many transports tests/clients/connect_matrix.mjs tries.
 TRANSPORTS = 9
 UNKNOWN_JOB = "00000000-0000-0000-0000-000000000000"

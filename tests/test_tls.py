@@ -119,6 +119,7 @@ async def test_http11_over_tls_and_plain_http_refused(
         await trio.to_thread.run_sync(lambda: urllib.request.urlopen(plain, timeout=10).read())
 
 
+@pytest.mark.slow
 async def test_serve_prints_https_url(
     tmp_path: Path, nursery: trio.Nursery, certs: Certificates
 ) -> None:
@@ -141,6 +142,7 @@ async def test_serve_prints_https_url(
     assert await server.wait() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -1,4 +1,4 @@
-"""Wire compatibility: the generated protobuf classes against the table in shared/spec/wire.md.
+"""Wire compatibility: the generated protobuf classes against the table in docs/contract/wire.md.
 
 Expected bytes are built by hand with a tiny encoder below, spelling every field number
 literally from wire.md, and compared byte for byte with ``SerializeToString(deterministic=True)``.

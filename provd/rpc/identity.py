@@ -1,4 +1,4 @@
-"""Who a daemon is, from the headers it sends on every call (api.md).
+"""Who a daemon is, from the headers it sends on every call (docs/contract/api.md).
 
 Parsing is cached by the raw header values: a daemon sends the same ones on every
 call, so the hot path does a dictionary look-up.
