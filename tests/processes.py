@@ -42,9 +42,14 @@ def provd_env(**extra: str) -> dict[str, str]:
 
 
 async def start_server(
-    nursery: trio.Nursery, db_path: Path, *args: str, env: dict[str, str] | None = None
+    nursery: trio.Nursery,
+    db_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    listen: str = "127.0.0.1:0",
 ) -> ServerProcess:
-    """Start `python -m provd serve` on port 0 and wait for the address it prints."""
+    """Start `python -m provd serve` on `listen` (port 0: any free port) and wait for
+    the address it prints."""
     process = await trio.lowlevel.open_process(
         [
             sys.executable,
@@ -52,7 +57,7 @@ async def start_server(
             "provd",
             "serve",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--db",
             str(db_path),
             *args,
