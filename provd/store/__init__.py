@@ -78,10 +78,6 @@ class Store(Protocol):
         """The job's place among the pending jobs of its queue; 0 if not pending."""
         ...
 
-    async def append_logs(self, job_id: str, logs: Sequence[NewLogLine]) -> list[LogLine]:
-        """Append lines in order; raises `NotFound` for an unknown job."""
-        ...
-
     async def read_logs(self, job_id: str, after: int = 0, limit: int = 1000) -> list[LogLine]:
         """Lines with an id greater than `after`, oldest first, at most `limit`."""
         ...

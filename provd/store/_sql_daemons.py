@@ -8,9 +8,8 @@ from collections.abc import Mapping
 
 from provd.errors import FailedPrecondition
 from provd.model import Allowance, Daemon, DaemonRecord, JobType, QuotaDecision
+from provd.store._rules import DESTROY
 from provd.store._sql_jobs import held_job
-
-DESTROY = 2  # provisioner.WorkspaceTransition.DESTROY
 
 
 def upsert_daemon(conn: sqlite3.Connection, daemon: Daemon, now: int) -> None:

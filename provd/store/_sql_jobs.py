@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from provd.errors import FailedPrecondition, NotFound, PermissionDenied
@@ -32,6 +31,7 @@ from provd.model import (
     WorkspaceRef,
     tags_key,
 )
+from provd.store._rules import FAILED_WITHOUT_REASON, cut_to_budget, log_size
 
 JOB_COLUMNS = (
     "seq, id, type, provisioner, organization, tags, file_hash, initiator_id, initiator_name,"
@@ -50,10 +50,6 @@ STATUS_CONDITIONS: dict[JobStatus, str] = {
     JobStatus.FAILED: "completed_at IS NOT NULL AND error != ''",
     JobStatus.CANCELED: "completed_at IS NOT NULL AND error = '' AND canceled_at IS NOT NULL",
 }
-FAILED_WITHOUT_REASON = "the daemon failed the job without giving a reason"
-LOGS_TRUNCATED = (
-    "Logs truncated: this job wrote more than {limit} bytes of log text; later lines were dropped."
-)
 
 
 def job_from_row(row: sqlite3.Row) -> Job:
@@ -358,30 +354,19 @@ def update_job(
     conn: sqlite3.Connection, job_id: str, daemon_id: str, update: JobUpdate, now: int
 ) -> Job:
     held = _check_held(conn, job_id, daemon_id)
-    stored = _store_lines(
-        conn,
-        job_id,
-        update.logs,
-        now,
-        limit_bytes=update.log_budget_bytes,
-        used_bytes=held["log_bytes"],
-        overflowed=bool(held["logs_overflowed"]),
-    )
-    # One statement for the heartbeat, the readme and the log counters.
+    logs: Sequence[NewLogLine] = ()
+    overflowed = bool(held["logs_overflowed"])
+    if not overflowed:
+        logs, overflowed = cut_to_budget(update.logs, held["log_bytes"], update.log_budget_bytes)
+    size = _store_lines(conn, job_id, logs, now)
+    # One statement for the heartbeat, the readme and the log budget.
     return _job_or_raise(
         conn.execute(
             "UPDATE jobs SET updated_at = ?, readme = COALESCE(?, readme),"
             " template_variables = COALESCE(?, template_variables),"
-            " log_count = log_count + ?, log_bytes = log_bytes + ?"
+            " log_bytes = log_bytes + ?, logs_overflowed = ?"
             f" WHERE id = ? RETURNING {JOB_COLUMNS}",
-            (
-                now,
-                update.readme,
-                update.template_variables,
-                len(stored.lines),
-                stored.size,
-                job_id,
-            ),
+            (now, update.readme, update.template_variables, size, overflowed, job_id),
         )
     )
 
@@ -500,126 +485,44 @@ def read_logs(conn: sqlite3.Connection, job_id: str, after: int, limit: int) -> 
     return [log_from_row(row) for row in rows]
 
 
-def append_logs(
-    conn: sqlite3.Connection, job_id: str, logs: Sequence[NewLogLine], now: int
-) -> list[LogLine]:
-    if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
-        raise NotFound(f"jobId: no job {job_id}")
-    return insert_logs(conn, job_id, logs, now)
-
-
 def insert_logs(
-    conn: sqlite3.Connection,
-    job_id: str,
-    logs: Sequence[NewLogLine],
-    now: int,
-    *,
-    limit_bytes: int | None = None,
-) -> list[LogLine]:
-    """Append lines in order. With `limit_bytes`, a job whose output would exceed it
-    gets one marker line instead, and every later line is dropped."""
-    if not logs:
-        return []
-    used_bytes, overflowed = 0, False
-    if limit_bytes is not None:
-        used_bytes, overflowed = conn.execute(
-            "SELECT log_bytes, logs_overflowed FROM jobs WHERE id = ?", (job_id,)
-        ).fetchone()
-    stored = _store_lines(
-        conn,
-        job_id,
-        logs,
-        now,
-        limit_bytes=limit_bytes,
-        used_bytes=used_bytes,
-        overflowed=bool(overflowed),
-    )
-    if not stored.lines:
-        return []
-    conn.execute(
-        "UPDATE jobs SET log_count = log_count + ?, log_bytes = log_bytes + ? WHERE id = ?",
-        (len(stored.lines), stored.size, job_id),
-    )
-    return [
-        LogLine(log_id, job_id, created_at, line.source, line.level, line.stage, line.output)
-        for log_id, created_at, line in zip(
-            range(stored.first_id, stored.first_id + len(stored.lines)),
-            stored.created_at,
-            stored.lines,
-            strict=True,
-        )
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class _StoredLines:
-    first_id: int  # the lines' ids are consecutive from here
-    lines: Sequence[NewLogLine]
-    created_at: Sequence[int]
-    size: int  # what they cost against the job's log budget
+    conn: sqlite3.Connection, job_id: str, logs: Sequence[NewLogLine], now: int
+) -> None:
+    """Append lines in order, charged to the job's log budget but never cut by it:
+    the lines provd itself writes (queued, canceled, failed) are always kept."""
+    size = _store_lines(conn, job_id, logs, now)
+    if size:
+        conn.execute("UPDATE jobs SET log_bytes = log_bytes + ? WHERE id = ?", (size, job_id))
 
 
 def _store_lines(
-    conn: sqlite3.Connection,
-    job_id: str,
-    logs: Sequence[NewLogLine],
-    now: int,
-    *,
-    limit_bytes: int | None,
-    used_bytes: int,
-    overflowed: bool,
-) -> _StoredLines:
-    """Insert `logs` (cut at `limit_bytes` as `insert_logs` says) into job_logs; the
-    job's counters are the caller's to update.
+    conn: sqlite3.Connection, job_id: str, logs: Sequence[NewLogLine], now: int
+) -> int:
+    """Insert `logs` into job_logs and return what they cost against the job's log
+    budget; the job's `log_bytes` is the caller's to update.
 
     One statement for all lines: each line gets the id SQLite would have given it
     (one more than the largest in the table), assigned here, so no line needs its
     own INSERT … RETURNING. Writes are serialized on the writer's connection, so
     nothing else inserts between the look-up of the largest id and the insert.
     """
-    if not logs or (limit_bytes is not None and overflowed):
-        return _StoredLines(0, (), (), 0)
-    sizes = [_log_size(line) for line in logs]
-    size = sum(sizes)
-    if limit_bytes is not None and used_bytes + size > limit_bytes:
-        kept: list[NewLogLine] = []
-        size = 0
-        for line, line_size in zip(logs, sizes, strict=True):
-            used_bytes += line_size
-            if used_bytes > limit_bytes:
-                marker = NewLogLine(
-                    source=line.source,
-                    level=LogLevel.WARN,
-                    stage=line.stage,
-                    output=LOGS_TRUNCATED.format(limit=limit_bytes),
-                    created_at=line.created_at,
-                )
-                kept.append(marker)
-                size += _log_size(marker)
-                conn.execute("UPDATE jobs SET logs_overflowed = 1 WHERE id = ?", (job_id,))
-                break
-            kept.append(line)
-            size += line_size
-        logs = kept
+    if not logs:
+        return 0
     (last_id,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM job_logs").fetchone()
-    first_id = last_id + 1
-    created_at = [now if line.created_at is None else line.created_at for line in logs]
     conn.executemany(
         "INSERT INTO job_logs (id, job_id, created_at, source, level, stage, output)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (log_id, job_id, created, int(line.source), int(line.level), line.stage, line.output)
-            for log_id, created, line in zip(
-                range(first_id, first_id + len(logs)), created_at, logs, strict=True
+            (
+                log_id,
+                job_id,
+                now if line.created_at is None else line.created_at,
+                int(line.source),
+                int(line.level),
+                line.stage,
+                line.output,
             )
+            for log_id, line in enumerate(logs, start=last_id + 1)
         ],
     )
-    return _StoredLines(first_id, logs, created_at, size)
-
-
-def _log_size(line: NewLogLine | LogLine) -> int:
-    """What a line costs against a job's log budget: its text in UTF-8 bytes."""
-    output, stage = line.output, line.stage
-    return (len(output) if output.isascii() else len(output.encode())) + (
-        len(stage) if stage.isascii() else len(stage.encode())
-    )
+    return sum(map(log_size, logs))

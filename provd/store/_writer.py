@@ -53,8 +53,6 @@ class Writer:
         self._queue: queue.SimpleQueue[_Write[Any] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
-        self.batches = 0
-        self.writes = 0
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in a write transaction and return what it returned.
@@ -132,8 +130,6 @@ class Writer:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             results = [outcome.Error(exc) for _ in batch]
-        self.batches += 1
-        self.writes += len(batch)
         _deliver(batch, results)
 
 

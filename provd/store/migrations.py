@@ -128,9 +128,11 @@ def initial(db: Database) -> None:
         db.execute(statement)
 
 
-@migrations(name="0002_daemon_id")
-def daemon_id(db: Database) -> None:
-    """One name for the daemon that holds a job: `daemon_id`, as everywhere else."""
+@migrations(name="0002_daemon_id_drop_log_count")
+def daemon_id_drop_log_count(db: Database) -> None:
+    """One name for the daemon that holds a job: `daemon_id`, as everywhere else; and
+    no `log_count`, which was written but never read (`log_bytes` is the budget)."""
     db.execute("ALTER TABLE jobs RENAME COLUMN worker_id TO daemon_id")
     db.execute("DROP INDEX jobs_worker")
     db.execute("CREATE INDEX jobs_daemon ON jobs (daemon_id) WHERE completed_at IS NULL")
+    db.execute("ALTER TABLE jobs DROP COLUMN log_count")

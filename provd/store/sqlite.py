@@ -247,11 +247,6 @@ class SQLiteStore:
 
     # -- logs ----------------------------------------------------------------
 
-    async def append_logs(self, job_id: str, logs: Sequence[NewLogLine]) -> list[LogLine]:
-        return await self._writer.write(
-            partial(jobs_sql.append_logs, job_id=job_id, logs=logs, now=self._clock())
-        )
-
     async def read_logs(self, job_id: str, after: int = 0, limit: int = 1000) -> list[LogLine]:
         return await self._readers.read(
             partial(jobs_sql.read_logs, job_id=job_id, after=after, limit=limit)
@@ -303,12 +298,6 @@ class SQLiteStore:
                 daemons_sql.commit_quota, job_id=job_id, daemon_id=daemon_id, daily_cost=daily_cost
             )
         )
-
-    # -- introspection -------------------------------------------------------
-
-    def statistics(self) -> dict[str, int]:
-        """Write batches committed and writes they held (group-commit efficiency)."""
-        return {"batches": self._writer.batches, "writes": self._writer.writes}
 
 
 @asynccontextmanager

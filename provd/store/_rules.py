@@ -1,0 +1,55 @@
+"""The rules every `Store` backend computes the same way, in one place.
+
+The SQL (`_sql_jobs`, `_sql_daemons`) and the in-memory store (`memory`) both read
+them, so a rule changed here changes for every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from provd.model import LogLevel, LogLine, NewLogLine
+
+# provisioner.WorkspaceTransition.DESTROY: a destroyed workspace costs nothing.
+DESTROY = 2
+# The error of a job its daemon failed with an empty error while not asked to cancel.
+FAILED_WITHOUT_REASON = "the daemon failed the job without giving a reason"
+# The one line that replaces a job's log output past its budget.
+LOGS_TRUNCATED = (
+    "Logs truncated: this job wrote more than {limit} bytes of log text; later lines were dropped."
+)
+
+
+def log_size(line: NewLogLine | LogLine) -> int:
+    """What a line costs against a job's log budget: its stage and output in UTF-8 bytes."""
+    output, stage = line.output, line.stage
+    return (len(output) if output.isascii() else len(output.encode())) + (
+        len(stage) if stage.isascii() else len(stage.encode())
+    )
+
+
+def cut_to_budget(
+    logs: Sequence[NewLogLine], used_bytes: int, limit_bytes: int
+) -> tuple[Sequence[NewLogLine], bool]:
+    """The lines of one update that fit a job's log budget, and whether it overflowed.
+
+    `used_bytes` is what the job's lines cost so far. The line that would take the job
+    past `limit_bytes` is replaced by one marker line (level WARN) and the lines after
+    it are dropped; the caller stores no more budgeted lines once it overflowed.
+    """
+    if used_bytes + sum(map(log_size, logs)) <= limit_bytes:
+        return logs, False
+    kept: list[NewLogLine] = []
+    for line in logs:
+        used_bytes += log_size(line)
+        if used_bytes > limit_bytes:
+            marker = NewLogLine(
+                source=line.source,
+                level=LogLevel.WARN,
+                stage=line.stage,
+                output=LOGS_TRUNCATED.format(limit=limit_bytes),
+                created_at=line.created_at,
+            )
+            return [*kept, marker], True
+        kept.append(line)
+    raise AssertionError("the lines exceeded the budget in total but not one by one")
