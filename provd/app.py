@@ -93,7 +93,9 @@ async def _serve_store(
     task_status: trio.TaskStatus[Running],
 ) -> None:
     events = JobEvents()
-    scheduler = Scheduler(store, poll_interval=settings.poll_interval_seconds)
+    scheduler = Scheduler(
+        store, job_changed=events.notify, poll_interval=settings.poll_interval_seconds
+    )
     registry = DaemonRegistry(store, heartbeat_interval=settings.heartbeat_interval_seconds)
 
     def explain(queue: Queue) -> str | None:

@@ -7,7 +7,9 @@ carries the same ones) and raises `provd.errors`. Who the caller is comes in as 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import trio
 
@@ -31,13 +33,21 @@ from provd.model import (
 )
 from provd.protocol import TRUNCATED_MARK, JobErrorCode
 from provd.registry import DaemonRegistry
-from provd.scheduler import Scheduler, Waiter, queue_of
+from provd.scheduler import Scheduler
 from provd.store import Store
 
 _JOB_TYPES = "workspaceBuild, templateImport or templateDryRun"
 # Checked for every log line: look-ups, not lists rebuilt per line.
 _LOG_SOURCES = frozenset(pd.LogSource.values())
 _LOG_LEVELS = frozenset(sdk.LogLevel.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Acquired:
+    """A job locked for a daemon and the message that hands it over."""
+
+    job: Job
+    message: pd.AcquiredJob
 
 
 class Dispatcher:
@@ -59,34 +69,53 @@ class Dispatcher:
         self._scheduler = scheduler
         self._registry = registry
         self._events = events
-        self.limits = limits
+        self._limits = limits
         self._unary_acquire_wait_seconds = unary_acquire_wait_seconds
 
     # -- acquire -----------------------------------------------------------------
 
-    async def wait_for_job(self, daemon: Daemon, cancel_requested: trio.Event) -> Job | None:
-        """Wait for a job for `daemon` until `cancel_requested` is set.
+    async def acquire(
+        self, daemon: Daemon, cancel_requested: trio.Event, *, deadline: float = math.inf
+    ) -> Acquired | None:
+        """Wait for a job for `daemon` and build its message, until `cancel_requested`
+        is set or `deadline` (trio time) passes; None if the wait ended without a job.
 
-        Returns the job, or None if the cancel won. A job claimed while the cancel was
-        on its way is returned all the same: it is locked for this daemon. If this task
-        is cancelled while it holds a job, the job goes back to its queue.
+        A job claimed while the cancel was on its way is returned all the same: it is
+        locked for this daemon. A job that cannot be sent is failed, saying why, and
+        the wait goes on. If this task is cancelled while it holds a job, the job goes
+        back to its queue. The caller must hand the message over or `release` the job.
         """
-        with self._registry.connected(daemon), self._scheduler.waiter(daemon) as waiter:
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_cancel_when_set, cancel_requested, waiter)
-                    job = await waiter.wait()
-                    nursery.cancel_scope.cancel()
-            except BaseException:
-                if waiter.job is not None:
-                    await self.release(daemon, waiter.job)
-                raise
-            return job
+        with self._registry.connected(daemon):
+            while not cancel_requested.is_set() and trio.current_time() < deadline:
+                job = await self._scheduler.wait_for_job(
+                    daemon, cancel_requested, deadline=deadline
+                )
+                if job is None:
+                    return None
+                try:
+                    message = await self._message_for(daemon, job)
+                except BaseException:
+                    await self.release(daemon, job)
+                    raise
+                if message is not None:
+                    return Acquired(job, message)
+        return None
 
-    async def payload(self, daemon: Daemon, job: Job) -> pd.AcquiredJob | None:
+    async def acquire_unary(self, daemon: Daemon) -> pd.AcquiredJob:
+        """The deprecated AcquireJob: a job within the wait time, else an empty one.
+        Nothing but the wait time ends it early: the call has no cancel message."""
+        deadline = trio.current_time() + self._unary_acquire_wait_seconds
+        acquired = await self.acquire(daemon, trio.Event(), deadline=deadline)
+        return pd.AcquiredJob() if acquired is None else acquired.message
+
+    async def release(self, daemon: Daemon, job: Job) -> None:
+        """Give back a job whose message the transport could not hand over
+        (`Scheduler.release`, the one way back to the queue)."""
+        await self._scheduler.release(daemon, job)
+
+    async def _message_for(self, daemon: Daemon, job: Job) -> pd.AcquiredJob | None:
         """The message that hands `job` to its daemon, or None if it cannot be sent,
-        in which case the job has been failed with the reason and the caller waits
-        for another."""
+        in which case the job has been failed with the reason."""
         archive = await self._store.get_file_data(job.file_hash)
         if archive is None:
             await self._fail_undeliverable(
@@ -96,51 +125,17 @@ class Dispatcher:
                 JobErrorCode.FILE_MISSING,
             )
             return None
-        message = acquired_job(job, archive)
+        message = _acquired_job(job, archive)
         size = message.ByteSize()
-        if size > self.limits.payload_max_bytes:
+        if size > self._limits.payload_max_bytes:
             await self._fail_undeliverable(
                 daemon,
                 job,
-                f"the job is {size} bytes, over the {self.limits.payload_max_bytes} bytes a"
+                f"the job is {size} bytes, over the {self._limits.payload_max_bytes} bytes a"
                 " daemon accepts in one message",
                 JobErrorCode.PAYLOAD_TOO_LARGE,
             )
             return None
-        return message
-
-    async def release(self, daemon: Daemon, job: Job) -> None:
-        """Give back a job that was never handed to the transport: nothing ran, so it
-        is pending again at the head of its queue. Runs even while cancelled."""
-        line = server_line(
-            "Queued",
-            f"Daemon {daemon.name!r} went away before the job reached it;"
-            " the job is back at the head of its queue.",
-            LogLevel.WARN,
-        )
-        with trio.CancelScope(shield=True):
-            released = await self._store.release_job(job.id, daemon.id, [line])
-        if released is not None:
-            self._scheduler.job_available(queue_of(released))
-            self._events.notify(job.id)
-
-    async def acquire_unary(self, daemon: Daemon) -> pd.AcquiredJob:
-        """The deprecated AcquireJob: a job within the poll time, else an empty one."""
-        give_up = trio.Event()
-        message = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_set_after, give_up, self._unary_acquire_wait_seconds)
-            while message is None:
-                job = await self.wait_for_job(daemon, give_up)
-                if job is None:
-                    message = pd.AcquiredJob()
-                    break
-                try:
-                    message = await self.payload(daemon, job)
-                except BaseException:
-                    await self.release(daemon, job)
-                    raise
-            nursery.cancel_scope.cancel()
         return message
 
     async def _fail_undeliverable(self, daemon: Daemon, job: Job, reason: str, code: str) -> None:
@@ -169,7 +164,7 @@ class Dispatcher:
         resolved: list[sdk.VariableValue] = []
         missing: list[str] = []
         if request.template_variables:
-            resolved, missing = resolve_template_variables(
+            resolved, missing = _resolve_template_variables(
                 request.template_variables, request.user_variable_values
             )
             template_variables = api.JobResult(
@@ -182,14 +177,15 @@ class Dispatcher:
                 logs=logs,
                 readme=request.readme or None,
                 template_variables=template_variables,
-                log_budget_bytes=self.limits.log_budget_bytes,
+                log_budget_bytes=self._limits.log_budget_bytes,
             ),
         )
         if logs or template_variables is not None:
             self._events.notify(job_id)
         if missing:
             raise FailedPrecondition(
-                f"required template variables need values: {', '.join(missing)}"
+                f"required template variables need values: {', '.join(missing)}",
+                reason=JobErrorCode.REQUIRED_TEMPLATE_VARIABLES,
             )
         return pd.UpdateJobResponse(canceled=job.canceled_at is not None, variable_values=resolved)
 
@@ -246,20 +242,10 @@ class Dispatcher:
             yield NewLogLine(
                 source=LogSource(log.source),
                 level=LogLevel(log.level),
-                stage=_cap(log.stage, self.limits.log_stage_max_chars),
-                output=_cap(log.output, self.limits.log_output_max_chars),
+                stage=_cap(log.stage, self._limits.log_stage_max_chars),
+                output=_cap(log.output, self._limits.log_output_max_chars),
                 created_at=log.created_at or now,
             )
-
-
-async def _cancel_when_set(event: trio.Event, waiter: Waiter) -> None:
-    await event.wait()
-    waiter.cancel()
-
-
-async def _set_after(event: trio.Event, seconds: float) -> None:
-    await trio.sleep(seconds)
-    event.set()
 
 
 def _cap(text: str, limit: int) -> str:
@@ -267,7 +253,7 @@ def _cap(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - len(TRUNCATED_MARK)] + TRUNCATED_MARK
 
 
-def resolve_template_variables(
+def _resolve_template_variables(
     variables: Sequence[sdk.TemplateVariable], user_values: Sequence[sdk.VariableValue]
 ) -> tuple[list[sdk.VariableValue], list[str]]:
     """Each variable's value: the user's, else its default. Returns the values and the
@@ -284,7 +270,7 @@ def resolve_template_variables(
     return resolved, missing
 
 
-def acquired_job(job: Job, archive: bytes) -> pd.AcquiredJob:
+def _acquired_job(job: Job, archive: bytes) -> pd.AcquiredJob:
     """The AcquiredJob message for `job`, built from its stored input."""
     message = pd.AcquiredJob(
         job_id=job.id,

@@ -6,9 +6,19 @@ code in one place (provd.rpc.errors), so the service never imports connectrpc.
 
 from __future__ import annotations
 
+from provd.protocol import JobErrorCode
+
 
 class ProvdError(Exception):
-    """Base of the errors a client can be told about; the message is shown to it."""
+    """Base of the errors a client can be told about; the message is shown to it.
+
+    `reason` tells programs which failure this is, so that they never match the
+    message (sent as an error detail: provd.error_reasons).
+    """
+
+    def __init__(self, message: str, *, reason: JobErrorCode | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class InvalidArgument(ProvdError):
@@ -33,3 +43,21 @@ class ResourceExhausted(ProvdError):
 
 class StoreClosed(ProvdError):
     """The store is shutting down and takes no more work."""
+
+
+class StoreFull(ResourceExhausted):
+    """The database's disk had no room for a write, so none of it was stored.
+
+    Nothing is broken: the write can be retried, and writes succeed again, without a
+    restart, as soon as there is space. A subclass of `ResourceExhausted`, so clients
+    get `resource_exhausted`.
+    """
+
+
+class StoreUnusable(ProvdError):
+    """The database cannot be opened as it is; raised by `open_sqlite_store`.
+
+    Its message is one line for the operator: what is wrong, then what to do (a data
+    directory that cannot be created, a file that is not provd's database, a schema
+    from a newer provd, a lock that is never released, a read-only file).
+    """

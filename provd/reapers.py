@@ -3,12 +3,15 @@
 - Hung jobs: a running job with no update for `hang_timeout_seconds` fails, saying so.
 - Unroutable jobs: a pending job that no connected daemon could take for
   `pending_timeout_seconds` fails with an error that names what is missing.
+
+They sleep on trio's clock and compare stored timestamps with `now` (Unix
+milliseconds, `model.now_ms` by default), so a test can run both on a virtual clock.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -37,7 +40,14 @@ def _format_duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:g}s"
 
 
-async def reap_hung_jobs(store: Store, events: JobEvents, settings: ReaperSettings) -> None:
+async def reap_hung_jobs(
+    store: Store,
+    events: JobEvents,
+    settings: ReaperSettings,
+    *,
+    now: Callable[[], int] = now_ms,
+) -> None:
+    """Every interval, fail the running jobs not updated for the hang timeout."""
     timeout = settings.hang_timeout_seconds
     error = (
         f"Job hung: its provisioner daemon sent no update for {_format_duration(timeout)}"
@@ -54,7 +64,7 @@ async def reap_hung_jobs(store: Store, events: JobEvents, settings: ReaperSettin
     while True:
         await trio.sleep(min(settings.interval_seconds, timeout / 2))
         failed = await store.fail_hung_jobs(
-            now_ms() - int(timeout * 1000), error, JobErrorCode.JOB_HUNG, lines
+            now() - int(timeout * 1000), error, JobErrorCode.JOB_HUNG, lines
         )
         for job in failed:
             logger.warning("job %s hung on daemon %s; failed it", job.id, job.daemon_id)
@@ -62,19 +72,26 @@ async def reap_hung_jobs(store: Store, events: JobEvents, settings: ReaperSettin
 
 
 async def reap_unroutable_jobs(
-    store: Store, registry: DaemonRegistry, events: JobEvents, settings: ReaperSettings
+    store: Store,
+    registry: DaemonRegistry,
+    events: JobEvents,
+    settings: ReaperSettings,
+    *,
+    now: Callable[[], int] = now_ms,
 ) -> None:
+    """Every interval, fail the jobs pending for the pending timeout in a queue that no
+    live daemon can take; never during the first stale interval after a start, while
+    daemons are still reconnecting."""
     timeout = settings.pending_timeout_seconds
     if timeout is None:
         return
-    started = time.monotonic()
+    judging_from = trio.current_time() + registry.stale_after_ms / 1000
     while True:
         await trio.sleep(min(settings.interval_seconds, timeout / 2))
-        # Right after a restart daemons are still reconnecting: judge no one yet.
-        if time.monotonic() - started < registry.stale_after_ms / 1000:
+        if trio.current_time() < judging_from:
             continue
         daemons = registry.live_daemons()
-        cutoff = now_ms() - int(timeout * 1000)
+        cutoff = now() - int(timeout * 1000)
         for summary in await store.pending_summary():
             if summary.oldest_created_at >= cutoff:
                 continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -34,9 +34,17 @@ class DaemonRegistry:
     """Tracks daemons as they call in. Run `run` in a nursery to flush last-seen times."""
 
     def __init__(
-        self, store: Store, *, heartbeat_interval: float = 10.0, flush_interval: float = 5.0
+        self,
+        store: Store,
+        *,
+        heartbeat_interval: float = 10.0,
+        flush_interval: float = 5.0,
+        now: Callable[[], int] = now_ms,
     ) -> None:
+        """`now` is the clock of last-seen times, in Unix milliseconds (a test passes
+        one that follows trio's virtual clock)."""
         self._store = store
+        self._now = now
         self._known: dict[str, Daemon] = {}
         self._last_seen: dict[str, int] = {}
         self._dirty: dict[str, int] = {}
@@ -47,7 +55,7 @@ class DaemonRegistry:
 
     async def seen(self, daemon: Daemon) -> None:
         """Record a call from `daemon`; store its identity if it is new or changed."""
-        now = now_ms()
+        now = self._now()
         self._last_seen[daemon.id] = now
         self._dirty[daemon.id] = now
         if self._known.get(daemon.id) != daemon:
@@ -64,11 +72,11 @@ class DaemonRegistry:
             self._connected[daemon.id] -= 1
             if not self._connected[daemon.id]:
                 del self._connected[daemon.id]
-            self._last_seen[daemon.id] = self._dirty[daemon.id] = now_ms()
+            self._last_seen[daemon.id] = self._dirty[daemon.id] = self._now()
 
     def live_daemons(self) -> list[Daemon]:
         """Daemons connected now or seen within the stale interval."""
-        cutoff = now_ms() - self.stale_after_ms
+        cutoff = self._now() - self.stale_after_ms
         return [
             daemon
             for daemon_id, daemon in self._known.items()
@@ -78,7 +86,7 @@ class DaemonRegistry:
     async def list(self) -> list[DaemonView]:
         records = await self._store.list_daemons()
         running = await self._store.running_jobs_by_daemon()
-        now = now_ms()
+        now = self._now()
         views = []
         for record in records:
             daemon_id = record.daemon.id
@@ -111,6 +119,6 @@ class DaemonRegistry:
 
     async def _flush(self) -> None:
         for daemon_id in self._connected:
-            self._dirty[daemon_id] = now_ms()
+            self._dirty[daemon_id] = self._now()
         dirty, self._dirty = self._dirty, {}
         await self._store.touch_daemons(dirty)

@@ -1,4 +1,5 @@
-"""Who gets which job: waiting daemons, wake-ups, and claims that happen once.
+"""Who gets which job: waiting daemons, wake-ups, claims that happen once, and jobs
+given back.
 
 Daemons that announce the same (organization, provisioners, tags) form a group,
 served by one task in the scheduler's nursery. The group's task claims jobs for
@@ -6,23 +7,24 @@ its waiters in arrival order, so waiting costs nothing and identical waiters nev
 each query the store. A new job wakes one matching group at once; a slow poll
 covers a missed wake-up (another process writing to the database, say).
 
-A waiter ends exactly once: with a job, or canceled. A cancel that arrives while a
+A wait ends exactly once: with a job, or canceled. A cancel that arrives while a
 claim for that waiter is in flight waits for the claim, and a job claimed in that
-race is still the waiter's (the daemon must run it).
+race is still the waiter's (the daemon must run it). A job claimed for a daemon
+that never received it comes back through one door, `Scheduler.release`.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
 
-from provd.model import Daemon, Job, LogLevel, LogSource, NewLogLine, Queue, tags_key
+from provd.model import Daemon, Job, JobStatus, LogLevel, Queue, server_line, tags_key
 from provd.store import Store
 
 logger = logging.getLogger(__name__)
@@ -30,67 +32,47 @@ logger = logging.getLogger(__name__)
 QueueKey = tuple[str, str, str]
 GroupKey = tuple[str, tuple[str, ...], str]
 
-_RELEASED_LINE = NewLogLine(
-    source=LogSource.PROVISIONER_DAEMON,
-    level=LogLevel.WARN,
-    stage="Queued",
-    output="The daemon that was given this job went away before it was sent;"
-    " the job is back at the head of its queue.",
-)
 
-
-def queue_key(queue: Queue) -> QueueKey:
+def _queue_key(queue: Queue) -> QueueKey:
     return (queue.organization, queue.provisioner, tags_key(queue.tags))
 
 
-def queue_of(job: Job) -> Queue:
+def _queue_of(job: Job) -> Queue:
     return Queue(job.organization, job.provisioner, job.tags)
 
 
-class WaiterState(enum.Enum):
+class _WaiterState(enum.Enum):
     WAITING = "waiting"
     CLAIMING = "claiming"
     ASSIGNED = "assigned"
     CANCELED = "canceled"
 
 
-class Waiter:
-    """One daemon's wait for one job."""
+@dataclass(eq=False)
+class _Waiter:
+    """One daemon's wait for one job; it settles exactly once."""
 
-    def __init__(self, daemon: Daemon, group: _Group) -> None:
-        self.daemon = daemon
-        self.state = WaiterState.WAITING
-        self.job: Job | None = None
-        self._group = group
-        self._cancel_requested = False
-        self._abandoned = False
-        self._settled = trio.Event()
+    daemon: Daemon
+    group: _Group
+    state: _WaiterState = _WaiterState.WAITING
+    job: Job | None = None
+    # Asked to stop while a claim for it was in flight: the claim decides.
+    cancel_requested: bool = False
+    # Its task left while a claim for it was in flight: nobody will send the job.
+    abandoned: bool = False
+    settled: trio.Event = field(default_factory=trio.Event)
 
-    async def wait(self) -> Job | None:
-        """The job claimed for this waiter, or None once it was canceled."""
-        await self._settled.wait()
-        return self.job
-
-    def cancel(self) -> None:
-        """Stop waiting. Takes effect at once unless a claim is in flight, in which
-        case the claim decides: a job it took is still this waiter's."""
-        if self.state is WaiterState.WAITING:
-            self._group.waiters.remove(self)
-            self._settle(None)
-        elif self.state is WaiterState.CLAIMING:
-            self._cancel_requested = True
-
-    def _settle(self, job: Job | None) -> None:
+    def settle(self, job: Job | None) -> None:
         self.job = job
-        self.state = WaiterState.ASSIGNED if job is not None else WaiterState.CANCELED
-        self._settled.set()
+        self.state = _WaiterState.ASSIGNED if job is not None else _WaiterState.CANCELED
+        self.settled.set()
 
 
 @dataclass(eq=False)
 class _Group:
     key: GroupKey
     daemon: Daemon  # any member: they all route alike
-    waiters: deque[Waiter] = field(default_factory=deque)
+    waiters: deque[_Waiter] = field(default_factory=deque)
     wake: trio.Event = field(default_factory=trio.Event)
     queues: list[Queue] = field(default_factory=list)
     queues_version: int = -1
@@ -105,57 +87,101 @@ class SchedulerStatistics:
     claims_empty: int
     wakeups: int
     polls: int
+    # Cancels that arrived while a claim for their waiter was in flight (the claim decided).
+    cancels_during_claim: int
     released: int
 
 
 class Scheduler:
-    """Matches waiting daemons with pending jobs. Run `run` in a nursery first."""
+    """Matches waiting daemons with pending jobs. Run `run` in a nursery first.
 
-    def __init__(self, store: Store, *, poll_interval: float = 30.0) -> None:
+    `job_changed(job_id)` is called when the scheduler changes a job on its own (it
+    gave it back), so that the job's log followers hear of it.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        job_changed: Callable[[str], None],
+        poll_interval: float = 30.0,
+    ) -> None:
         self._store = store
+        self._job_changed = job_changed
         self._poll_interval = poll_interval
         self._queues: dict[QueueKey, Queue] = {}
         self._queues_version = 0
         self._groups: dict[GroupKey, _Group] = {}
         self._nursery: trio.Nursery | None = None
-        self._claims = self._claims_empty = self._wakeups = self._polls = self._released = 0
+        self._claims = self._claims_empty = self._wakeups = self._polls = 0
+        self._cancels_during_claim = self._released = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load the known queues, then host the groups' tasks until cancelled."""
-        for queue in await self._store.pending_queues():
-            self._queues[queue_key(queue)] = queue
+        await self._learn_queues()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
             await trio.sleep_forever()
 
-    @contextmanager
-    def waiter(self, daemon: Daemon) -> Iterator[Waiter]:
-        """Register `daemon` as waiting for one job while the block runs.
+    async def wait_for_job(
+        self, daemon: Daemon, cancel_requested: trio.Event, *, deadline: float = math.inf
+    ) -> Job | None:
+        """The next job claimed for `daemon`, or None once `cancel_requested` is set or
+        `deadline` (trio time) passes.
 
-        Leaving the block before the waiter settled (the stream went away) cancels
-        it; a job claimed for it in that moment goes back to its queue.
+        A cancel that arrives while a claim for this wait is in flight waits for the
+        claim, and a job it took is returned all the same: it is locked for `daemon`.
+        If the calling task is cancelled instead, the job claimed for it (now, or by a
+        claim still in flight) is given back.
         """
-        group = self._group_for(daemon)
-        waiter = Waiter(daemon, group)
-        group.waiters.append(waiter)
-        if len(group.waiters) == 1:
-            # Others in the group already know the store holds nothing for them.
-            group.wake.set()
+        waiter = self._enqueue(daemon)
         try:
-            yield waiter
-        finally:
-            if waiter.state is WaiterState.CLAIMING:
-                waiter._abandoned = True
-            waiter.cancel()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._cancel_on_request, waiter, cancel_requested, deadline)
+                await waiter.settled.wait()
+                nursery.cancel_scope.cancel()
+        except BaseException:
+            if waiter.state is _WaiterState.CLAIMING:
+                waiter.abandoned = True  # the claim gives back what it takes
+            self._cancel(waiter)
+            if waiter.job is not None:
+                await self.release(daemon, waiter.job)
+            raise
+        return waiter.job
+
+    async def release(self, daemon: Daemon, job: Job) -> None:
+        """Give back `job`, claimed for `daemon` but never handed to it.
+
+        Nothing ran, so the job is pending again at the head of its queue, with a log
+        line that says so; a daemon waiting for that queue is woken and the job's log
+        followers are told. Runs shielded, since cancellation is how a job usually
+        comes back, and never raises: a job it could not give back stays with
+        `daemon`, and the hang reaper fails it.
+        """
+        line = server_line(
+            "Queued",
+            f"Daemon {daemon.name!r} went away before the job reached it;"
+            " the job is back at the head of its queue.",
+            LogLevel.WARN,
+        )
+        try:
+            with trio.CancelScope(shield=True):
+                released = await self._store.release_job(job.id, daemon.id, [line])
+        except Exception:
+            logger.exception("could not give job %s back from daemon %s", job.id, daemon.name)
+            return
+        if released is None:
+            return  # no longer held by `daemon`: nothing to give back
+        self._released += 1
+        if released.status is JobStatus.PENDING:
+            self.job_available(_queue_of(released))
+        self._job_changed(job.id)
 
     def job_available(self, queue: Queue) -> None:
         """A job is pending in `queue` (created, or released): wake one group that can
         take it, the one whose first waiter has waited longest."""
-        key = queue_key(queue)
-        if key not in self._queues:
-            self._queues[key] = queue
-            self._queues_version += 1
+        self._learn_queue(queue)
         for group in self._groups.values():  # insertion order: oldest group first
             if group.waiters and group.daemon.can_run(queue):
                 self._wakeups += 1
@@ -171,10 +197,12 @@ class Scheduler:
             claims_empty=self._claims_empty,
             wakeups=self._wakeups,
             polls=self._polls,
+            cancels_during_claim=self._cancels_during_claim,
             released=self._released,
         )
 
-    def _group_for(self, daemon: Daemon) -> _Group:
+    def _enqueue(self, daemon: Daemon) -> _Waiter:
+        """A new waiter for `daemon`, last in its group's line."""
         key: GroupKey = (daemon.organization, daemon.provisioners, tags_key(daemon.tags))
         group = self._groups.get(key)
         if group is None:
@@ -182,7 +210,41 @@ class Scheduler:
                 raise RuntimeError("Scheduler.run is not running")
             group = self._groups[key] = _Group(key, daemon)
             self._nursery.start_soon(self._serve, group, name=f"scheduler-group-{key}")
-        return group
+        waiter = _Waiter(daemon, group)
+        group.waiters.append(waiter)
+        if len(group.waiters) == 1:
+            # Others in the group already know the store holds nothing for them.
+            group.wake.set()
+        return waiter
+
+    async def _cancel_on_request(
+        self, waiter: _Waiter, requested: trio.Event, deadline: float
+    ) -> None:
+        """Cancel `waiter` once `requested` is set or `deadline` passes."""
+        with trio.move_on_at(deadline):
+            await requested.wait()
+        self._cancel(waiter)
+
+    def _cancel(self, waiter: _Waiter) -> None:
+        """Stop `waiter`. Takes effect at once unless a claim for it is in flight, in
+        which case the claim decides: a job it took is still the waiter's."""
+        if waiter.state is _WaiterState.WAITING:
+            waiter.group.waiters.remove(waiter)
+            waiter.settle(None)
+        elif waiter.state is _WaiterState.CLAIMING and not waiter.cancel_requested:
+            waiter.cancel_requested = True
+            self._cancels_during_claim += 1
+
+    def _learn_queue(self, queue: Queue) -> None:
+        key = _queue_key(queue)
+        if key not in self._queues:
+            self._queues[key] = queue
+            self._queues_version += 1
+
+    async def _learn_queues(self) -> None:
+        """Learn the queues the store knows, including those another writer started."""
+        for queue in await self._store.pending_queues():
+            self._learn_queue(queue)
 
     def _matching_queues(self, group: _Group) -> list[Queue]:
         if group.queues_version != self._queues_version:
@@ -200,7 +262,13 @@ class Scheduler:
                 with trio.move_on_after(self._poll_interval) as poll:
                     await group.wake.wait()
                 if poll.cancelled_caught:
+                    # No wake-up for a whole interval: look again, in every queue the
+                    # store knows, for jobs that another writer added.
                     self._polls += 1
+                    try:
+                        await self._learn_queues()
+                    except Exception:
+                        logger.exception("reading the queues for a poll failed")
         finally:
             if self._groups.get(group.key) is group:
                 del self._groups[group.key]
@@ -214,7 +282,7 @@ class Scheduler:
         """Claim jobs for the group's waiters, oldest first, until the store has none."""
         while group.waiters:
             head = group.waiters[0]
-            head.state = WaiterState.CLAIMING
+            head.state = _WaiterState.CLAIMING
             try:
                 job = await self._store.claim_job(self._matching_queues(group), head.daemon.id)
             except Exception:
@@ -223,16 +291,13 @@ class Scheduler:
             self._claims += 1
             if job is None:
                 self._claims_empty += 1
-                head.state = WaiterState.WAITING
-                if head._cancel_requested:
-                    head.cancel()
+                head.state = _WaiterState.WAITING
+                if head.cancel_requested:
+                    self._cancel(head)
                 return
             group.waiters.popleft()
-            if not head._abandoned:
-                head._settle(job)
-                continue
-            # The stream ended while we claimed: nothing was sent, so the job goes back.
-            head._settle(None)
-            self._released += 1
-            await self._store.release_job(job.id, head.daemon.id, [_RELEASED_LINE])
-            self.job_available(queue_of(job))
+            if head.abandoned:
+                head.settle(None)
+                await self.release(head.daemon, job)
+            else:
+                head.settle(job)

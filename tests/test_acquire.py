@@ -96,10 +96,14 @@ async def test_two_daemons_race_for_one_job(server: Server, nursery: trio.Nurser
     jobs = Jobs(server)
     first = await TestDaemon(server, "d1").acquire(nursery)
     second = await TestDaemon(server, "d2").acquire(nursery)
+    # Both wait in one group, whose one claim so far found nothing.
     await wait_until(lambda: server.scheduler.statistics().waiters == 2)
+    await wait_until(lambda: server.scheduler.statistics().claims_empty == 1)
     job = await jobs.create()
     await wait_until(lambda: first.ended.is_set() or second.ended.is_set())
-    await trio.sleep(0.2)  # give a wrong second delivery the chance to show up
+    # A group's claims run one after another: a second empty one means the job was
+    # taken and the other daemon's claim found nothing.
+    await wait_until(lambda: server.scheduler.statistics().claims_empty == 2)
     winner, loser = (first, second) if first.ended.is_set() else (second, first)
     assert (await winner.wait()).job_id == job.id
     assert not loser.ended.is_set()

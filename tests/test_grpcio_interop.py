@@ -33,6 +33,8 @@ from tests.archives import MAIN_TF, make_tar
 from tests.conftest import DAEMON_PSK, Server
 from tests.daemon_clients import Jobs, TestDaemon, wait_until
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -55,8 +57,6 @@ sys.path.insert(0, stubs)
 import grpc
 from provisionerd import provisionerd_pb2 as pd, provisionerd_pb2_grpc as pd_grpc
 from provisionersdk import provisioner_pb2 as sdk
-
-pytestmark = pytest.mark.slow
 
 assert pd.__file__.startswith(stubs) and sdk.__file__.startswith(stubs), (pd, sdk)
 assert not any(name == "provd" or name.startswith("provd.") for name in sys.modules)

@@ -1,5 +1,5 @@
 """Routing, "why is my job pending", daemon identity, ListDaemons, CommitQuota and
-the reapers, over a real server (semantics.md, api.md)."""
+the reapers, over a real server (docs/contract/semantics.md and api.md)."""
 
 from __future__ import annotations
 
@@ -72,10 +72,13 @@ async def wait_for_waiters(server: Server, count: int) -> None:
     await wait_until(lambda: server.scheduler.statistics().waiters == count)
 
 
-async def stays_empty(server: Server, acquisition: Acquisition, waiters: int = 1) -> None:
-    """The stream is waiting and got nothing: cancel it, expect the empty answer."""
-    await wait_for_waiters(server, waiters)
-    await trio.sleep(0.3)  # room for a wrong delivery to show up
+async def stays_empty(server: Server, acquisition: Acquisition) -> None:
+    """The stream is waiting and got nothing: the scheduler looked for it, found
+    nothing, and no job woke it. Cancel it, expect the empty answer."""
+    await wait_for_waiters(server, 1)
+    await wait_until(lambda: server.scheduler.statistics().claims >= 1)
+    stats = server.scheduler.statistics()
+    assert stats.wakeups == 0 and stats.claims == stats.claims_empty, stats
     acquisition.requests.cancel()
     assert (await acquisition.wait()).job_id == ""
 
@@ -196,7 +199,8 @@ async def test_waiting_daemon_skips_unmatched_job_and_takes_matching_one(
     await wait_for_waiters(server, 1)
     untagged = await jobs.create()
     windows = await jobs.create(tags={"os": "windows"})
-    await trio.sleep(0.3)
+    # CreateJob wakes a matching group before it answers: none was woken.
+    assert server.scheduler.statistics().wakeups == 0
     assert not acquisition.ended.is_set()
     linux = await jobs.create(tags={"os": "linux"})
     assert (await acquisition.wait()).job_id == linux.id

@@ -15,6 +15,7 @@ from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
 from provd import errors
+from provd.error_reasons import reason_detail
 
 CODES: dict[type[errors.ProvdError], Code] = {
     errors.InvalidArgument: Code.INVALID_ARGUMENT,
@@ -27,10 +28,11 @@ CODES: dict[type[errors.ProvdError], Code] = {
 
 
 def to_connect_error(error: errors.ProvdError) -> ConnectError:
-    for cls in type(error).__mro__:
-        if cls in CODES:
-            return ConnectError(CODES[cls], str(error))
-    return ConnectError(Code.INTERNAL, str(error))
+    """The Connect error for `error`: its class's code, its message, and its reason
+    as a google.rpc.ErrorInfo detail when it has one."""
+    code = next((CODES[cls] for cls in type(error).__mro__ if cls in CODES), Code.INTERNAL)
+    details = () if error.reason is None else (reason_detail(error.reason),)
+    return ConnectError(code, str(error), details)
 
 
 class ErrorMapping:

@@ -1,11 +1,12 @@
 """`provisionerd.ProvisionerDaemon` over Connect, gRPC and gRPC-web.
 
-The acquire stream is where exactly-once is won or lost. Inside a nursery the
-handler waits for a job while a sibling task watches the request stream (a
-`CancelAcquire`, its end, or a vanished client all cancel the wait). It leaves
-the nursery with a decision, and only then yields, once: a yield inside a nursery
-is not allowed in trio, and it also keeps the one send in one obvious place.
-If that send does not happen, the job goes back to its queue.
+The acquire stream answers exactly once. Inside a nursery the handler waits for a
+job (`Dispatcher.acquire`, the same wait as the unary `AcquireJob`) while a sibling
+task watches the request stream (a `CancelAcquire`, its end, or a vanished client
+all ask the wait to stop). It leaves the nursery with a decision, and only then
+yields, once: a yield inside a nursery is not allowed in trio, and it also keeps
+the one send in one obvious place. The handler keeps only the transport's rule: a
+job whose message was not handed over goes back to its queue.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 import trio
 from connectrpc.request import RequestContext
 
-from provd.dispatch import Dispatcher
+from provd.dispatch import Acquired, Dispatcher
 from provd.gen.provisionerd import provisionerd_pb2 as pd
-from provd.model import Daemon, Job
+from provd.model import Daemon
 from provd.registry import DaemonRegistry
 from provd.rpc.identity import daemon_from_headers
 
@@ -60,49 +61,20 @@ class ProvisionerDaemonHandler:
     ) -> AsyncGenerator[pd.AcquiredJob]:
         daemon = await self._caller(ctx)
         stream = _RequestWatch()
-        job: Job | None = None
-        message: pd.AcquiredJob | None = None
+        acquired: Acquired | None = None
+        handed_over = False
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(stream.watch, requests)
-                job, message = await self._wait_for_sendable_job(daemon, stream)
+                acquired = await self._dispatcher.acquire(daemon, stream.cancel_requested)
                 nursery.cancel_scope.cancel()
-        except BaseException:
-            if job is not None:
-                await self._dispatcher.release(daemon, job)
-            raise
-        if job is None or message is None:
-            if not stream.broken:
-                yield pd.AcquiredJob()  # canceled before a job was taken
-            return
-        if stream.broken:
-            await self._dispatcher.release(daemon, job)
-            return
-        handed_over = False
-        try:
-            yield message
+            if stream.broken:
+                return  # nobody to answer
+            yield pd.AcquiredJob() if acquired is None else acquired.message
             handed_over = True
         finally:
-            if not handed_over:
-                await self._dispatcher.release(daemon, job)
-
-    async def _wait_for_sendable_job(
-        self, daemon: Daemon, stream: _RequestWatch
-    ) -> tuple[Job | None, pd.AcquiredJob | None]:
-        """Wait until a job is claimed and its payload built, or the wait is canceled.
-        A job whose payload cannot be sent is failed, and the wait goes on."""
-        while not stream.cancel_requested.is_set():
-            job = await self._dispatcher.wait_for_job(daemon, stream.cancel_requested)
-            if job is None:
-                return None, None
-            try:
-                message = await self._dispatcher.payload(daemon, job)
-            except BaseException:
-                await self._dispatcher.release(daemon, job)
-                raise
-            if message is not None:
-                return job, message
-        return None, None
+            if acquired is not None and not handed_over:
+                await self._dispatcher.release(daemon, acquired.job)
 
     async def update_job(
         self, request: pd.UpdateJobRequest, ctx: RequestContext[Any, Any]

@@ -31,13 +31,13 @@ from provd.client.daemon.echo_spec import (
 )
 from provd.client.daemon.provisioners import JobFailed, Provisioner
 from provd.client.daemon.reporting import JobReporter
+from provd.error_reasons import reason_of
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
+from provd.protocol import JobErrorCode
 
 INVALID_SPEC = "INVALID_ECHO_SPEC"
 INSUFFICIENT_QUOTA = "INSUFFICIENT_QUOTA"
-REQUIRED_TEMPLATE_VARIABLES = "REQUIRED_TEMPLATE_VARIABLES"
-_MISSING_VARIABLES = "required template variables need values"
 _TRANSITIONS = {sdk.START: "start", sdk.STOP: "stop", sdk.DESTROY: "destroy"}
 _HIDDEN = "(sensitive)"
 
@@ -122,9 +122,9 @@ class _EchoRun:
                 readme=plan.readme,
             )
         except ConnectError as error:
-            if _MISSING_VARIABLES in error.message:
+            if reason_of(error) is JobErrorCode.REQUIRED_TEMPLATE_VARIABLES:
                 self.log(error.message, sdk.ERROR)
-                raise JobFailed(error.message, REQUIRED_TEMPLATE_VARIABLES) from None
+                raise JobFailed(error.message, JobErrorCode.REQUIRED_TEMPLATE_VARIABLES) from None
             raise
         hidden = {v.name for v in (*plan.variables, *given) if v.sensitive}
         self._log_values("variable", answer.variable_values, hidden)

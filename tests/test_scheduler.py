@@ -1,0 +1,330 @@
+"""The scheduler on trio's virtual clock, over the in-memory store: the backup poll,
+wake-ups, the cancel-vs-claim race and a job given back by an abandoned wait.
+
+Every race is forced: a store wrapper holds a claim until the test lets it return,
+and `wait_all_tasks_blocked` proves that every other task has done what it could
+(it never moves the virtual clock). Minutes of virtual time pass in milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pytest
+import trio
+from trio.testing import MockClock, wait_all_tasks_blocked
+
+from provd.events import JobEvents
+from provd.model import Daemon, Job, JobStatus, Queue
+from provd.scheduler import Scheduler
+from provd.store.memory import MemoryStore
+from tests.store.support import ORG, TAGS, fetch, make_job, outputs, queue_of
+
+POLL_SECONDS = 30.0
+HANG_GUARD_SECONDS = 3600
+# Unix milliseconds at virtual time 0: stored times must not be mistaken for trio's.
+EPOCH_MS = 1_700_000_000_000
+
+
+async def until(event: trio.Event) -> None:
+    """Wait for `event`; a hang guard, which on the virtual clock fails at once."""
+    with trio.fail_after(HANG_GUARD_SECONDS):
+        await event.wait()
+
+
+def virtual_now() -> int:
+    """Unix milliseconds that follow trio's (virtual) clock."""
+    return EPOCH_MS + round(trio.current_time() * 1000)
+
+
+def at(seconds: float) -> int:
+    """The Unix milliseconds that `virtual_now` gives at virtual time `seconds`."""
+    return EPOCH_MS + round(seconds * 1000)
+
+
+def daemon(name: str = "d1", **tags: str) -> Daemon:
+    """An echo daemon of the test organization, untagged unless `tags` are given."""
+    return Daemon(
+        id=f"id-{name}",
+        organization=ORG,
+        name=name,
+        owner="",
+        provisioners=("echo",),
+        tags={**TAGS, **tags},
+    )
+
+
+class ClaimGate:
+    """The store, except that while `armed` the next claim is held after the store
+    answered it and before the scheduler learns the answer: the moment the
+    cancel-vs-claim race is about. A claim, once made, completes (shielded)."""
+
+    def __init__(self, inner: MemoryStore) -> None:
+        self._inner = inner
+        self.armed = False
+        self.holding = trio.Event()
+        self.held: Job | None = None
+        self.opened = trio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def claim_job(self, queues: Sequence[Queue], daemon_id: str) -> Job | None:
+        job = await self._inner.claim_job(queues, daemon_id)
+        if self.armed:
+            self.armed = False
+            self.held = job
+            self.holding.set()
+            with trio.CancelScope(shield=True):
+                await self.opened.wait()
+        return job
+
+
+@dataclass(eq=False)
+class Wait:
+    """One `wait_for_job` running in the background."""
+
+    cancel_requested: trio.Event = field(default_factory=trio.Event)
+    job: Job | None = None
+    ended_at: float | None = None
+    ended: trio.Event = field(default_factory=trio.Event)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+@dataclass
+class Harness:
+    store: MemoryStore
+    gate: ClaimGate
+    events: JobEvents
+    scheduler: Scheduler
+    nursery: trio.Nursery
+
+    def wait(self, who: Daemon) -> Wait:
+        wait = Wait()
+
+        async def run() -> None:
+            with wait.scope:
+                wait.job = await self.scheduler.wait_for_job(who, wait.cancel_requested)
+            wait.ended_at = trio.current_time()
+            wait.ended.set()
+
+        self.nursery.start_soon(run)
+        return wait
+
+
+@pytest.fixture
+async def harness(nursery: trio.Nursery) -> Harness:
+    store = MemoryStore(now=virtual_now)
+    gate = ClaimGate(store)
+    events = JobEvents()
+    scheduler = Scheduler(gate, job_changed=events.notify, poll_interval=POLL_SECONDS)  # type: ignore[arg-type]
+    await nursery.start(scheduler.run)
+    return Harness(store, gate, events, scheduler, nursery)
+
+
+async def test_backup_poll_finds_a_job_nobody_announced_after_exactly_one_interval(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """A job another writer put in a queue this process never saw, with no wake-up,
+    is claimed by the poll exactly one poll interval after the group last looked."""
+    started = trio.current_time()
+    wait = harness.wait(daemon())
+    await wait_all_tasks_blocked()
+    assert harness.scheduler.statistics().claims_empty == 1  # looked, found nothing
+    job = await make_job(harness.store)  # straight into the store: nobody is woken
+    await until(wait.ended)
+    assert wait.job is not None and wait.job.id == job.id
+    assert wait.ended_at == started + POLL_SECONDS
+    stats = harness.scheduler.statistics()
+    assert (stats.polls, stats.wakeups, stats.claims) == (1, 0, 2)
+    held = await fetch(harness.store, job.id)
+    assert held.status is JobStatus.RUNNING and held.daemon_id == daemon().id
+
+
+async def test_backup_poll_keeps_polling_while_nothing_comes(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """Ten minutes without a job: one empty claim per poll interval, and the wait
+    goes on until it is canceled."""
+    wait = harness.wait(daemon())
+    await trio.sleep(10 * 60 + 1)
+    stats = harness.scheduler.statistics()
+    assert (stats.polls, stats.claims_empty, stats.waiters) == (20, 21, 1)
+    wait.cancel_requested.set()
+    await until(wait.ended)
+    assert wait.job is None
+    assert harness.scheduler.statistics().waiters == 0
+
+
+async def test_a_new_job_wakes_a_matching_waiter_at_once(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """`job_available` wakes the waiting group that can run the job, with no time
+    passing; a job it cannot run does not wake it."""
+    linux = harness.wait(daemon("linux", os="linux"))
+    await wait_all_tasks_blocked()
+    started = trio.current_time()
+    windows_job = await make_job(harness.store, tags={**TAGS, "os": "windows"})
+    harness.scheduler.job_available(queue_of(windows_job))
+    await wait_all_tasks_blocked()
+    assert not linux.ended.is_set()
+    assert harness.scheduler.statistics().wakeups == 0
+    linux_job = await make_job(harness.store, tags={**TAGS, "os": "linux"})
+    harness.scheduler.job_available(queue_of(linux_job))
+    await until(linux.ended)
+    assert linux.job is not None and linux.job.id == linux_job.id
+    assert linux.ended_at == started
+    assert harness.scheduler.statistics().polls == 0
+    assert (await fetch(harness.store, windows_job.id)).status is JobStatus.PENDING
+
+
+async def test_waiters_of_a_group_are_served_in_arrival_order(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """Identical daemons share one group; the one that waited longest gets the first job."""
+    first = harness.wait(daemon("first"))
+    await wait_all_tasks_blocked()
+    second = harness.wait(daemon("second"))
+    await wait_all_tasks_blocked()
+    assert harness.scheduler.statistics().groups == 1
+    jobs = [await make_job(harness.store) for _ in range(2)]
+    harness.scheduler.job_available(queue_of(jobs[0]))
+    await until(first.ended)
+    await until(second.ended)
+    assert [first.job and first.job.id, second.job and second.job.id] == [j.id for j in jobs]
+
+
+async def test_cancel_while_waiting_ends_the_wait_at_once(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """With no claim in flight, a cancel ends the wait with no job and no time passing,
+    and a job created afterwards stays pending."""
+    wait = harness.wait(daemon())
+    await wait_all_tasks_blocked()
+    started = trio.current_time()
+    wait.cancel_requested.set()
+    await until(wait.ended)
+    assert (wait.job, wait.ended_at) == (None, started)
+    job = await make_job(harness.store)
+    harness.scheduler.job_available(queue_of(job))
+    await wait_all_tasks_blocked()
+    assert (await fetch(harness.store, job.id)).status is JobStatus.PENDING
+
+
+async def test_cancel_during_a_claim_that_takes_a_job_still_gets_the_job(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """The race: the cancel arrives after the store locked a job for this daemon and
+    before the scheduler heard of it. The claim decides: the job is the daemon's."""
+    wait = harness.wait(daemon())
+    await wait_all_tasks_blocked()
+    harness.gate.armed = True
+    job = await make_job(harness.store)
+    harness.scheduler.job_available(queue_of(job))
+    await until(harness.gate.holding)
+    assert harness.gate.held is not None and harness.gate.held.id == job.id
+    wait.cancel_requested.set()
+    await wait_all_tasks_blocked()
+    assert harness.scheduler.statistics().cancels_during_claim == 1  # heard...
+    assert not wait.ended.is_set()  # ...and waiting for the claim
+    harness.gate.opened.set()
+    await until(wait.ended)
+    assert wait.job is not None and wait.job.id == job.id
+    assert (await fetch(harness.store, job.id)).daemon_id == daemon().id
+    assert harness.scheduler.statistics().released == 0
+
+
+async def test_cancel_during_a_claim_that_finds_nothing_ends_the_wait_empty(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """The same race when the store had nothing: the wait ends without a job, and the
+    group stops claiming for it."""
+    harness.gate.armed = True
+    wait = harness.wait(daemon())
+    await until(harness.gate.holding)
+    assert harness.gate.held is None
+    wait.cancel_requested.set()
+    await wait_all_tasks_blocked()
+    assert harness.scheduler.statistics().cancels_during_claim == 1
+    assert not wait.ended.is_set()
+    harness.gate.opened.set()
+    await until(wait.ended)
+    assert wait.job is None
+    stats = harness.scheduler.statistics()
+    assert (stats.waiters, stats.groups, stats.claims) == (0, 0, 1)
+
+
+async def test_abandoned_wait_gives_its_job_back_to_the_head_of_its_queue(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """The waiting task is cancelled while a claim for it is in flight: it leaves at
+    once, and the job the claim took goes back first in its queue, with a log line and
+    a wake-up for the job's log followers."""
+    gone = harness.wait(daemon("gone"))
+    await wait_all_tasks_blocked()
+    harness.gate.armed = True
+    taken = await make_job(harness.store)
+    later = await make_job(harness.store)
+    harness.scheduler.job_available(queue_of(taken))
+    await until(harness.gate.holding)
+    assert harness.gate.held is not None and harness.gate.held.id == taken.id
+    followers = harness.events.watch(taken.id)
+    gone.scope.cancel()
+    await until(gone.ended)  # left while the claim is still held
+    assert (await fetch(harness.store, taken.id)).status is JobStatus.RUNNING
+    assert not followers.is_set()
+    harness.gate.opened.set()
+    await until(followers)
+    back = await fetch(harness.store, taken.id)
+    assert back.status is JobStatus.PENDING and back.daemon_id is None
+    assert any(
+        "Daemon 'gone' went away before the job reached it" in line
+        for line in await outputs(harness.store, taken.id)
+    )
+    assert harness.scheduler.statistics().released == 1
+    # First in its queue again: the next daemon gets it, not the job created after it.
+    nxt = harness.wait(daemon("next"))
+    await until(nxt.ended)
+    assert nxt.job is not None and nxt.job.id == taken.id
+    assert (await fetch(harness.store, later.id)).status is JobStatus.PENDING
+
+
+async def test_a_job_given_back_wakes_a_waiting_daemon(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """`release` puts a held job back and wakes a daemon waiting for its queue at once."""
+    job = await make_job(harness.store)
+    holder = daemon("holder")
+    claimed = await harness.store.claim_job([queue_of(job)], holder.id)
+    assert claimed is not None
+    waiting = harness.wait(daemon("waiting"))
+    await wait_all_tasks_blocked()
+    started = trio.current_time()
+    followers = harness.events.watch(job.id)
+    await harness.scheduler.release(holder, claimed)
+    assert followers.is_set()
+    await until(waiting.ended)
+    assert waiting.job is not None and waiting.job.id == job.id
+    assert waiting.ended_at == started
+    lines = await outputs(harness.store, job.id)
+    assert lines == [
+        "Daemon 'holder' went away before the job reached it;"
+        " the job is back at the head of its queue."
+    ]
+
+
+async def test_release_of_a_job_no_longer_held_changes_nothing(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """A job the daemon no longer holds (completed meanwhile) is left alone."""
+    job = await make_job(harness.store)
+    holder = daemon("holder")
+    claimed = await harness.store.claim_job([queue_of(job)], holder.id)
+    assert claimed is not None
+    await harness.store.complete_job(job.id, holder.id, b"done")
+    followers = harness.events.watch(job.id)
+    await harness.scheduler.release(holder, claimed)
+    assert not followers.is_set()
+    assert (await fetch(harness.store, job.id)).status is JobStatus.SUCCEEDED
+    assert harness.scheduler.statistics().released == 0
