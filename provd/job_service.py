@@ -78,7 +78,8 @@ class JobService:
         cap = self.limits.upload_max_bytes
         if len(data) > cap:
             raise ResourceExhausted(f"data: the archive is {len(data)} bytes; the limit is {cap}")
-        tar = await trio.to_thread.run_sync(normalize_archive, data, mimetype)
+        # The cap holds while unpacking, not only after: see provd/archive.py.
+        tar = await trio.to_thread.run_sync(normalize_archive, data, mimetype, cap)
         if len(tar) > cap:
             raise ResourceExhausted(
                 f"data: the archive unpacks to {len(tar)} bytes; the limit is {cap}"

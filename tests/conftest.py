@@ -37,7 +37,7 @@ def server_settings(db_path: Path, **overrides: Any) -> ServerSettings:
         "db_path": db_path,
         "admin_token": ADMIN_TOKEN,
         "daemon_psk": DAEMON_PSK,
-        "limits": Limits(upload_max_bytes=1 * MiB, payload_max_bytes=4 * MiB),
+        "limits": Limits(upload_max_bytes=1 * MiB),
         "shutdown_grace_seconds": 0.5,
     }
     defaults.update(overrides)

@@ -114,6 +114,10 @@ class QuotaServiceHandler:
         if not request.user_id:
             raise InvalidArgument("userId: is required")
         consumed, budget = await self._store.quota_usage(
-            _organization(request.organization), request.user_id, list(request.groups)
+            _organization(request.organization),
+            validate.text(request.user_id, "userId", 256),
+            validate.string_list(request.groups, "groups"),
         )
-        return qpb.UserQuota(credits_consumed=consumed, budget=budget)
+        return qpb.UserQuota(
+            credits_consumed=validate.int32(consumed), budget=validate.int32(budget)
+        )

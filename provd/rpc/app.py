@@ -2,14 +2,20 @@
 
 From the outside in: CORS (for `--cors-origin`), draining HTTP/1.1 bodies an early
 answer left unread, then a router that picks each service's Connect app by path
-(connectrpc's generated apps speak Connect, gRPC and gRPC-web on their own), the
-WebSocket route, and lifespan.
+(connectrpc's generated apps speak Connect, gRPC and gRPC-web on their own, with
+provd's codecs: see rpc/codecs.py), the WebSocket route, and lifespan.
+
+gRPC needs HTTP/2 (its status travels in trailers, which HTTP/1.1 here cannot send).
+A gRPC request over HTTP/1.1 (a proxy that downgraded it, curl without
+`--http2-prior-knowledge`) is answered by the router itself, before connectrpc, with
+`unimplemented` and a message that says so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from connectrpc.interceptor import Interceptor
 from connectrpc.server import ConnectASGIApplication
@@ -21,12 +27,15 @@ from provd.gen.provd.v1.quota_connect import QuotaServiceASGIApplication
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonASGIApplication
 from provd.job_service import JobService
 from provd.registry import DaemonRegistry
+from provd.rpc import connect_fixes  # noqa: F401 - applies the fix on import
 from provd.rpc.admin_handlers import DaemonServiceHandler, QuotaServiceHandler
 from provd.rpc.auth import BearerTokenAuth, DaemonKeyAuth
+from provd.rpc.codecs import codecs
 from provd.rpc.cors import with_cors
 from provd.rpc.errors import ErrorMapping
 from provd.rpc.http1 import DrainRequestBody
 from provd.rpc.job_handler import JobServiceHandler
+from provd.rpc.page_tokens import PageTokens
 from provd.rpc.provisionerd_handler import ProvisionerDaemonHandler
 from provd.rpc.reflection import reflection_apps
 from provd.rpc.websocket import WebSocketTransport
@@ -34,6 +43,13 @@ from provd.store import Store
 
 Scope = dict[str, Any]
 ASGIApp = Any
+
+GRPC_NEEDS_HTTP2 = (
+    "gRPC needs HTTP/2 and this request came over HTTP/{version}: use HTTP/2 (over"
+    " cleartext, with prior knowledge: curl --http2-prior-knowledge), or gRPC-web or"
+    " Connect, which work over HTTP/1.1"
+)
+_GRPC_UNIMPLEMENTED = b"12"
 
 
 class ServiceRouter:
@@ -59,6 +75,10 @@ class ServiceRouter:
                 return
             app = self._apps.get(path[: path.rfind("/")])
             if app is not None:
+                if _is_grpc(scope) and scope.get("http_version", "2") in ("1.0", "1.1"):
+                    message = GRPC_NEEDS_HTTP2.format(version=scope["http_version"])
+                    await _grpc_error(send, _GRPC_UNIMPLEMENTED, message)
+                    return
                 await app(scope, receive, send)
                 return
             await _plain(send, 404, b"not found\n")
@@ -82,20 +102,58 @@ def build_app(
     admin: list[Interceptor] = [BearerTokenAuth(admin_token), errors]
     # JSON carries bytes as base64 (4/3 larger); leave room for the envelope too.
     upload_read_max = jobs.limits.upload_max_bytes * 4 // 3 + 64 * 1024
+    job_handler = JobServiceHandler(jobs, PageTokens.from_admin_token(admin_token))
     router = ServiceRouter(
         [
             JobServiceASGIApplication(
-                JobServiceHandler(jobs), interceptors=admin, read_max_bytes=upload_read_max
+                job_handler, interceptors=admin, read_max_bytes=upload_read_max, codecs=codecs()
             ),
-            DaemonServiceASGIApplication(DaemonServiceHandler(registry), interceptors=admin),
-            QuotaServiceASGIApplication(QuotaServiceHandler(store), interceptors=admin),
-            ProvisionerDaemonASGIApplication(daemon_handler, interceptors=[daemon_auth, errors]),
+            DaemonServiceASGIApplication(
+                DaemonServiceHandler(registry), interceptors=admin, codecs=codecs()
+            ),
+            QuotaServiceASGIApplication(
+                QuotaServiceHandler(store), interceptors=admin, codecs=codecs()
+            ),
+            ProvisionerDaemonASGIApplication(
+                daemon_handler, interceptors=[daemon_auth, errors], codecs=codecs()
+            ),
             # No auth: reflection describes the schema (public, in proto/), never data.
             *reflection_apps(),
         ],
         websocket=WebSocketTransport(daemon_handler, daemon_auth),
     )
     return with_cors(DrainRequestBody(router), cors_origins)
+
+
+def _is_grpc(scope: Scope) -> bool:
+    """Whether the request is gRPC proper (`application/grpc`, `application/grpc+proto`
+    ...), not gRPC-web."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-type":
+            media: bytes = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/grpc" or media.startswith(b"application/grpc+")
+    return False
+
+
+async def _grpc_error(send: Any, status: bytes, message: str) -> None:
+    """A gRPC trailers-only error: HTTP 200, the status and message in the headers."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/grpc"),
+                (b"grpc-status", status),
+                # Percent-encoded as the gRPC spec asks (only printable ASCII as is).
+                (
+                    b"grpc-message",
+                    quote(message, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~").encode(),
+                ),
+                (b"content-length", b"0"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _plain(send: Any, status: int, body: bytes) -> None:

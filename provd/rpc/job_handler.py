@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any
 
 from connectrpc.request import RequestContext
@@ -20,6 +19,7 @@ from provd.job_service import JobService
 from provd.model import JobQuery, JobType, NewJob
 from provd.rpc import validate
 from provd.rpc.convert import STATUS_FROM_PB, job_to_pb, log_to_pb
+from provd.rpc.page_tokens import PageTokens
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -30,8 +30,9 @@ _LOG_LEVELS = ("", "debug")
 class JobServiceHandler:
     """Implements the generated `JobService` protocol."""
 
-    def __init__(self, jobs: JobService) -> None:
+    def __init__(self, jobs: JobService, page_tokens: PageTokens) -> None:
         self._jobs = jobs
+        self._page_tokens = page_tokens
 
     async def upload_file(
         self, request: pb.UploadFileRequest, ctx: RequestContext[Any, Any]
@@ -50,9 +51,14 @@ class JobServiceHandler:
     async def list_jobs(
         self, request: pb.ListJobsRequest, ctx: RequestContext[Any, Any]
     ) -> pb.ListJobsResponse:
-        page = await self._jobs.list_jobs(job_query_from_pb(request))
+        query = job_query_from_pb(request, self._page_tokens)
+        page = await self._jobs.list_jobs(query)
         views = [await self._jobs.view(job) for job in page.jobs]
-        token = "" if page.next_before_seq is None else encode_page_token(page.next_before_seq)
+        token = (
+            ""
+            if page.next_before_seq is None
+            else self._page_tokens.issue(page.next_before_seq, query)
+        )
         return pb.ListJobsResponse(jobs=[job_to_pb(v) for v in views], next_page_token=token)
 
     async def cancel_job(
@@ -125,7 +131,7 @@ def _workspace_ref(build: pb.WorkspaceBuildInput) -> model.WorkspaceRef | None:
     )
 
 
-def job_query_from_pb(request: pb.ListJobsRequest) -> JobQuery:
+def job_query_from_pb(request: pb.ListJobsRequest, tokens: PageTokens) -> JobQuery:
     status = None
     if request.status != pb.JOB_STATUS_UNSPECIFIED:
         if request.status not in STATUS_FROM_PB:
@@ -133,29 +139,16 @@ def job_query_from_pb(request: pb.ListJobsRequest) -> JobQuery:
         status = STATUS_FROM_PB[request.status]
     if request.limit < 0:
         raise InvalidArgument(f"limit: must not be negative, got {request.limit}")
-    return JobQuery(
+    query = JobQuery(
         status=status,
         organization=validate.name(request.organization, "organization", required=False),
         provisioner=validate.name(request.provisioner, "provisioner", required=False),
         tags=validate.string_map(request.tags, "tags"),
         limit=min(request.limit or DEFAULT_PAGE, MAX_PAGE),
-        before_seq=decode_page_token(request.page_token) if request.page_token else None,
     )
-
-
-def encode_page_token(before_seq: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{before_seq}".encode()).decode().rstrip("=")
-
-
-def decode_page_token(token: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        version, seq = text.split(":")
-        if version != "v1":
-            raise ValueError(version)
-        return int(seq)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidArgument("pageToken: not a token this server issued") from None
+    if not request.page_token:
+        return query
+    return replace(query, before_seq=tokens.check(request.page_token, query))
 
 
 def _check_metadata(metadata: sdk.Metadata, field: str) -> None:
@@ -164,6 +157,8 @@ def _check_metadata(metadata: sdk.Metadata, field: str) -> None:
             f"{field}.workspaceTransition: {metadata.workspace_transition}"
             " is not START, STOP or DESTROY"
         )
+    # Quota reads a build's groups back as one SQL parameter each.
+    validate.string_list(metadata.workspace_owner_groups, f"{field}.workspaceOwnerGroups")
 
 
 def _json_name(snake: str) -> str:

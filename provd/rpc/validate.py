@@ -4,7 +4,7 @@ so a client sees exactly what to fix."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from provd.errors import InvalidArgument
 
@@ -13,6 +13,10 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_TAGS = 64
 MAX_TAG_LENGTH = 256
 MAX_TEXT = 1024
+# A user's groups (quota): each is one SQL parameter, so the count stays well inside
+# SQLite's limit on the parameters of one statement.
+MAX_GROUPS = 1024
+INT32_MAX = 2**31 - 1
 
 
 def name(value: str, field: str, *, required: bool = True) -> str:
@@ -52,3 +56,21 @@ def string_map(values: Mapping[str, str], field: str) -> dict[str, str]:
                 f"{field}: {key[:40]!r} is too long (keys and values: {MAX_TAG_LENGTH} at most)"
             )
     return dict(values)
+
+
+def string_list(
+    values: Sequence[str], field: str, limit: int = MAX_GROUPS, length: int = MAX_TAG_LENGTH
+) -> list[str]:
+    if len(values) > limit:
+        raise InvalidArgument(f"{field}: has {len(values)} entries; the limit is {limit}")
+    for index, value in enumerate(values):
+        if len(value) > length:
+            raise InvalidArgument(
+                f"{field}[{index}]: is {len(value)} characters; the limit is {length}"
+            )
+    return list(values)
+
+
+def int32(value: int) -> int:
+    """`value` saturated to an int32 response field (sums of int32 values can pass it)."""
+    return max(-INT32_MAX - 1, min(value, INT32_MAX))
