@@ -29,6 +29,7 @@ from provd.model import (
     LogSource,
     NewLogLine,
     now_ms,
+    saturate_int32,
     server_line,
 )
 from provd.protocol import TRUNCATED_MARK, JobErrorCode
@@ -229,7 +230,9 @@ class Dispatcher:
             raise InvalidArgument(f"dailyCost: must not be negative, got {request.daily_cost}")
         decision = await self._store.commit_quota(job_id, daemon.id, request.daily_cost)
         return pd.CommitQuotaResponse(
-            ok=decision.ok, credits_consumed=decision.credits_consumed, budget=decision.budget
+            ok=decision.ok,
+            credits_consumed=saturate_int32(decision.credits_consumed),
+            budget=saturate_int32(decision.budget),
         )
 
     def _log_lines(self, logs: Sequence[pd.Log]) -> Iterator[NewLogLine]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
 from provd.protocol import (
+    INT32_MAX,
     LOG_BUDGET_BYTES,
     LOG_OUTPUT_MAX_CHARS,
     LOG_STAGE_MAX_CHARS,
@@ -173,6 +174,11 @@ class NewLogLine:
     stage: str
     output: str
     created_at: int | None = None
+
+
+def saturate_int32(value: int) -> int:
+    """`value` clamped to an int32 field: sums of int32 values (quota) can pass it."""
+    return max(-INT32_MAX - 1, min(value, INT32_MAX))
 
 
 def server_line(stage: str, output: str, level: LogLevel = LogLevel.INFO) -> NewLogLine:

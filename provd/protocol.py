@@ -37,6 +37,8 @@ LOG_BUDGET_BYTES = 1 * MiB
 LOG_STAGE_MAX_CHARS = 128
 LOG_OUTPUT_MAX_CHARS = 1024
 TRUNCATED_MARK = " …[truncated]"
+# The range of the protocol's int32 fields (costs, budgets, allowances).
+INT32_MAX = 2**31 - 1
 # The largest template archive UploadFile takes (and its unpacked size).
 UPLOAD_MAX_BYTES = 100 * MiB
 

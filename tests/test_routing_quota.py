@@ -736,6 +736,23 @@ async def test_only_the_latest_live_build_of_each_workspace_counts(
     assert not (await builds.run("w4", 1)).ok
 
 
+async def test_quota_sums_past_int32_saturate(server: Server, nursery: trio.Nursery) -> None:
+    """Budgets and consumption are sums of int32 values; the answers clamp to int32
+    instead of failing (CommitQuotaResponse and UserQuota carry int32 fields)."""
+    builds = Builds(server, nursery)
+    int32_max = 2**31 - 1
+    await builds.allow(int32_max, user="u1")
+    await builds.allow(int32_max, group="devs")
+    assert (await builds.run("w1", int32_max, groups=["devs"])).ok
+    decision = await builds.run("w2", int32_max, groups=["devs"])
+    assert (decision.ok, decision.credits_consumed, decision.budget) == (
+        True,
+        int32_max,
+        int32_max,
+    )
+    assert await builds.usage("u1", ["devs"]) == (int32_max, int32_max)
+
+
 async def test_commit_quota_errors(server: Server, nursery: trio.Nursery) -> None:
     """Non-holder, template import, no workspace id, negative cost, unknown and bad ids."""
     builds = Builds(server, nursery)

@@ -119,5 +119,5 @@ class QuotaServiceHandler:
             validate.string_list(request.groups, "groups"),
         )
         return qpb.UserQuota(
-            credits_consumed=validate.int32(consumed), budget=validate.int32(budget)
+            credits_consumed=model.saturate_int32(consumed), budget=model.saturate_int32(budget)
         )

@@ -16,7 +16,6 @@ MAX_TEXT = 1024
 # A user's groups (quota): each is one SQL parameter, so the count stays well inside
 # SQLite's limit on the parameters of one statement.
 MAX_GROUPS = 1024
-INT32_MAX = 2**31 - 1
 
 
 def name(value: str, field: str, *, required: bool = True) -> str:
@@ -69,8 +68,3 @@ def string_list(
                 f"{field}[{index}]: is {len(value)} characters; the limit is {length}"
             )
     return list(values)
-
-
-def int32(value: int) -> int:
-    """`value` saturated to an int32 response field (sums of int32 values can pass it)."""
-    return max(-INT32_MAX - 1, min(value, INT32_MAX))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
+from provd.protocol import INT32_MAX
 
 SPEC_FILE = "provd-echo.json"
 README_FILE = "README.md"
@@ -32,7 +33,6 @@ LEVELS: Mapping[str, sdk.LogLevel] = {
     "warn": sdk.WARN,
     "error": sdk.ERROR,
 }
-INT32_MAX = 2**31 - 1
 T = TypeVar("T")
 
 
