@@ -1,8 +1,20 @@
-"""Which provisioner daemons exist and which are connected right now.
+"""Which provisioner daemons exist, which are connected and which are stale.
 
 Identities are upserted into the store the first time a process sees them (or
 when their capabilities change); last-seen times are kept in memory and flushed
 every few seconds, so a heartbeat never costs a write of its own.
+
+What ListDaemons reports (docs/daemon-protocol.md), with `quiet` meaning "not seen
+(no call of any kind) for three heartbeat intervals":
+
+- connected: holding a stream open to provd, or running a job and not quiet. A daemon
+  leaves its acquire stream when it gets a job and reports on it with UpdateJob; it is
+  still connected while it does.
+- stale: no stream open and quiet, whether or not it still holds a job.
+- neither ("idle"): no stream and no job, but not quiet (say, between two streams).
+
+Never both: connected needs an open stream (then the daemon is seen now) or not
+being quiet. A daemon holding a job that stops reporting is stale, not connected.
 """
 
 from __future__ import annotations
@@ -26,7 +38,9 @@ class DaemonView:
     created_at: int
     last_seen_at: int
     current_job_id: str
+    # In contact: a stream open, or a job and calls within the stale interval.
     connected: bool
+    # No stream open and not seen for three heartbeat intervals.
     stale: bool
 
 
@@ -75,7 +89,8 @@ class DaemonRegistry:
             self._last_seen[daemon.id] = self._dirty[daemon.id] = self._now()
 
     def live_daemons(self) -> list[Daemon]:
-        """Daemons connected now or seen within the stale interval."""
+        """Daemons this process knows that are not stale: holding a stream open now or
+        seen within the stale interval (what routing and the pending reason go by)."""
         cutoff = self._now() - self.stale_after_ms
         return [
             daemon
@@ -90,18 +105,20 @@ class DaemonRegistry:
         views = []
         for record in records:
             daemon_id = record.daemon.id
-            connected = daemon_id in self._connected
+            streaming = daemon_id in self._connected
             last_seen = (
-                now if connected else max(record.last_seen_at, self._last_seen.get(daemon_id, 0))
+                now if streaming else max(record.last_seen_at, self._last_seen.get(daemon_id, 0))
             )
+            current_job_id = running.get(daemon_id, "")
+            quiet = now - last_seen > self.stale_after_ms
             views.append(
                 DaemonView(
                     daemon=record.daemon,
                     created_at=record.created_at,
                     last_seen_at=last_seen,
-                    current_job_id=running.get(daemon_id, ""),
-                    connected=connected,
-                    stale=not connected and now - last_seen > self.stale_after_ms,
+                    current_job_id=current_job_id,
+                    connected=streaming or (bool(current_job_id) and not quiet),
+                    stale=not streaming and quiet,
                 )
             )
         return views

@@ -1,4 +1,6 @@
-"""CORS: `--cors-origin` / PROVD_CORS_ORIGINS, preflights, and the headers browsers need."""
+"""CORS: `--cors-origin` / PROVD_CORS_ORIGINS, preflights, the headers browsers need,
+and the same-origin test the WebSocket origin rule uses (the upgrades themselves are
+in tests/test_websocket.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from provd.rpc.cors import ALLOWED_HEADERS, EXPOSED_HEADERS, parse_origin
+from provd.rpc.cors import ALLOWED_HEADERS, EXPOSED_HEADERS, parse_origin, same_origin
 from tests.conftest import ADMIN_TOKEN, Server, ServerFactory
 from tests.processes import provd_env, start_server
 
@@ -156,6 +158,35 @@ def test_origins_are_checked() -> None:
             parse_origin(bad)
     assert len(set(ALLOWED_HEADERS)) == len(ALLOWED_HEADERS)
     assert len(set(EXPOSED_HEADERS)) == len(EXPOSED_HEADERS)
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "same"),
+    [
+        ("http://127.0.0.1:8080", "127.0.0.1:8080", True),
+        ("HTTP://LocalHost:8080", "localhost:8080", True),
+        ("https://provd.example", "provd.example", True),
+        ("https://provd.example", "provd.example:443", True),
+        ("http://provd.example", "provd.example:80", True),
+        # Behind a TLS-terminating proxy: the page is https, the Host has no port.
+        ("https://provd.example", "PROVD.example", True),
+        ("http://[::1]:8080", "[::1]:8080", True),
+        ("http://127.0.0.1:8081", "127.0.0.1:8080", False),
+        ("http://127.0.0.1", "127.0.0.1:8080", False),
+        ("https://evil.example", "provd.example", False),
+        ("https://provd.example.evil.example", "provd.example", False),
+        ("null", "provd.example", False),
+        ("ftp://provd.example", "provd.example", False),
+        ("http://provd.example:x", "provd.example", False),
+        ("http://provd.example", "provd.example:99999", False),
+        ("http://[::1", "[::1]", False),
+    ],
+)
+def test_same_origin(origin: str, host: str, same: bool) -> None:
+    """The server's own origin: the page's host and port are the Host header's, a
+    missing port being the page scheme's default; anything unparsable is foreign."""
+    assert same_origin(origin.encode(), host.encode()) is same
+    assert same_origin(origin.encode(), None) is False
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
 """Who is connected and who is stale, on trio's virtual clock over the in-memory
 store: three heartbeat intervals of silence make a daemon stale; an open acquire
-stream or regular calls keep it live; last-seen times reach the store in batches."""
+stream or regular calls keep it live; a daemon is connected while it holds a stream
+or runs a job and reports on it, never while stale; last-seen times reach the store
+in batches."""
 
 from __future__ import annotations
 
@@ -76,26 +78,62 @@ async def test_an_open_acquire_stream_keeps_a_daemon_connected(
     assert (await view(registry, "waiting")).stale
 
 
-async def test_a_daemon_running_a_job_and_reporting_stays_live(
+async def test_a_daemon_running_a_job_and_reporting_stays_connected(
     store: MemoryStore, registry: DaemonRegistry, autojump_clock: MockClock
 ) -> None:
-    """A daemon that left its stream to run a job, and calls UpdateJob every heartbeat
-    interval, is live and not stale for the whole run (five minutes), and is listed
-    with its job; when its calls stop it goes stale like any other."""
+    """A daemon that left its stream with a job, and calls UpdateJob every heartbeat
+    interval, is live, connected and not stale for the whole run (five minutes), and is
+    listed with its job; when its calls stop it stays connected for three intervals,
+    then is stale and no longer connected, though it still holds the job."""
     worker = daemon("worker")
     await registry.seen(worker)
-    job = await make_running(store, worker.id)
+    with registry.connected(worker):  # the acquire stream that handed it the job
+        job = await make_running(store, worker.id)
+    listed = await view(registry, "worker")
+    assert (listed.connected, listed.stale, listed.current_job_id) == (True, False, job.id)
     while trio.current_time() < 300:
         await trio.sleep(HEARTBEAT_SECONDS)
         await registry.seen(worker)  # what every UpdateJob call does first
         await store.update_job(job.id, worker.id, JobUpdate())
         assert live_names(registry) == ["worker"]
-    listed = await view(registry, "worker")
-    assert (listed.connected, listed.stale) == (False, False)
+        listed = await view(registry, "worker")
+        assert (listed.connected, listed.stale) == (True, False), trio.current_time()
     assert listed.current_job_id == job.id
+    await trio.sleep_until(300 + 3 * HEARTBEAT_SECONDS)
+    assert (await view(registry, "worker")).connected
     await trio.sleep_until(300 + 3 * HEARTBEAT_SECONDS + 1)
     assert live_names(registry) == []
-    assert (await view(registry, "worker")).stale
+    listed = await view(registry, "worker")
+    assert (listed.connected, listed.stale, listed.current_job_id) == (False, True, job.id)
+
+
+async def test_connected_and_stale_are_never_both_true(
+    store: MemoryStore, registry: DaemonRegistry, autojump_clock: MockClock
+) -> None:
+    """Every second of ten minutes, for a daemon that streams, one that runs a job and
+    reports for a while, and one that called once: never connected and stale at
+    once; connected exactly while it streams, or holds a job and was seen within the
+    stale interval; stale exactly while it neither streams nor was seen within it."""
+    streamer, runner, caller = daemon("streamer"), daemon("runner"), daemon("caller")
+    for each in (streamer, runner, caller):
+        await registry.seen(each)
+    job = await make_running(store, runner.id)
+    seen_at = {name: 0.0 for name in ("streamer", "runner", "caller")}
+    with registry.connected(streamer):
+        while trio.current_time() < 600:
+            await trio.sleep(1)
+            now = trio.current_time()
+            if now <= 200 and now % HEARTBEAT_SECONDS == 0:
+                await registry.seen(runner)
+                seen_at["runner"] = now
+            for listed in await registry.list():
+                name = listed.daemon.name
+                quiet = now - seen_at[name] > 3 * HEARTBEAT_SECONDS
+                streaming = name == "streamer"
+                holds_job = listed.current_job_id == job.id
+                assert not (listed.connected and listed.stale), (name, now)
+                assert listed.connected == (streaming or (holds_job and not quiet)), (name, now)
+                assert listed.stale == (not streaming and quiet), (name, now)
 
 
 async def test_last_seen_times_reach_the_store_once_per_flush_interval(

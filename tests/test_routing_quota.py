@@ -488,7 +488,7 @@ async def test_rejected_acquire_stream_takes_no_job(
 
 
 async def test_list_daemons_after_an_acquire(server: Server, nursery: trio.Nursery) -> None:
-    """A daemon that took a job is listed with its identity, its job, and not connected."""
+    """A daemon that took a job is listed with its identity, its job, and as connected."""
     jobs = Jobs(server)
     job = await jobs.create(organization="acme", provisioner="terraform", tags={"os": "linux"})
     daemon = TestDaemon(server, "builder", provisioners=("echo", "terraform"), tags={"os": "linux"})
@@ -510,7 +510,7 @@ async def test_list_daemons_after_an_acquire(server: Server, nursery: trio.Nurse
     assert abs(listed.last_seen_at.ToMilliseconds() - time.time() * 1000) < 60_000
     assert listed.current_job_id == job.id
     assert listed.id == (await jobs.get(job.id)).worker_id
-    assert not listed.connected and not listed.stale
+    assert listed.connected and not listed.stale
     # The organization filter.
     assert [d.name for d in await list_daemons(server, "acme")] == ["builder"]
     assert await list_daemons(server, "elsewhere") == []

@@ -1,7 +1,7 @@
 """The one ASGI application provd serves, assembled here and nowhere else.
 
-From the outside in: CORS (for `--cors-origin`), draining HTTP/1.1 bodies an early
-answer left unread, then a router that picks each service's Connect app by path
+From the outside in: CORS (for `--cors-origin`) and the origin rule for WebSocket
+upgrades, draining HTTP/1.1 bodies an early answer left unread, then a router that picks each service's Connect app by path
 (connectrpc's generated apps speak Connect, gRPC and gRPC-web on their own, with
 provd's codecs: see rpc/codecs.py), the WebSocket route, and lifespan.
 

@@ -7,8 +7,12 @@ Connect envelope: a flags byte, a 4-byte big-endian length, then the protobuf
 message. The client sends its request message(s) and may end its side with an
 envelope flagged end-of-stream (0x02). The server sends its response message(s),
 then an end-of-stream envelope holding Connect's end-of-stream JSON (`{}`, or
-`{"error": {"code": ..., "message": ...}}`), then closes. Requests run through the
-same handler as over HTTP, so an acquire stream answers exactly once.
+`{"error": {"code": ..., "message": ..., "details": [...]}}`), then closes. Requests
+run through the same handler as over HTTP, so an acquire stream answers exactly once.
+
+Browsers apply no CORS to WebSockets: the origin rule for upgrades sent from a page
+(refused with 403 unless the origin is allowed or the server's own) is enforced by
+the CORS layer around the whole app (rpc/cors.py), before this route accepts anything.
 """
 
 from __future__ import annotations
