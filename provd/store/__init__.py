@@ -36,7 +36,10 @@ class Store(Protocol):
     """Durable storage of files, jobs and their logs.
 
     Errors: `NotFound` for an unknown job or file, `FailedPrecondition` for a job in
-    the wrong state, `StoreClosed` once the store is shutting down.
+    the wrong state, `StoreClosed` once the store is shutting down, `StoreFull` for a
+    write that found no room on the disk (none of it was stored; writes succeed again,
+    without a restart, once there is room). Opening a backend raises `StoreUnusable`
+    for a database it cannot use as it is.
     """
 
     async def put_file(self, data: bytes, mimetype: str) -> StoredFile:

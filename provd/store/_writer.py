@@ -7,6 +7,12 @@ each write runs in a savepoint, so one that raises is rolled back alone and repo
 its own error; a write alone in its batch is its own transaction. The batch's
 results go back to trio in one wake-up of the loop.
 
+A failure of the transaction itself (BEGIN, COMMIT, or SQLite rolling everything back
+on a full disk or an I/O error) fails every write of the batch, since none of them
+was stored; `translate` turns such errors into what callers should see (`StoreFull`).
+The thread never dies of a failed batch and never leaves a transaction open, so the
+next batch starts clean: when the disk has room again, writes simply succeed.
+
 Every statement run here holds the GIL while Python works on it, and the GIL is
 shared with the trio loop that serves the requests: fewer statements per write
 (see `_sql_jobs`) are worth more than they seem.
@@ -14,6 +20,7 @@ shared with the trio loop that serves the requests: fewer statements per write
 
 from __future__ import annotations
 
+import logging
 import queue
 import sqlite3
 import threading
@@ -27,6 +34,8 @@ import trio
 from provd.errors import StoreClosed
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 # Enough to amortize an fsync, small enough to keep a transaction short.
 MAX_BATCH = 64
@@ -48,8 +57,14 @@ class _Write(Generic[T]):
 class Writer:
     """Serializes writes on one connection; `run` is the thread's body."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        translate: Callable[[BaseException], BaseException] = lambda error: error,
+    ) -> None:
+        """`translate` maps an error of a write to the one its caller gets."""
         self._conn = conn
+        self._translate = translate
         self._queue: queue.SimpleQueue[_Write[Any] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
@@ -104,33 +119,60 @@ class Writer:
                 leftover.deliver(outcome.Error(StoreClosed("the store is shutting down")))
 
     def _commit(self, batch: list[_Write[Any]]) -> None:
-        conn = self._conn
-        results: list[outcome.Outcome[Any]] = []
+        """Run `batch` in one transaction and deliver every write's outcome, whatever
+        fails: an exception escaping here would kill the thread and leave its callers
+        waiting forever."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            if len(batch) == 1:
-                # Alone in its transaction, a write needs no savepoint: if it fails,
-                # rolling the transaction back undoes exactly that write.
-                result = outcome.capture(batch[0].fn, conn)
-                if not isinstance(result, outcome.Error):
-                    conn.execute("COMMIT")
-                elif conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                results.append(result)
+            self._rollback()  # a transaction a failed batch could not end
+            results = self._transaction(batch)
+        except Exception as error:
+            # The transaction failed as a whole: none of the batch was stored.
+            self._rollback()
+            results = [outcome.Error(error) for _ in batch]
+        _deliver(batch, [self._translated(result) for result in results])
+
+    def _transaction(self, batch: list[_Write[Any]]) -> list[outcome.Outcome[Any]]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        if len(batch) == 1:
+            # Alone in its transaction, a write needs no savepoint: if it fails,
+            # rolling the transaction back undoes exactly that write.
+            result = outcome.capture(batch[0].fn, conn)
+            if isinstance(result, outcome.Error):
+                self._rollback()
             else:
-                for item in batch:
-                    conn.execute("SAVEPOINT write")
-                    result = outcome.capture(item.fn, conn)
-                    if isinstance(result, outcome.Error):
-                        conn.execute("ROLLBACK TO write")
-                    conn.execute("RELEASE write")
-                    results.append(result)
                 conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            results = [outcome.Error(exc) for _ in batch]
-        _deliver(batch, results)
+            return [result]
+        results: list[outcome.Outcome[Any]] = []
+        for item in batch:
+            conn.execute("SAVEPOINT write")
+            result = outcome.capture(item.fn, conn)
+            if isinstance(result, outcome.Error):
+                if not conn.in_transaction:
+                    # SQLite rolled the whole transaction back (a full disk, an I/O
+                    # error): the batch's earlier writes are undone too.
+                    return [outcome.Error(result.error) for _ in batch]
+                conn.execute("ROLLBACK TO write")
+            conn.execute("RELEASE write")
+            results.append(result)
+        conn.execute("COMMIT")
+        return results
+
+    def _rollback(self) -> None:
+        """End the open transaction, if any; never raises (the next batch tries again)."""
+        if not self._conn.in_transaction:
+            return
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            logger.exception("rolling back a failed write transaction failed")
+
+    def _translated(self, result: outcome.Outcome[Any]) -> outcome.Outcome[Any]:
+        if isinstance(result, outcome.Error):
+            error = self._translate(result.error)
+            if error is not result.error:
+                return outcome.Error(error)
+        return result
 
 
 def _deliver(batch: list[_Write[Any]], results: list[outcome.Outcome[Any]]) -> None:

@@ -13,6 +13,37 @@ from sqlite_utils.migrations import Migrations
 migrations = Migrations("provd")
 
 
+def known_migrations() -> list[str]:
+    """The names of this provd's migrations, in order: the ones that an empty
+    database lacks (asking `migrations` itself, so every migration counts however
+    it was registered)."""
+    empty = Database(memory=True)
+    try:
+        return [m.name for m in migrations.pending(empty)]
+    finally:
+        empty.close()
+
+
+def unknown_migrations(db: Database) -> list[str]:
+    """Migrations recorded in `db` that this provd does not have: a newer provd wrote
+    it, and this one cannot know what its schema means. Read-only."""
+    known = set(known_migrations())
+    return [m.name for m in migrations.applied(db) if m.name not in known]
+
+
+def is_another_apps(db: Database) -> bool:
+    """True if `db` has tables but no provd migration: it is some other program's
+    database, which provd must not add its tables to. Read-only."""
+    if migrations.applied(db):
+        return False
+    tables = db.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+        " AND name NOT LIKE 'sqlite%' AND name != ?",
+        [Migrations.migrations_table],
+    ).fetchone()[0]
+    return bool(tables)
+
+
 @migrations(name="0001_initial")
 def initial(db: Database) -> None:
     statements = [

@@ -6,6 +6,12 @@ acknowledged must survive power loss, not only a crash of provd. Writes go throu
 own connections in worker threads, so no SQLite call ever blocks the trio loop.
 The SQL itself lives in `_sql_jobs` and `_sql_daemons`; this class only decides
 where each piece runs.
+
+Opening checks everything it can before serving: the data directory and the files are
+created private (`_files`), and a database that cannot be used as it is raises one
+`StoreUnusable` whose message says what to do (`_faults`), before any task starts.
+A write that finds the disk full raises `StoreFull`; writes work again once there
+is room.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Literal
 import trio
 from sqlite_utils import Database
 
+from provd import __version__
 from provd.model import (
     Allowance,
     Daemon,
@@ -40,11 +47,14 @@ from provd.model import (
     StoredFile,
     now_ms,
 )
+from provd.store import _faults
 from provd.store import _sql_daemons as daemons_sql
 from provd.store import _sql_jobs as jobs_sql
+from provd.store._files import create_database_file, tighten_database_files
+from provd.store._files import prepare_data_dir as prepare_data_dir
 from provd.store._readers import ReaderPool
 from provd.store._writer import Writer
-from provd.store.migrations import migrations
+from provd.store.migrations import is_another_apps, migrations, unknown_migrations
 
 Synchronous = Literal["full", "normal"]
 
@@ -67,13 +77,64 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
 
 
 def _prepare(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
-    """Open the write connection, switch to WAL and bring the schema up to date."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = _connect(path, synchronous)
+    """Open the write connection, switch to WAL and bring the schema up to date.
+
+    Raises `StoreUnusable` for anything that makes the database unusable as it is.
+    """
+    prepare_data_dir(path)
+    create_database_file(path)
+    try:
+        conn = _connect(path, synchronous)
+    except sqlite3.Error as error:
+        raise _faults.unusable(error, path) from error
+    try:
+        _migrate(conn, path)
+        tighten_database_files(path)
+        _check_writable(conn)
+    except BaseException as error:
+        conn.close()
+        if isinstance(error, sqlite3.Error):
+            raise _faults.unusable(error, path) from error
+        raise
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """WAL on, then this provd's migrations, unless a newer provd (or another program)
+    wrote the database: its schema is not one this provd may touch."""
     db = Database(conn)
+    if unknown := unknown_migrations(db):
+        raise _faults.newer_schema(path, unknown, __version__)
+    if is_another_apps(db):
+        raise _faults.not_provds(path)
     db.enable_wal()
     migrations.apply(db)
-    return conn
+
+
+def _check_writable(conn: sqlite3.Connection) -> None:
+    """Take the write lock and change a page, then roll back: a lock that another
+    process never releases (after `BUSY_TIMEOUT_MS`) or a file SQLite could open only
+    read-only fails now, not at the first write. (`BEGIN IMMEDIATE` alone succeeds on a
+    read-only file.)"""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        conn.execute(f"PRAGMA user_version = {version}")
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+def _open_readers(path: Path, synchronous: Synchronous) -> list[sqlite3.Connection]:
+    connections: list[sqlite3.Connection] = []
+    try:
+        for _ in range(READERS):
+            connections.append(_connect(path, synchronous))
+    except sqlite3.Error as error:
+        for conn in connections:
+            conn.close()
+        raise _faults.unusable(error, path) from error
+    return connections
 
 
 class SQLiteStore:
@@ -311,12 +372,17 @@ async def open_sqlite_store(
 
     The writer thread runs in a task of this context's own nursery; leaving the
     context lets it finish every queued write, then closes the connections.
+
+    Raises `StoreUnusable` (never wrapped in an exception group: nothing has started
+    yet) if the database cannot be used as it is.
     """
     conn = await trio.to_thread.run_sync(_prepare, path, synchronous)
-    readers = ReaderPool(
-        await trio.to_thread.run_sync(lambda: [_connect(path, synchronous) for _ in range(READERS)])
-    )
-    writer = Writer(conn)
+    try:
+        readers = ReaderPool(await trio.to_thread.run_sync(_open_readers, path, synchronous))
+    except BaseException:
+        conn.close()
+        raise
+    writer = Writer(conn, partial(_faults.translate, path=path))
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_run_writer_thread, writer, name="provd-sqlite-writer")
