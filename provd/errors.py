@@ -6,6 +6,10 @@ code in one place (provd.rpc.errors), so the service never imports connectrpc.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from provd.protocol import JobErrorCode
 
 
@@ -61,3 +65,13 @@ class StoreUnusable(ProvdError):
     directory that cannot be created, a file that is not provd's database, a schema
     from a newer provd, a lock that is never released, a read-only file).
     """
+
+
+@contextmanager
+def tolerate_full_disk(logger: logging.Logger, task: str) -> Iterator[None]:
+    """Run one pass of a background task (`task` names it) that a full disk must not
+    end: `StoreFull` is logged and the task goes on; its next pass tries again."""
+    try:
+        yield
+    except StoreFull as error:
+        logger.warning("%s could not write: %s", task, error)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import trio
 
+from provd.errors import tolerate_full_disk
 from provd.events import JobEvents
 from provd.explain import explain_unroutable
 from provd.model import LogLevel, now_ms, server_line
@@ -63,12 +64,13 @@ async def reap_hung_jobs(
     ]
     while True:
         await trio.sleep(min(settings.interval_seconds, timeout / 2))
-        failed = await store.fail_hung_jobs(
-            now() - int(timeout * 1000), error, JobErrorCode.JOB_HUNG, lines
-        )
-        for job in failed:
-            logger.warning("job %s hung on daemon %s; failed it", job.id, job.daemon_id)
-            events.notify(job.id)
+        with tolerate_full_disk(logger, "the hang reaper"):
+            failed = await store.fail_hung_jobs(
+                now() - int(timeout * 1000), error, JobErrorCode.JOB_HUNG, lines
+            )
+            for job in failed:
+                logger.warning("job %s hung on daemon %s; failed it", job.id, job.daemon_id)
+                events.notify(job.id)
 
 
 async def reap_unroutable_jobs(
@@ -90,22 +92,37 @@ async def reap_unroutable_jobs(
         await trio.sleep(min(settings.interval_seconds, timeout / 2))
         if trio.current_time() < judging_from:
             continue
-        daemons = registry.live_daemons()
-        cutoff = now() - int(timeout * 1000)
-        for summary in await store.pending_summary():
-            if summary.oldest_created_at >= cutoff:
-                continue
-            missing = explain_unroutable(summary.queue, daemons)
-            if missing is None:
-                continue  # a capable daemon is connected; the job is only waiting its turn
-            error = f"No daemon could take this job for {_format_duration(timeout)}: {missing}."
-            failed = await store.fail_pending_jobs(
-                summary.queue,
-                cutoff,
-                error,
-                JobErrorCode.NO_CAPABLE_DAEMON,
-                [server_line("Queued", error, LogLevel.ERROR)],
-            )
-            for job in failed:
-                logger.warning("job %s was unroutable; failed it", job.id)
-                events.notify(job.id)
+        with tolerate_full_disk(logger, "the pending reaper"):
+            await _fail_unroutable(store, registry, events, pending_for_seconds=timeout, now=now())
+
+
+async def _fail_unroutable(
+    store: Store,
+    registry: DaemonRegistry,
+    events: JobEvents,
+    *,
+    pending_for_seconds: float,
+    now: int,
+) -> None:
+    """One pass of the pending reaper: fail what waited `pending_for_seconds` in a
+    queue that no live daemon can take."""
+    timeout = pending_for_seconds
+    daemons = registry.live_daemons()
+    cutoff = now - int(timeout * 1000)
+    for summary in await store.pending_summary():
+        if summary.oldest_created_at >= cutoff:
+            continue
+        missing = explain_unroutable(summary.queue, daemons)
+        if missing is None:
+            continue  # a capable daemon is connected; the job is only waiting its turn
+        error = f"No daemon could take this job for {_format_duration(timeout)}: {missing}."
+        failed = await store.fail_pending_jobs(
+            summary.queue,
+            cutoff,
+            error,
+            JobErrorCode.NO_CAPABLE_DAEMON,
+            [server_line("Queued", error, LogLevel.ERROR)],
+        )
+        for job in failed:
+            logger.warning("job %s was unroutable; failed it", job.id)
+            events.notify(job.id)

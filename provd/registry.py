@@ -19,7 +19,7 @@ being quiet. A daemon holding a job that stops reporting is stale, not connected
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,9 +27,11 @@ from dataclasses import dataclass
 
 import trio
 
-from provd.errors import StoreClosed
+from provd.errors import StoreClosed, StoreFull, tolerate_full_disk
 from provd.model import Daemon, now_ms
 from provd.store import Store
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +131,22 @@ class DaemonRegistry:
         try:
             while True:
                 await trio.sleep(self._flush_interval)
-                await self._flush()
+                with tolerate_full_disk(logger, "the daemon registry"):
+                    await self._flush()
         finally:
-            with trio.CancelScope(shield=True), contextlib.suppress(StoreClosed):
-                await self._flush()
+            with trio.CancelScope(shield=True):
+                try:
+                    await self._flush()
+                except (StoreClosed, StoreFull) as error:
+                    logger.warning("last-seen times were not saved at exit: %s", error)
 
     async def _flush(self) -> None:
         for daemon_id in self._connected:
             self._dirty[daemon_id] = self._now()
         dirty, self._dirty = self._dirty, {}
-        await self._store.touch_daemons(dirty)
+        try:
+            await self._store.touch_daemons(dirty)
+        except BaseException:
+            # Not written: keep them for the next flush (newer sightings win).
+            self._dirty = {**dirty, **self._dirty}
+            raise

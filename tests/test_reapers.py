@@ -9,6 +9,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from provd.errors import StoreFull
 from provd.events import JobEvents
 from provd.model import Job, JobStatus, JobUpdate
 from provd.protocol import JobErrorCode
@@ -197,3 +198,36 @@ async def test_without_a_pending_timeout_nothing_is_failed(
     await reap_unroutable_jobs(store, registry, JobEvents(), HANG, now=virtual_now)
     assert trio.current_time() == 0
     assert await status_at(store, job, 24 * 3600) is JobStatus.PENDING
+
+
+class FullOnce(MemoryStore):
+    """A store whose disk is full for the first two `fail_hung_jobs`, as SQLite's
+    StoreFull would say."""
+
+    def __init__(self) -> None:
+        super().__init__(now=virtual_now)
+        self.refused = 0
+
+    def _refuse_once(self) -> None:
+        if self.refused < 2:
+            self.refused += 1
+            raise StoreFull("the database's disk is full: free space on /test")
+
+    async def fail_hung_jobs(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self._refuse_once()
+        return await super().fail_hung_jobs(*args, **kwargs)
+
+
+async def test_a_full_disk_costs_the_hang_reaper_one_pass_not_its_life(
+    nursery: trio.Nursery, autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its first two passes meet a full disk: each is logged, the reaper goes on, and
+    the first pass after the timeout fails the job."""
+    store = FullOnce()
+    silent = await make_running(store, "quiet-daemon")
+    nursery.start_soon(partial(reap_hung_jobs, store, JobEvents(), HANG, now=virtual_now))
+    assert await status_at(store, silent, 31) is JobStatus.RUNNING  # first pass refused
+    assert await status_at(store, silent, 61) is JobStatus.RUNNING  # second pass refused
+    assert store.refused == 2
+    assert sum("the hang reaper could not write" in r.message for r in caplog.records) == 2
+    assert await status_at(store, silent, 345) is JobStatus.FAILED
