@@ -1,10 +1,13 @@
-"""Startup of the frozen provd next to the installed package: size, cold start, idle RSS.
+"""Startup of provd: the server (frozen and installed: size, cold start, idle RSS) and
+the command line (`provd --help`, `provd jobs list`).
 
     .venv/bin/python bench/startup.py [--runs 7] [--binary dist/provd]
                                       [--onedir dist/provd-onedir/provd]
                                       [--package .venv/bin/provd]
+                                      [--cli-runs 10] [--cli-only] [--compare-src DIR]
 
-Build first (`just package`). For each variant found, `provd serve --listen
+The server: for each variant found (the one-file and one-dir builds exist after
+`just package`; without them only the package is measured), `provd serve --listen
 127.0.0.1:0` starts `--runs` times, each time with a new empty database in a new
 temporary directory:
 
@@ -27,6 +30,19 @@ a laptop sees. Sizes: the one file as it is, the one-dir bundle as the sum of it
 the package as nothing (it needs a Python and a venv). MB here is 10^6 bytes.
 
 Goals (issue 6): one file <= 30 MB, cold start <= 0.6 s, idle RSS <= 60 MB.
+
+The command line: one `provd serve` (the package, 127.0.0.1:0, a temporary --db, three
+pending jobs created with `provd jobs create`) answers while the package's `provd
+--help` and `provd jobs list` (PROVD_URL, PROVD_ADMIN_TOKEN) run `--cli-runs` times
+each, after one unmeasured run of each. Wall time from just before the process is
+spawned to its exit (median, min, max), and its user + system CPU (median, from
+RUSAGE_CHILDREN): CPU is what the start costs, less sensitive to a busy machine.
+`--compare-src DIR` also runs a second source tree of provd the same way (the same
+`provd` script with PYTHONPATH=DIR, e.g. `git archive HEAD | tar -x -C DIR` before a
+change), interleaved run by run with this one, for before/after figures taken under
+the same conditions. The server is stopped by its PID (SIGTERM) at the end.
+Goal ("One owner per idea"): each median <= 0.3 s.
+
 The last line printed is one JSON object with the results.
 """
 
@@ -36,12 +52,14 @@ import argparse
 import json
 import os
 import re
+import resource
 import selectors
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -53,6 +71,11 @@ ADMIN_TOKEN = "bench-admin-token"
 DAEMON_PSK = "bench-daemon-psk"
 LISTENING = re.compile(rb"listening on (https?://\S+)")
 GOALS = {"size_mb": 30.0, "cold_start_s": 0.6, "idle_rss_mb": 60.0}
+CLI_GOAL_S = 0.3
+# What the CLI benchmark runs, by name.
+CLI_COMMANDS = {"help": ["--help"], "jobs_list": ["jobs", "list"]}
+CLI_TIMEOUT = 60.0
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello"
 # Hang guards, not measurements.
 START_TIMEOUT = 30.0
 EXIT_TIMEOUT = 15.0
@@ -183,27 +206,152 @@ def tree_size_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--binary", type=Path, default=Path("dist/provd"))
-    parser.add_argument("--onedir", type=Path, default=Path("dist/provd-onedir/provd"))
-    parser.add_argument("--package", type=Path, default=Path(".venv/bin/provd"))
-    args = parser.parse_args()
+# -- the command line ------------------------------------------------------------------
 
+
+@dataclass
+class CliTimes:
+    """Runs of one command (a key of CLI_COMMANDS) from one source tree."""
+
+    source: str
+    command: str
+    # PYTHONPATH for the runs; None: the package as installed.
+    path: Path | None
+    wall_s: list[float] = field(default_factory=list)
+    cpu_s: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "median_s": round(statistics.median(self.wall_s), 4),
+            "min_s": round(min(self.wall_s), 4),
+            "max_s": round(max(self.wall_s), 4),
+            "cpu_median_s": round(statistics.median(self.cpu_s), 4),
+        }
+
+
+def timed_run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds of one run of `argv`, which must exit 0."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    result = subprocess.run(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=CLI_TIMEOUT
+    )
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise RuntimeError(f"{argv} exited {result.returncode}: {result.stderr.decode()}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def drain(process: subprocess.Popen[bytes]) -> None:
+    assert process.stdout is not None
+    while os.read(process.stdout.fileno(), 65536):
+        pass
+
+
+def cli_env(url: str, source: Path | None) -> dict[str, str]:
+    env = dict(os.environ, PROVD_URL=url, PROVD_ADMIN_TOKEN=ADMIN_TOKEN)
+    env.pop("PYTHONPATH", None)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    return env
+
+
+def bench_cli(package: Path, runs: int, compare: Path | None) -> list[CliTimes]:
+    """`provd --help` and `provd jobs list` against one server, `runs` times each,
+    interleaved with the same commands from `compare` when given."""
+    sources: list[tuple[str, Path | None]] = [("this tree", None)]
+    if compare is not None:
+        sources.insert(0, (f"{compare}", compare.resolve()))
+    provd = str(package.absolute())
+    with tempfile.TemporaryDirectory(prefix="provd-cli-") as tmp:
+        env = dict(os.environ, PROVD_ADMIN_TOKEN=ADMIN_TOKEN, PROVD_DAEMON_PSK=DAEMON_PSK)
+        server = subprocess.Popen(
+            [provd, "serve", "--listen", "127.0.0.1:0", "--db", f"{tmp}/provd.db"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp,
+        )
+        try:
+            url, _ = read_until_listening(server, time.monotonic() + START_TIMEOUT)
+            # Keep reading what the server prints, so that it never blocks on the pipe.
+            threading.Thread(target=drain, args=(server,), daemon=True).start()
+            create = [provd, "jobs", "create", "--type", "import", "--archive", str(EXAMPLE)]
+            for _ in range(3):  # a few rows, so that `jobs list` prints a table
+                timed_run(create, cli_env(url, None))
+            times = [
+                CliTimes(label, name, path) for label, path in sources for name in CLI_COMMANDS
+            ]
+            for index in range(runs + 1):  # the first round warms the page cache
+                for timing in times:
+                    argv = [provd, *CLI_COMMANDS[timing.command]]
+                    wall, cpu = timed_run(argv, cli_env(url, timing.path))
+                    if index:
+                        timing.wall_s.append(wall)
+                        timing.cpu_s.append(cpu)
+                if index:
+                    print(
+                        f"cli run {index}/{runs} "
+                        + "  ".join(f"{t.command}={t.wall_s[-1]:.3f}" for t in times),
+                        file=sys.stderr,
+                    )
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=EXIT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            assert server.stdout is not None
+            server.stdout.close()
+    return times
+
+
+def print_cli_table(times: list[CliTimes], runs: int) -> None:
+    header = ["command", "source", "median (s)", "min (s)", "max (s)", "CPU median (s)", "goal"]
+    table = [
+        [
+            f"provd {' '.join(CLI_COMMANDS[t.command])}",
+            t.source,
+            f"{t.summary()['median_s']:.3f}",
+            f"{t.summary()['min_s']:.3f}",
+            f"{t.summary()['max_s']:.3f}",
+            f"{t.summary()['cpu_median_s']:.3f}",
+            f"<= {CLI_GOAL_S}",
+        ]
+        for t in sorted(times, key=lambda t: list(CLI_COMMANDS).index(t.command))
+    ]
+    print(f"CLI start-up, wall time of {runs} runs each (the package's provd)")
+    print_table(header, table)
+
+
+def print_table(header: list[str], table: list[list[str]]) -> None:
+    widths = [max(len(str(row[i])) for row in [header, *table]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *table]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+# -- the server ------------------------------------------------------------------------
+
+
+def bench_server(args: argparse.Namespace) -> dict[str, object]:
     variants = []
     if args.binary.is_file():
         variants.append(
             Variant("one file", [str(args.binary.resolve())], args.binary.stat().st_size / 1e6)
         )
     else:
-        sys.exit(f"{args.binary} not found: build it first (just package)")
+        print(f"{args.binary} not found (just package builds it): not measured", file=sys.stderr)
     if args.onedir.is_file():
         variants.append(
             Variant("one dir", [str(args.onedir.resolve())], tree_size_mb(args.onedir.parent))
         )
     if args.package.is_file():
         variants.append(Variant("package (venv)", [str(args.package.absolute())], None))
+    if not variants:
+        sys.exit("nothing to measure: no binary, no one-dir bundle, no package")
 
     # Interleaved, so that a noisy neighbour slows every variant alike.
     for index in range(args.runs):
@@ -227,19 +375,18 @@ def main() -> None:
         ("SIGTERM exit codes", lambda v: ",".join(sorted({str(r.exit_code) for r in v.runs})), "0"),
     ]
     header = ["", *(v.name for v in variants), "goal"]
-    table = [[label, *(cell(v) for v in variants), goal] for label, cell, goal in rows]
-    widths = [max(len(str(row[i])) for row in [header, *table]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths], *table]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print_table(header, [[label, *(cell(v) for v in variants), goal] for label, cell, goal in rows])
 
-    onefile = variants[0]
-    result = {
+    # The goals are the one file's; without it, the first variant measured stands in.
+    first = variants[0]
+    result: dict[str, object] = {
         "runs": args.runs,
         "goals": GOALS,
+        "goals_measured_on": first.name,
         "met": {
-            "size_mb": (onefile.size_mb or 0) <= GOALS["size_mb"],
-            "cold_start_s": onefile.median("cold_start_s") <= GOALS["cold_start_s"],
-            "idle_rss_mb": onefile.median("rss_total_mb") <= GOALS["idle_rss_mb"],
+            "size_mb": first.size_mb is not None and first.size_mb <= GOALS["size_mb"],
+            "cold_start_s": first.median("cold_start_s") <= GOALS["cold_start_s"],
+            "idle_rss_mb": first.median("rss_total_mb") <= GOALS["idle_rss_mb"],
         },
     }
     for variant in variants:
@@ -254,6 +401,46 @@ def main() -> None:
             "idle_rss_total_mb": round(variant.median("rss_total_mb"), 1),
             "exit_codes": sorted({r.exit_code for r in variant.runs}),
         }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--binary", type=Path, default=Path("dist/provd"))
+    parser.add_argument("--onedir", type=Path, default=Path("dist/provd-onedir/provd"))
+    parser.add_argument("--package", type=Path, default=Path(".venv/bin/provd"))
+    parser.add_argument("--cli-runs", type=int, default=10)
+    parser.add_argument("--cli-only", action="store_true", help="Skip the server start-up.")
+    parser.add_argument(
+        "--compare-src", type=Path, default=None, help="Also time the CLI from this tree."
+    )
+    args = parser.parse_args()
+
+    result: dict[str, object] = {} if args.cli_only else bench_server(args)
+    if not args.package.is_file():
+        sys.exit(f"{args.package} not found: the CLI is measured from the package")
+    times = bench_cli(args.package, args.cli_runs, args.compare_src)
+    if not args.cli_only:
+        print()
+    print_cli_table(times, args.cli_runs)
+    mine = [t for t in times if t.source == "this tree"]
+    result["cli"] = {
+        "runs": args.cli_runs,
+        "goal_median_s": CLI_GOAL_S,
+        "met": {t.command: t.summary()["median_s"] <= CLI_GOAL_S for t in mine},
+        **{t.command: t.summary() for t in mine},
+        **(
+            {
+                "compare": {
+                    "source": str(args.compare_src),
+                    **{t.command: t.summary() for t in times if t.source != "this tree"},
+                }
+            }
+            if args.compare_src
+            else {}
+        ),
+    }
     print(json.dumps(result))
 
 

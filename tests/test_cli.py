@@ -22,13 +22,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import trio
 from click.testing import CliRunner, Result
 
 from provd import __version__
 from provd.archive import pack_directory
-from provd.cli import main
+from provd.cli import COMMANDS, main
 from provd.client.connect import call
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
@@ -146,6 +147,30 @@ async def test_bad_usage_exits_2(cli: Cli, args: list[str]) -> None:
     result = await cli(*args, expect=2)
     assert "Usage: provd" in result.stderr
     assert "Error:" in result.stderr
+
+
+def test_the_lazy_command_table_matches_the_commands() -> None:
+    """`provd --help` lists the short help stored in `provd.cli.COMMANDS` without
+    importing the commands; it must say what each command's own help says."""
+    assert main.list_commands(click.Context(main)) == sorted(COMMANDS)
+    for name, lazy in COMMANDS.items():
+        command = lazy.load()
+        assert command.name == name
+        stored = click.Command(name, help=lazy.short_help)
+        for limit in (30, 45, 200):
+            assert stored.get_short_help_str(limit) == command.get_short_help_str(limit), name
+
+
+async def test_top_level_help_lists_every_command(cli: Cli) -> None:
+    shown = (await cli("--help")).stdout
+    assert shown.startswith("Usage: provd [OPTIONS] COMMAND [ARGS]...")
+    listed = shown.split("Commands:\n", 1)[1].splitlines()
+    assert [line.split()[0] for line in listed] == sorted(COMMANDS)
+    assert "  jobs     Create, list, inspect and cancel jobs, and read their logs." in listed
+    for command in ("serve", "daemon"):
+        assert f"Usage: provd {command} [OPTIONS]" in (await cli(command, "--help")).stdout
+    unknown = await cli("frobnicate", expect=2)
+    assert "No such command 'frobnicate'" in unknown.stderr
 
 
 async def test_every_command_has_help(cli: Cli) -> None:
@@ -562,6 +587,7 @@ async def test_server_down_names_the_address(cli: Cli) -> None:
         assert result.stdout == ""
 
 
+@pytest.mark.slow
 async def test_cli_as_a_subprocess(server: Server, tmp_path: Path, template: Path) -> None:
     """`python -m provd`, finding the token beside PROVD_DB, as a user would run it."""
     secret_path(server.db_path.resolve(), ADMIN_TOKEN_FILE).write_text(ADMIN_TOKEN)

@@ -21,7 +21,7 @@ from provd.gen.provisionerd import provisionerd_pb2 as pd
 from tests.conftest import DAEMON_PSK, Server, server_settings
 from tests.daemon_clients import Jobs, wait_until
 
-FAST = ReportingSettings(heartbeat_interval=0.1, debounce=0.05)
+FAST = ReportingSettings(heartbeat_interval_seconds=0.1, debounce_seconds=0.05)
 
 
 class Scripted:
@@ -144,7 +144,7 @@ async def test_logs_are_batched_and_flushed_at_stage_boundaries(
         await trio.sleep(0.3)
         return pd.CompletedJob(template_import=pd.CompletedJob.TemplateImport())
 
-    slow_debounce = replace(FAST, debounce=10.0, heartbeat_interval=10.0)
+    slow_debounce = replace(FAST, debounce_seconds=10.0, heartbeat_interval_seconds=10.0)
     nursery.start_soon(
         partial(
             run_daemon,

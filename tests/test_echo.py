@@ -31,7 +31,7 @@ from tests.conftest import ADMIN_TOKEN, Server
 from tests.daemon_clients import Jobs, TestDaemon
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-FAST = ReportingSettings(heartbeat_interval=0.1, debounce=0.01)
+FAST = ReportingSettings(heartbeat_interval_seconds=0.1, debounce_seconds=0.01)
 INSTANT = echo_provisioner(time_scale=0)  # the scripts without their delays
 Spec = Mapping[str, Any]
 

@@ -1,22 +1,21 @@
-"""`provd serve`: run the server in the foreground until SIGINT or SIGTERM."""
+"""`provd serve`: run the server in the foreground until SIGINT or SIGTERM.
+
+The server's modules (and trio) are imported when the command runs, not when this
+module is: `provd serve --help` and every other command stay light.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
-import ssl
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import trio
 
 from provd import __version__
-from provd.app import Running, serve
-from provd.config import ServerSettings, parse_listen
-from provd.model import Limits
 from provd.protocol import DEFAULT_LISTEN, MiB
-from provd.rpc.cors import parse_origin
 from provd.secrets import (
     ADMIN_TOKEN_FILE,
     DAEMON_PSK_FILE,
@@ -24,6 +23,9 @@ from provd.secrets import (
     load_or_create_secret,
     secret_path,
 )
+
+if TYPE_CHECKING:
+    from provd.config import ServerSettings
 
 
 @click.command("serve")
@@ -97,6 +99,12 @@ def serve_command(
     cors_origins: tuple[str, ...],
 ) -> None:
     """Run the provd server in the foreground."""
+    import trio
+
+    from provd.config import ServerSettings, parse_listen
+    from provd.model import Limits
+    from provd.rpc.cors import parse_origin
+
     try:
         parse_listen(listen)
     except ValueError as error:
@@ -132,6 +140,8 @@ def serve_command(
 
 def _check_tls(cert: Path, key: Path) -> None:
     """Fail with a usage error now, not with a traceback once serving starts."""
+    import ssl
+
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
     except (ssl.SSLError, OSError) as error:
@@ -141,6 +151,10 @@ def _check_tls(cert: Path, key: Path) -> None:
 
 
 async def _serve_until_signalled(settings: ServerSettings) -> None:
+    import trio
+
+    from provd.app import Running, serve
+
     stop = trio.Event()
 
     async def watch_signals(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -3,6 +3,10 @@
 connectrpc's async client runs on asyncio only, so provd uses the library's sync
 clients and calls them from trio worker threads (`call`). Credentials are added by
 a metadata interceptor, so every call on a client carries them.
+
+Importing this module is cheap: connectrpc, pyqwest, the generated clients and trio
+are imported by the functions that use them, so a CLI command that makes one call
+loads one generated client and never loads trio.
 """
 
 from __future__ import annotations
@@ -10,19 +14,8 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import trio
-from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_json_codec
-from connectrpc.protocol import ProtocolType
-from connectrpc.request import RequestContext
-from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport
-
-from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
-from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
-from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
-from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
-from provd.gen.provisionerd.provisionerd_pb2 import CancelAcquire
 from provd.protocol import (
     API_VERSION_HEADER,
     NAME_HEADER,
@@ -32,6 +25,17 @@ from provd.protocol import (
     TAGS_HEADER,
     VERSION_HEADER,
 )
+
+if TYPE_CHECKING:
+    from connectrpc.protocol import ProtocolType
+    from connectrpc.request import RequestContext
+    from pyqwest import SyncClient, SyncHTTPTransport
+
+    from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
+    from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
+    from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
+    from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+    from provd.gen.provisionerd.provisionerd_pb2 import CancelAcquire
 
 T = TypeVar("T")
 
@@ -56,6 +60,8 @@ def http_transport(*, http2: bool = True) -> SyncHTTPTransport:
     """A transport of our own, to close when done (its threads must not outlive the
     program). HTTP/2 is prior knowledge for http:// and ALPN for https://; the
     system's CAs (and SSL_CERT_FILE) are trusted, as by the default client."""
+    from pyqwest import HTTPVersion, SyncHTTPTransport
+
     if http2:
         return SyncHTTPTransport(http_version=HTTPVersion.HTTP2, tls_include_system_certs=True)
     return SyncHTTPTransport(tls_include_system_certs=True)
@@ -65,6 +71,8 @@ def http2_client() -> SyncClient:
     """An HTTP client that speaks cleartext HTTP/2 (prior knowledge) to http:// URLs,
     and HTTP/2 over TLS to https:// ones, trusting the system's CAs (and SSL_CERT_FILE,
     as the default client does)."""
+    from pyqwest import SyncClient
+
     return SyncClient(http_transport())
 
 
@@ -72,14 +80,20 @@ def job_client(
     url: str,
     admin_token: str | None,
     *,
-    protocol: ProtocolType = ProtocolType.CONNECT,
+    protocol: ProtocolType | None = None,
     json: bool = False,
     http_client: SyncClient | None = None,
 ) -> JobServiceClientSync:
-    """A `JobService` client that sends `Authorization: Bearer <admin_token>`."""
+    """A `JobService` client that sends `Authorization: Bearer <admin_token>`; Connect
+    unless another `protocol` is given."""
+    from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_json_codec
+    from connectrpc.protocol import ProtocolType
+
+    from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
+
     return JobServiceClientSync(
         url,
-        protocol=protocol,
+        protocol=ProtocolType.CONNECT if protocol is None else protocol,
         codec=google_protobuf_json_codec() if json else google_protobuf_binary_codec(),
         interceptors=[_bearer(admin_token)],
         http_client=http_client,
@@ -90,6 +104,10 @@ def daemon_service_client(
     url: str, admin_token: str | None, *, http_client: SyncClient | None = None
 ) -> DaemonServiceClientSync:
     """A `DaemonService` client that sends `Authorization: Bearer <admin_token>`."""
+    from connectrpc.compat import google_protobuf_binary_codec
+
+    from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
+
     return DaemonServiceClientSync(
         url,
         codec=google_protobuf_binary_codec(),
@@ -102,6 +120,10 @@ def quota_client(
     url: str, admin_token: str | None, *, http_client: SyncClient | None = None
 ) -> QuotaServiceClientSync:
     """A `QuotaService` client that sends `Authorization: Bearer <admin_token>`."""
+    from connectrpc.compat import google_protobuf_binary_codec
+
+    from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
+
     return QuotaServiceClientSync(
         url,
         codec=google_protobuf_binary_codec(),
@@ -116,6 +138,8 @@ def _bearer(admin_token: str | None) -> StaticHeaders:
 
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run one blocking client call in a worker thread."""
+    import trio
+
     return await trio.to_thread.run_sync(partial(fn, *args, **kwargs))
 
 
@@ -154,7 +178,7 @@ def daemon_client(
     organization: str = "",
     api_version: str = "1.1",
     version: str = "",
-    protocol: ProtocolType = ProtocolType.CONNECT,
+    protocol: ProtocolType | None = None,
     http_client: SyncClient | None = None,
 ) -> ProvisionerDaemonClientSync:
     """A `ProvisionerDaemon` client that identifies itself with provd's daemon headers.
@@ -176,14 +200,20 @@ def daemon_client_for(
     url: str,
     headers: Mapping[str, str],
     *,
-    protocol: ProtocolType = ProtocolType.CONNECT,
+    protocol: ProtocolType | None = None,
     http_client: SyncClient | None = None,
 ) -> ProvisionerDaemonClientSync:
     """A `ProvisionerDaemon` client sending `headers` (see `daemon_headers`) on every
-    call, over cleartext HTTP/2 unless given another HTTP client."""
+    call, over Connect (unless another `protocol` is given) and cleartext HTTP/2
+    (unless given another HTTP client)."""
+    from connectrpc.compat import google_protobuf_binary_codec
+    from connectrpc.protocol import ProtocolType
+
+    from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+
     return ProvisionerDaemonClientSync(
         url,
-        protocol=protocol,
+        protocol=ProtocolType.CONNECT if protocol is None else protocol,
         codec=google_protobuf_binary_codec(),
         interceptors=[StaticHeaders(headers)],
         http_client=http_client or http2_client(),
@@ -211,6 +241,8 @@ class AcquireRequests:
 
     def cancel(self) -> None:
         """Send CancelAcquire."""
+        from provd.gen.provisionerd.provisionerd_pb2 import CancelAcquire
+
         self._queue.put(CancelAcquire())
 
     def close(self) -> None:

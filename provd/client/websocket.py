@@ -2,7 +2,8 @@
 
 trio-websocket runs natively in trio, so unlike the Connect client no worker thread
 is needed: cancelling an acquire closes the socket, which provd reads as a daemon
-that went away.
+that went away. trio-websocket (and its wsproto and h11) is imported when a stream
+opens, so a daemon on the Connect transport never loads it.
 """
 
 from __future__ import annotations
@@ -15,27 +16,21 @@ from typing import Any
 import trio
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
-from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from provd.gen.provisionerd import provisionerd_pb2 as pd
-from provd.websocket_framing import END_STREAM, PROVISIONER_DAEMON_SERVICE, envelope, parse_envelope
+from provd.websocket_framing import (
+    END_STREAM,
+    PROVISIONER_DAEMON_SERVICE,
+    envelope,
+    error_from_end_of_stream,
+    parse_envelope,
+)
 
 
 def websocket_url(url: str, method: str) -> str:
     """`http[s]://host:port` to the WebSocket URL of a ProvisionerDaemon method."""
     scheme, rest = url.rstrip("/").split("://", 1)
     return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/{PROVISIONER_DAEMON_SERVICE}/{method}"
-
-
-def _error_from(end: Mapping[str, Any]) -> ConnectError | None:
-    error = end.get("error")
-    if not error:
-        return None
-    try:
-        code = Code(error.get("code", "unknown"))
-    except ValueError:
-        code = Code.UNKNOWN
-    return ConnectError(code, str(error.get("message", "")))
 
 
 class WebSocketAcquisition:
@@ -57,6 +52,8 @@ class WebSocketAcquisition:
 
     async def run(self) -> list[pd.AcquiredJob]:
         """Open the stream and return every answer provd sent (exactly one)."""
+        from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+
         answers: list[pd.AcquiredJob] = []
         end: dict[str, Any] = {}
         broken: BaseException | None = None
@@ -83,7 +80,7 @@ class WebSocketAcquisition:
             broken = error
         if broken is not None:
             raise ConnectError(Code.UNAVAILABLE, f"WebSocket to {self._url}: {broken!r}")
-        if (failure := _error_from(end)) is not None:
+        if (failure := error_from_end_of_stream(end)) is not None:
             raise failure
         return answers
 

@@ -5,6 +5,9 @@ Every command that calls the server takes `server_options`: `--url` (env `PROVD_
 to find the `admin-token` file that `provd serve` keeps beside its database. The
 command receives a `Connection`; a `ConnectError` it lets through becomes a `Failure`
 (exit status 1) with a message that says what to do.
+
+connectrpc is imported by the first call a command makes (through
+`provd.client.connect`), not by this module, so `--help` and bad usage stay cheap.
 """
 
 from __future__ import annotations
@@ -14,20 +17,22 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
 from click.core import ParameterSource
-from connectrpc.code import Code
-from connectrpc.errors import ConnectError
 
 from provd.client.connect import daemon_service_client, job_client, quota_client
-from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
-from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
-from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
 from provd.protocol import DEFAULT_URL
 from provd.secrets import ADMIN_TOKEN_FILE, default_db_path, read_secret, secret_path
+
+if TYPE_CHECKING:
+    from connectrpc.errors import ConnectError
+
+    from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
+    from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
+    from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,6 +66,8 @@ class Connection:
 
     def describe(self, error: ConnectError) -> str:
         """`error` in words, with what to try when that is not obvious."""
+        from connectrpc.code import Code
+
         cause = error.__cause__
         if error.code is Code.UNAVAILABLE and cause is not None:
             # The transport failed: provd never answered.
@@ -160,7 +167,14 @@ def server_options(command: F) -> F:
         connection = resolve_connection(url, token, db_path)
         try:
             return command(*args, connection=connection, **kwargs)
-        except ConnectError as error:
+        except click.ClickException:
+            raise
+        except Exception as error:
+            # Only a call to provd raises ConnectError, and it has imported connectrpc.
+            from connectrpc.errors import ConnectError
+
+            if not isinstance(error, ConnectError):
+                raise
             raise Failure(connection.describe(error)) from None
 
     decorated: Any = wrapper

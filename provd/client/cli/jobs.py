@@ -1,4 +1,6 @@
-"""`provd files …` and `provd jobs …`: the job API (`provd.v1.JobService`)."""
+"""`provd files …` and `provd jobs …`: the job API (`provd.v1.JobService`).
+
+The archive code (tarfile, zipfile, gzip) is imported by `upload` only."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from typing import Any, TypeVar
 
 import click
 
-from provd.archive import read_archive
 from provd.client.cli.context import Connection, Failure, server_options
 from provd.client.cli.output import (
     JOB_HEADERS,
@@ -52,6 +53,8 @@ ARCHIVE_PATH = click.Path(exists=True, path_type=Path)
 
 def upload(connection: Connection, path: Path) -> pb.UploadFileResponse:
     """Upload `path` (a tar, zip, .tar.gz or a directory, see `read_archive`)."""
+    from provd.archive import read_archive  # tarfile, zipfile, gzip: only for uploads
+
     try:
         data, mimetype = read_archive(path)
     except OSError as error:

@@ -4,6 +4,9 @@ JSON is protobuf's canonical JSON mapping (`MessageToDict`: camelCase field name
 names, 64-bit integers as strings, timestamps in RFC 3339), the same shape a Connect
 JSON client of provd sees, with every field present even when it holds its default,
 so that a script can rely on the keys. Times in tables are local.
+
+tabulate and protobuf's JSON mapping are imported by the functions that print with
+them: a table never loads the JSON mapping, and JSON never loads tabulate.
 """
 
 from __future__ import annotations
@@ -13,18 +16,18 @@ import shutil
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
-from tabulate import tabulate
 
 from provd.gen.provd.v1 import daemons_pb2 as dpb
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provd.v1 import quota_pb2 as qpb
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+    from google.protobuf.timestamp_pb2 import Timestamp
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
@@ -39,12 +42,14 @@ JOB_STATUSES = ("pending", "running", "succeeded", "failed", "canceling", "cance
 
 
 def to_dict(message: Message) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
     return MessageToDict(message, always_print_fields_with_no_presence=True)  # type: ignore[no-any-return]
 
 
 def print_json(document: Message | Mapping[str, Any]) -> None:
     """One JSON document, indented."""
-    data = to_dict(document) if isinstance(document, Message) else document
+    data = document if isinstance(document, Mapping) else to_dict(document)
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
@@ -59,6 +64,8 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: st
     if not rows:
         click.echo(empty)
         return
+    from tabulate import tabulate
+
     click.echo(tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True))
 
 
@@ -73,6 +80,8 @@ def print_fields(fields: Iterable[tuple[str, object]]) -> None:
         (name, "\n".join(_wrap(line, width) for line in value.splitlines()))
         for name, value in shown
     ]
+    from tabulate import tabulate
+
     click.echo(tabulate(wrapped, tablefmt="plain", disable_numparse=True))
 
 

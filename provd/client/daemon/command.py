@@ -1,5 +1,9 @@
 """The `provd daemon` command: flags and environment to `DaemonSettings`, signals
-to a graceful stop."""
+to a graceful stop.
+
+The daemon itself (trio, connectrpc, the runner) is imported when the command runs,
+so that `provd daemon --help` and the rest of the CLI do not pay for it.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,15 @@ import logging
 import signal
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import trio
-from connectrpc.errors import ConnectError
 
-from provd.client.daemon.runner import DaemonSettings, run_daemon
 from provd.protocol import DEFAULT_URL
 from provd.secrets import DAEMON_PSK_FILE, default_db_path, read_secret, secret_path
+
+if TYPE_CHECKING:
+    from provd.client.daemon.runner import DaemonSettings
 
 
 def _parse_tags(values: tuple[str, ...]) -> dict[str, str]:
@@ -125,6 +130,11 @@ def daemon_command(
     SIGINT or SIGTERM stops taking jobs (CancelAcquire), lets running jobs finish,
     then exits 0; a second signal stops at once.
     """
+    import trio
+    from connectrpc.errors import ConnectError
+
+    from provd.client.daemon.runner import DaemonSettings
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s provd daemon: %(message)s",
@@ -151,6 +161,10 @@ def daemon_command(
 
 
 async def _run_until_signalled(settings: DaemonSettings) -> None:
+    import trio
+
+    from provd.client.daemon.runner import run_daemon
+
     stop = trio.Event()
     log = logging.getLogger("provd.client.daemon")
     async with trio.open_nursery() as nursery:

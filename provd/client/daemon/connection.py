@@ -35,16 +35,19 @@ THREADS = trio.CapacityLimiter(256)
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    initial: float = 0.1
-    maximum: float = 5.0
+    """Retry delays: `initial_seconds`, times `factor` after each failure, at most
+    `maximum_seconds`, each jittered down by up to half."""
+
+    initial_seconds: float = 0.1
+    maximum_seconds: float = 5.0
     factor: float = 2.0
 
     def delays(self) -> Callable[[], float]:
-        delay = self.initial
+        delay = self.initial_seconds
 
         def next_delay() -> float:
             nonlocal delay
-            current, delay = delay, min(delay * self.factor, self.maximum)
+            current, delay = delay, min(delay * self.factor, self.maximum_seconds)
             return current * random.uniform(0.5, 1.0)
 
         return next_delay

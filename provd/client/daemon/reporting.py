@@ -30,8 +30,13 @@ _NOT_OURS = frozenset({Code.PERMISSION_DENIED, Code.NOT_FOUND})
 
 @dataclass(frozen=True, slots=True)
 class ReportingSettings:
-    heartbeat_interval: float = 1.0
-    debounce: float = 0.2
+    """How a running job's logs and heartbeats are batched."""
+
+    # With nothing to send, an empty UpdateJob goes out this often.
+    heartbeat_interval_seconds: float = 1.0
+    # Lines wait this long for more before they are sent.
+    debounce_seconds: float = 0.2
+    # A batch this large is sent at once.
     max_batch_lines: int = 200
     max_batch_bytes: int = 256 * 1024
 
@@ -88,7 +93,10 @@ class JobReporter:
         """Flush when asked, after the debounce window, or at least every heartbeat."""
         task_status.started()
         while True:
-            wait = self._settings.debounce if self._pending else self._settings.heartbeat_interval
+            settings = self._settings
+            wait = (
+                settings.debounce_seconds if self._pending else settings.heartbeat_interval_seconds
+            )
             with trio.move_on_after(wait):
                 await self._flush_soon.wait()
             await self.update()

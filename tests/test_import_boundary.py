@@ -1,0 +1,172 @@
+"""The client side of provd never loads the server, and the CLI loads what it uses.
+
+The entry points: every module under `provd.client`, `provd.cli` itself, and `provd
+--help`, `provd jobs --help`, `provd daemon --help` and a few more run in-process
+through click. They are imported (or run) in a fresh interpreter, which prints
+`sorted(sys.modules)`; no server module may be among them (provd/client/__init__.py
+states the rule). This process has imported half of provd already, so it cannot tell.
+
+The boundary check imports every entry point in one interpreter: what they load
+together includes what each loads, so if the union holds no server module, none of
+them does. When it does hold one, each entry point is run alone to name the culprit.
+
+wsproto and h11 are also the libraries of the client's WebSocket transport
+(trio-websocket): `provd.client.websocket` imports them when a stream opens, so here
+they must not load at import time. h2 is hypercorn's; no client path needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pytest
+
+import provd
+
+SERVER_MODULES = (
+    "provd.store",
+    "provd.scheduler",
+    "provd.dispatch",
+    "provd.registry",
+    "provd.reapers",
+    "provd.job_service",
+    "provd.rpc",
+    "provd.app",
+    "provd.config",
+    "hypercorn",
+    "sqlite_utils",
+    "h2",
+    "h11",
+    "wsproto",
+)
+# What `provd --help` must not pay for: it lists commands from a table.
+HEAVY_MODULES = (
+    "trio",
+    "asyncio",
+    "connectrpc",
+    "protobuf",  # connectrpc's own protobuf runtime (protobuf-py)
+    "google.protobuf",
+    "provd.gen",
+    "pyqwest",
+    "opentelemetry",
+    "tabulate",
+    "tarfile",
+    "zipfile",
+    "provd.model",
+    "provd.client",
+)
+PACKAGE = Path(provd.__file__).parent
+
+
+def client_modules() -> list[str]:
+    """Every module under provd/client, found on disk (importing them here would
+    load them into this process, which proves nothing)."""
+    modules = []
+    for path in sorted((PACKAGE / "client").rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        modules.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return modules
+
+
+def _loaded_after(code: str) -> list[str]:
+    """`sorted(sys.modules)` in a fresh interpreter after running `code`."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return list(json.loads(result.stdout.splitlines()[-1]))
+
+
+def _run_cli(args: Sequence[str]) -> str:
+    """Code that runs `provd ARGS` in-process through click, its output swallowed."""
+    return (
+        "import contextlib, io\n"
+        "from provd.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        f"    main({list(args)!r}, prog_name='provd')"
+    )
+
+
+def among(loaded: Iterable[str], prefixes: Sequence[str]) -> list[str]:
+    """The modules of `loaded` that are one of `prefixes` or inside one."""
+    return [m for m in loaded if any(m == p or m.startswith(p + ".") for p in prefixes)]
+
+
+ENTRY_POINTS = {
+    **{module: f"import {module}" for module in client_modules()},
+    "provd.cli": "import provd.cli",
+    "provd --help": _run_cli(["--help"]),
+    "provd --version": _run_cli(["--version"]),
+    "provd version": _run_cli(["version"]),
+    "provd jobs --help": _run_cli(["jobs", "--help"]),
+    "provd jobs list --help": _run_cli(["jobs", "list", "--help"]),
+    "provd daemons --help": _run_cli(["daemons", "--help"]),
+    "provd quota --help": _run_cli(["quota", "--help"]),
+    "provd files upload --help": _run_cli(["files", "upload", "--help"]),
+    "provd daemon --help": _run_cli(["daemon", "--help"]),
+}
+
+
+def test_the_entry_points_include_the_ones_that_matter() -> None:
+    for module in (
+        "provd.client.connect",
+        "provd.client.websocket",
+        "provd.client.daemon.command",
+        "provd.client.daemon.runner",
+        "provd.client.cli.admin",
+        "provd.client.cli.context",
+        "provd.client.cli.jobs",
+        "provd.client.cli.output",
+    ):
+        assert module in ENTRY_POINTS
+
+
+def test_no_client_entry_point_loads_the_server() -> None:
+    if not among(_loaded_after("\n".join(ENTRY_POINTS.values())), SERVER_MODULES):
+        return
+    culprits = {
+        entry_point: found
+        for entry_point, code in ENTRY_POINTS.items()
+        if (found := among(_loaded_after(code), SERVER_MODULES))
+    }
+    pytest.fail(f"client entry points that load server modules: {culprits}")
+
+
+def test_the_check_sees_a_server_module() -> None:
+    """A client module that imported the server would be caught: the check is not
+    vacuous."""
+    loaded = _loaded_after("import provd.client.connect\nimport provd.config")
+    assert "provd.config" in among(loaded, SERVER_MODULES)
+
+
+def test_top_level_help_loads_no_command() -> None:
+    """`provd --help` lists the commands from `provd.cli.COMMANDS`: click and provd's
+    version, nothing else of provd's or of its dependencies."""
+    loaded = _loaded_after(_run_cli(["--help"]))
+    assert among(loaded, HEAVY_MODULES) == []
+    assert [m for m in loaded if m.startswith("provd")] == ["provd", "provd.cli"]
+
+
+def test_command_help_loads_no_transport() -> None:
+    """`--help` of the admin and daemon commands imports neither trio nor connectrpc,
+    pyqwest, tabulate or the archive code (the admin commands do import the generated
+    protobuf messages they are written in)."""
+    transport = ("trio", "asyncio", "connectrpc", "protobuf", "pyqwest", "tabulate", "tarfile")
+    for args in (["jobs", "--help"], ["jobs", "list", "--help"], ["quota", "--help"]):
+        assert among(_loaded_after(_run_cli(args)), transport) == [], args
+    daemon = _loaded_after(_run_cli(["daemon", "--help"]))
+    assert among(daemon, (*transport, "google.protobuf", "provd.gen")) == []
+    serve = _loaded_after(_run_cli(["serve", "--help"]))
+    assert among(serve, ("trio", "hypercorn", "provd.app", "provd.store")) == []
+
+
+def test_a_command_loads_only_its_own_module() -> None:
+    """`provd version` runs without the daemon, the server or a client."""
+    loaded = _loaded_after(_run_cli(["version"]))
+    assert "provd.client.cli.admin" in loaded
+    assert among(loaded, ("provd.client.daemon", "provd.cli.serve", "trio", "connectrpc")) == []
