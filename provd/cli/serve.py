@@ -2,15 +2,21 @@
 
 The server's modules (and trio) are imported when the command runs, not when this
 module is: `provd serve --help` and every other command stay light.
+
+What keeps the server from starting (its address in use, a data directory it cannot
+create, a database it cannot use) is one line on stderr that says what is wrong and
+what to do, and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -102,8 +108,10 @@ def serve_command(
     import trio
 
     from provd.config import ServerSettings, parse_listen
+    from provd.errors import StoreUnusable
     from provd.model import Limits
     from provd.rpc.cors import parse_origin
+    from provd.store._files import prepare_data_dir
 
     try:
         parse_listen(listen)
@@ -121,6 +129,11 @@ def serve_command(
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--cors-origin") from None
     db_path = (db_path or default_db_path()).expanduser().resolve()
+    try:
+        # Before the credentials are written beside it: the directory is made 0700.
+        prepare_data_dir(db_path)
+    except StoreUnusable as error:
+        _fail_to_start(str(error))
     settings = ServerSettings(
         listen=listen,
         db_path=db_path,
@@ -135,7 +148,50 @@ def serve_command(
         tls_key=tls_key.resolve() if tls_key else None,
         cors_origins=cors_origins,
     )
-    trio.run(_serve_until_signalled, settings)
+    try:
+        trio.run(_serve_until_signalled, settings)
+    except BaseException as error:
+        message = startup_failure(error, listen)
+        if message is None:
+            raise
+        _fail_to_start(message)
+
+
+def _fail_to_start(message: str) -> NoReturn:
+    click.echo(f"provd: {message}", err=True)
+    sys.exit(2)
+
+
+def startup_failure(error: BaseException, listen: str) -> str | None:
+    """One line for an error that kept the server from starting, or None if `error`
+    (or every error of a group) is something else."""
+    from provd.errors import StoreUnusable
+
+    for leaf in _leaves(error):
+        if isinstance(leaf, StoreUnusable):
+            return str(leaf)
+        if isinstance(leaf, OSError) and leaf.errno in _BIND_ERRORS:
+            return f"cannot listen on {listen}: {_BIND_ERRORS[leaf.errno]}"
+    return None
+
+
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "the address is already in use; stop what listens there, or choose"
+    " another address with --listen (port 0 picks a free one)",
+    errno.EACCES: "permission denied; ports below 1024 need privileges: choose a port"
+    " above 1023 with --listen",
+    errno.EADDRNOTAVAIL: "this machine has no such address; use one of its own (e.g."
+    " 127.0.0.1) with --listen",
+}
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    """`error` itself, or every error inside it if it is a group (nurseries make those)."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
 
 
 def _check_tls(cert: Path, key: Path) -> None:

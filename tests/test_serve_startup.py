@@ -1,0 +1,93 @@
+"""`provd serve` that cannot start says why in one line and exits 2, as a user sees it:
+a real subprocess, its stderr read whole."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.processes import START_SECONDS, provd_env
+
+pytestmark = pytest.mark.slow
+
+
+async def serve_failure(*args: str) -> str:
+    """Run `provd serve ARGS` to its end; assert exit 2 and a one-line error, no
+    traceback; return that line."""
+    with trio.fail_after(START_SECONDS):
+        result = await trio.run_process(
+            [sys.executable, "-m", "provd", "serve", *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=provd_env(),
+        )
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, (result.returncode, stderr)
+    assert "Traceback" not in stderr and "ExceptionGroup" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("provd: "), stderr
+    return lines[0]
+
+
+async def test_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = await serve_failure("--listen", f"127.0.0.1:{port}", "--db", str(tmp_path / "p.db"))
+    assert f"cannot listen on 127.0.0.1:{port}: the address is already in use" in line
+    assert "--listen" in line
+
+
+async def test_data_directory_that_cannot_be_created(tmp_path: Path) -> None:
+    in_the_way = tmp_path / "data"
+    in_the_way.write_text("a file, not a directory")
+    db = in_the_way / "provd.db"
+    line = await serve_failure("--listen", "127.0.0.1:0", "--db", str(db))
+    assert f"cannot create the data directory {in_the_way}" in line
+    assert "is a file, not a directory" in line
+
+
+async def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    db = tmp_path / "provd.db"
+    db.write_bytes(b"just some text, certainly not SQLite\n" * 200)
+    line = await serve_failure("--listen", "127.0.0.1:0", "--db", str(db))
+    assert f"{db} is not a SQLite database" in line
+
+
+async def test_a_database_from_a_newer_provd(tmp_path: Path) -> None:
+    db = tmp_path / "provd.db"
+    with trio.fail_after(START_SECONDS):
+        # Create a current database by starting provd once with a command that exits.
+        await trio.run_process(
+            [sys.executable, "-c", _CREATE_DB, str(db)], check=True, stdout=subprocess.DEVNULL
+        )
+    with sqlite3.connect(db) as connection:
+        connection.execute(
+            "INSERT INTO _sqlite_migrations (migration_set, name, applied_at)"
+            " VALUES ('provd', '9999_from_the_future', '2030-01-01')"
+        )
+    connection.close()
+    line = await serve_failure("--listen", "127.0.0.1:0", "--db", str(db))
+    assert "was written by a newer provd" in line and "9999_from_the_future" in line
+
+
+_CREATE_DB = """
+import sys, trio
+from pathlib import Path
+from provd.store.sqlite import open_sqlite_store
+
+async def main():
+    async with open_sqlite_store(Path(sys.argv[1])):
+        pass
+
+trio.run(main)
+"""
