@@ -1,0 +1,730 @@
+"""The PostgreSQL SQL for files, jobs, logs, daemons and quota: plain functions of a
+connection.
+
+Each function runs inside a transaction that `PostgresStore` opened (READ COMMITTED);
+none commits. Rows come as dicts. Every check that decides a write (the holder check,
+a cancel, a claim) locks the job's row first (`FOR UPDATE`, or an `UPDATE … WHERE`
+that re-checks its condition after the lock), so concurrent callers, in this process
+or another replica, serialize per job. Timestamps are the caller's `now`, never the
+database's clock. Orderings of text use the "C" collation, as SQLite and Python sort.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from psycopg import Connection, Cursor
+from psycopg.rows import DictRow
+
+from provd.errors import FailedPrecondition, NotFound, PermissionDenied
+from provd.model import (
+    Allowance,
+    Daemon,
+    DaemonRecord,
+    Job,
+    JobPage,
+    JobQuery,
+    JobStatus,
+    JobType,
+    JobUpdate,
+    LogLevel,
+    LogLine,
+    LogSource,
+    NewJob,
+    NewLogLine,
+    PendingSummary,
+    Queue,
+    QueuePosition,
+    QuotaDecision,
+    StoredFile,
+    WorkspaceRef,
+    tags_key,
+)
+from provd.store._rules import DESTROY, FAILED_WITHOUT_REASON, cut_to_budget, log_size
+
+Conn = Connection[DictRow]
+
+JOB_COLUMNS = (
+    "seq, id, type, provisioner, organization, tags, file_hash, initiator_id, initiator_name,"
+    " priority, input, trace_metadata, created_at, updated_at, started_at, canceled_at,"
+    " completed_at, daemon_id, error, error_code, result, readme, template_variables,"
+    " logs_overflowed, workspace_id, workspace_owner_id, workspace_transition,"
+    " workspace_owner_groups, daily_cost"
+)
+PENDING = "started_at IS NULL AND completed_at IS NULL"
+RUNNING = "started_at IS NOT NULL AND completed_at IS NULL"
+STATUS_CONDITIONS: dict[JobStatus, str] = {
+    JobStatus.PENDING: PENDING,
+    JobStatus.RUNNING: f"{RUNNING} AND canceled_at IS NULL",
+    JobStatus.CANCELING: "completed_at IS NULL AND canceled_at IS NOT NULL",
+    JobStatus.SUCCEEDED: "completed_at IS NOT NULL AND error = '' AND canceled_at IS NULL",
+    JobStatus.FAILED: "completed_at IS NOT NULL AND error != ''",
+    JobStatus.CANCELED: "completed_at IS NOT NULL AND error = '' AND canceled_at IS NOT NULL",
+}
+
+
+def job_from_row(row: DictRow) -> Job:
+    workspace = None
+    if row["workspace_id"] is not None:
+        workspace = WorkspaceRef(
+            workspace_id=row["workspace_id"],
+            owner_id=row["workspace_owner_id"],
+            transition=row["workspace_transition"],
+            owner_groups=tuple(json.loads(row["workspace_owner_groups"])),
+        )
+    return Job(
+        id=row["id"],
+        seq=row["seq"],
+        type=JobType(row["type"]),
+        provisioner=row["provisioner"],
+        organization=row["organization"],
+        tags=json.loads(row["tags"]),
+        file_hash=row["file_hash"],
+        initiator_id=row["initiator_id"],
+        initiator_name=row["initiator_name"],
+        priority=row["priority"],
+        input=_bytes(row["input"]),
+        trace_metadata=json.loads(row["trace_metadata"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        canceled_at=row["canceled_at"],
+        completed_at=row["completed_at"],
+        daemon_id=row["daemon_id"],
+        error=row["error"],
+        error_code=row["error_code"],
+        result=_bytes(row["result"]),
+        readme=_bytes(row["readme"]),
+        template_variables=_bytes(row["template_variables"]),
+        logs_overflowed=bool(row["logs_overflowed"]),
+        workspace=workspace,
+        daily_cost=row["daily_cost"],
+    )
+
+
+def _bytes(value: Any) -> Any:
+    return None if value is None else bytes(value)
+
+
+def log_from_row(row: DictRow) -> LogLine:
+    return LogLine(
+        id=row["id"],
+        job_id=row["job_id"],
+        created_at=row["created_at"],
+        source=LogSource(row["source"]),
+        level=LogLevel(row["level"]),
+        stage=row["stage"],
+        output=row["output"],
+    )
+
+
+def _one_job(cursor: Cursor[DictRow]) -> Job | None:
+    row = cursor.fetchone()
+    return None if row is None else job_from_row(row)
+
+
+def _job_or_raise(cursor: Cursor[DictRow]) -> Job:
+    job = _one_job(cursor)
+    assert job is not None, "a checked job vanished inside its transaction"
+    return job
+
+
+# -- files ---------------------------------------------------------------------
+
+
+def file_info(conn: Conn, file_hash: str) -> StoredFile | None:
+    row = conn.execute(
+        "SELECT hash, size, mimetype, created_at FROM files WHERE hash = %s", (file_hash,)
+    ).fetchone()
+    if row is None:
+        return None
+    return StoredFile(row["hash"], row["size"], row["mimetype"], row["created_at"])
+
+
+def put_file(conn: Conn, file_hash: str, data: bytes, mimetype: str, now: int) -> StoredFile:
+    conn.execute(
+        "INSERT INTO files (hash, size, mimetype, data, created_at) VALUES (%s, %s, %s, %s, %s)"
+        " ON CONFLICT (hash) DO NOTHING",
+        (file_hash, len(data), mimetype, data, now),
+    )
+    stored = file_info(conn, file_hash)
+    assert stored is not None
+    return stored
+
+
+def file_data(conn: Conn, file_hash: str) -> bytes | None:
+    row = conn.execute("SELECT data FROM files WHERE hash = %s", (file_hash,)).fetchone()
+    return None if row is None else bytes(row["data"])
+
+
+# -- jobs ----------------------------------------------------------------------
+
+
+def select_job(conn: Conn, job_id: str, *, lock: bool = False) -> Job | None:
+    suffix = " FOR UPDATE" if lock else ""
+    return _one_job(
+        conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s{suffix}", (job_id,))
+    )
+
+
+def create_job(conn: Conn, job: NewJob, logs: Sequence[NewLogLine], now: int) -> Job:
+    if conn.execute("SELECT 1 FROM files WHERE hash = %s", (job.file_hash,)).fetchone() is None:
+        raise NotFound(f"fileHash: no file {job.file_hash} has been uploaded")
+    if conn.execute("SELECT 1 FROM jobs WHERE id = %s", (job.id,)).fetchone() is not None:
+        raise ValueError(f"a job with id {job.id} already exists")
+    key = tags_key(job.tags)
+    ws = job.workspace
+    created = _job_or_raise(
+        conn.execute(
+            "INSERT INTO jobs (id, type, provisioner, organization, tags, file_hash, initiator_id,"
+            " initiator_name, priority, input, trace_metadata, created_at, updated_at,"
+            " workspace_id, workspace_owner_id, workspace_transition, workspace_owner_groups)"
+            f" VALUES ({', '.join(['%s'] * 17)}) RETURNING {JOB_COLUMNS}",
+            (
+                job.id,
+                job.type.value,
+                job.provisioner,
+                job.organization,
+                key,
+                job.file_hash,
+                job.initiator_id,
+                job.initiator_name,
+                job.priority,
+                bytes(job.input),
+                json.dumps(dict(job.trace_metadata)),
+                now,
+                now,
+                ws.workspace_id if ws else None,
+                ws.owner_id if ws else None,
+                ws.transition if ws else None,
+                json.dumps(list(ws.owner_groups)) if ws else None,
+            ),
+        )
+    )
+    conn.execute(
+        "INSERT INTO queues (organization, provisioner, tags) VALUES (%s, %s, %s)"
+        " ON CONFLICT DO NOTHING",
+        (job.organization, job.provisioner, key),
+    )
+    insert_logs(conn, job.id, logs, now)
+    return created
+
+
+def list_jobs(conn: Conn, query: JobQuery) -> JobPage:
+    conditions: list[str] = []
+    params: list[Any] = []
+    if query.status is not None:
+        conditions.append(STATUS_CONDITIONS[query.status])
+    if query.organization:
+        conditions.append("organization = %s")
+        params.append(query.organization)
+    if query.provisioner:
+        conditions.append("provisioner = %s")
+        params.append(query.provisioner)
+    for key, value in sorted(query.tags.items()):
+        conditions.append("(tags::jsonb ->> %s::text) = %s::text")
+        params += [key, value]
+    if query.before_seq is not None:
+        conditions.append("seq < %s")
+        params.append(query.before_seq)
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    rows = conn.execute(
+        f"SELECT {JOB_COLUMNS} FROM jobs {where} ORDER BY seq DESC LIMIT %s",
+        [*params, query.limit + 1],
+    )
+    jobs = [job_from_row(row) for row in rows]
+    if len(jobs) > query.limit:
+        return JobPage(jobs[: query.limit], jobs[query.limit - 1].seq)
+    return JobPage(jobs, None)
+
+
+def cancel_job(conn: Conn, job_id: str, logs: Sequence[NewLogLine], now: int) -> Job:
+    canceled = _one_job(
+        conn.execute(
+            "UPDATE jobs SET canceled_at = %(now)s, updated_at = %(now)s,"
+            " completed_at = CASE WHEN started_at IS NULL THEN %(now)s END"
+            " WHERE id = %(id)s AND completed_at IS NULL AND canceled_at IS NULL"
+            f" RETURNING {JOB_COLUMNS}",
+            {"now": now, "id": job_id},
+        )
+    )
+    if canceled is not None:
+        insert_logs(conn, job_id, logs, now)
+        return canceled
+    job = select_job(conn, job_id)
+    if job is None:
+        raise NotFound(f"id: no job {job_id}")
+    if job.status.is_terminal:
+        raise FailedPrecondition(f"job {job_id} is already {job.status.value}")
+    return job  # already canceling
+
+
+def _queue_params(queues: Sequence[Queue]) -> tuple[str, list[Any]]:
+    """`(organization, provisioner, tags) IN (…)` for `queues`, and its parameters."""
+    params: list[Any] = []
+    for queue in queues:
+        params += [queue.organization, queue.provisioner, tags_key(queue.tags)]
+    rows = ", ".join(["(%s::text, %s::text, %s::text)"] * len(queues))
+    return f"(organization, provisioner, tags) IN ({rows})", params
+
+
+def claim_job(conn: Conn, queues: Sequence[Queue], daemon_id: str, now: int) -> Job | None:
+    """One statement: start the best pending job among `queues`.
+
+    `FOR UPDATE SKIP LOCKED` lets concurrent claims (other tasks, other replicas) each
+    take a different job instead of queueing behind one row lock; the UPDATE re-checks
+    that the job is still pending once it holds the lock.
+    """
+    if not queues:
+        return None
+    in_queues, params = _queue_params(queues)
+    return _one_job(
+        conn.execute(
+            "UPDATE jobs SET started_at = %s, updated_at = %s, daemon_id = %s"
+            f" WHERE seq = (SELECT seq FROM jobs WHERE {in_queues} AND {PENDING}"
+            " ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
+            f" AND {PENDING} RETURNING {JOB_COLUMNS}",
+            [now, now, daemon_id, *params],
+        )
+    )
+
+
+def pending_queues(conn: Conn) -> list[Queue]:
+    rows = conn.execute(
+        "SELECT organization, provisioner, tags FROM queues"
+        ' ORDER BY organization COLLATE "C", provisioner COLLATE "C", tags COLLATE "C"'
+    )
+    return [Queue(r["organization"], r["provisioner"], json.loads(r["tags"])) for r in rows]
+
+
+def queue_position(conn: Conn, job: Job) -> QueuePosition:
+    row = conn.execute(
+        "SELECT COUNT(*) FILTER (WHERE priority > %s OR (priority = %s AND seq < %s)) AS ahead,"
+        " COUNT(*) AS size FROM jobs WHERE organization = %s AND provisioner = %s"
+        f" AND tags = %s AND {PENDING}",
+        (
+            job.priority,
+            job.priority,
+            job.seq,
+            job.organization,
+            job.provisioner,
+            tags_key(job.tags),
+        ),
+    ).fetchone()
+    assert row is not None
+    return QueuePosition(row["ahead"] + 1, row["size"])
+
+
+def pending_summary(conn: Conn) -> list[PendingSummary]:
+    summaries = []
+    for queue in pending_queues(conn):
+        row = conn.execute(
+            "SELECT COUNT(*) AS count, MIN(created_at) AS oldest FROM jobs WHERE organization = %s"
+            f" AND provisioner = %s AND tags = %s AND {PENDING}",
+            (queue.organization, queue.provisioner, tags_key(queue.tags)),
+        ).fetchone()
+        if row is not None and row["count"]:
+            summaries.append(PendingSummary(queue, row["count"], row["oldest"]))
+    return summaries
+
+
+# -- the daemon protocol ------------------------------------------------------------
+
+
+def held_job(conn: Conn, job_id: str, daemon_id: str) -> Job:
+    """The job, locked, if `daemon_id` holds it and it is still running; else the
+    error to send."""
+    job = select_job(conn, job_id, lock=True)
+    if job is None:
+        raise NotFound(f"jobId: no job {job_id}")
+    if job.daemon_id != daemon_id or job.started_at is None:
+        raise PermissionDenied(f"jobId: job {job_id} is not held by this daemon")
+    if job.completed_at is not None:
+        raise FailedPrecondition(f"jobId: job {job_id} is already {job.status.value}")
+    return job
+
+
+def _check_held(conn: Conn, job_id: str, daemon_id: str) -> DictRow:
+    """`held_job`'s check without building the `Job`: locks the row and returns its
+    log budget columns, or raises the error `held_job` raises."""
+    row = conn.execute(
+        "SELECT daemon_id, started_at, completed_at, log_bytes, logs_overflowed FROM jobs"
+        " WHERE id = %s FOR UPDATE",
+        (job_id,),
+    ).fetchone()
+    if (
+        row is None
+        or row["daemon_id"] != daemon_id
+        or row["started_at"] is None
+        or row["completed_at"] is not None
+    ):
+        held_job(conn, job_id, daemon_id)  # raises the error that says why
+        raise AssertionError(f"job {job_id} failed the holder check but passed held_job")
+    return row
+
+
+def release_job(
+    conn: Conn, job_id: str, daemon_id: str, logs: Sequence[NewLogLine], now: int
+) -> Job | None:
+    released = _one_job(
+        conn.execute(
+            "UPDATE jobs SET started_at = NULL, daemon_id = NULL, updated_at = %(now)s,"
+            " completed_at = CASE WHEN canceled_at IS NOT NULL THEN %(now)s END"
+            f" WHERE id = %(id)s AND daemon_id = %(worker)s AND {RUNNING}"
+            f" RETURNING {JOB_COLUMNS}",
+            {"now": now, "id": job_id, "worker": daemon_id},
+        )
+    )
+    if released is not None:
+        insert_logs(conn, job_id, logs, now)
+    return released
+
+
+def update_job(conn: Conn, job_id: str, daemon_id: str, update: JobUpdate, now: int) -> Job:
+    held = _check_held(conn, job_id, daemon_id)
+    logs: Sequence[NewLogLine] = ()
+    overflowed = bool(held["logs_overflowed"])
+    if not overflowed:
+        logs, overflowed = cut_to_budget(update.logs, held["log_bytes"], update.log_budget_bytes)
+    size = _store_lines(conn, job_id, logs, now)
+    return _job_or_raise(
+        conn.execute(
+            "UPDATE jobs SET updated_at = %s, readme = COALESCE(%s::bytea, readme),"
+            " template_variables = COALESCE(%s::bytea, template_variables),"
+            " log_bytes = log_bytes + %s, logs_overflowed = %s"
+            f" WHERE id = %s RETURNING {JOB_COLUMNS}",
+            (
+                now,
+                None if update.readme is None else bytes(update.readme),
+                None if update.template_variables is None else bytes(update.template_variables),
+                size,
+                overflowed,
+                job_id,
+            ),
+        )
+    )
+
+
+def complete_job(conn: Conn, job_id: str, daemon_id: str, result: bytes, now: int) -> Job:
+    _check_held(conn, job_id, daemon_id)
+    return _job_or_raise(
+        conn.execute(
+            "UPDATE jobs SET completed_at = %s, updated_at = %s, result = %s"
+            f" WHERE id = %s RETURNING {JOB_COLUMNS}",
+            (now, now, bytes(result), job_id),
+        )
+    )
+
+
+def fail_job(
+    conn: Conn,
+    job_id: str,
+    daemon_id: str,
+    error: str,
+    error_code: str,
+    result: bytes | None,
+    logs: Sequence[NewLogLine],
+    now: int,
+) -> Job:
+    _check_held(conn, job_id, daemon_id)
+    insert_logs(conn, job_id, logs, now)
+    # An empty error means "canceled" only for a job that was asked to cancel; on
+    # any other job it must still read as failed.
+    return _job_or_raise(
+        conn.execute(
+            "UPDATE jobs SET completed_at = %(now)s, updated_at = %(now)s,"
+            " error_code = %(code)s::text, error = CASE WHEN %(error)s::text = ''"
+            " AND canceled_at IS NULL THEN %(fallback)s::text ELSE %(error)s::text END,"
+            " result = COALESCE(%(result)s::bytea, result)"
+            f" WHERE id = %(id)s RETURNING {JOB_COLUMNS}",
+            {
+                "now": now,
+                "code": error_code,
+                "error": error,
+                "fallback": FAILED_WITHOUT_REASON,
+                "result": None if result is None else bytes(result),
+                "id": job_id,
+            },
+        )
+    )
+
+
+def fail_hung_jobs(
+    conn: Conn,
+    updated_before: int,
+    error: str,
+    error_code: str,
+    logs: Sequence[NewLogLine],
+    now: int,
+) -> list[Job]:
+    failed = [
+        job_from_row(row)
+        for row in conn.execute(
+            "UPDATE jobs SET completed_at = %s, updated_at = %s, error = %s, error_code = %s"
+            f" WHERE {RUNNING} AND updated_at < %s RETURNING {JOB_COLUMNS}",
+            (now, now, error, error_code, updated_before),
+        ).fetchall()
+    ]
+    failed.sort(key=lambda job: job.seq)
+    for job in failed:
+        insert_logs(conn, job.id, logs, now)
+    return failed
+
+
+def fail_pending_jobs(
+    conn: Conn,
+    queue: Queue,
+    created_before: int,
+    error: str,
+    error_code: str,
+    logs: Sequence[NewLogLine],
+    now: int,
+) -> list[Job]:
+    failed = [
+        job_from_row(row)
+        for row in conn.execute(
+            "UPDATE jobs SET completed_at = %s, updated_at = %s, error = %s, error_code = %s"
+            f" WHERE organization = %s AND provisioner = %s AND tags = %s AND {PENDING}"
+            f" AND created_at < %s RETURNING {JOB_COLUMNS}",
+            (
+                now,
+                now,
+                error,
+                error_code,
+                queue.organization,
+                queue.provisioner,
+                tags_key(queue.tags),
+                created_before,
+            ),
+        ).fetchall()
+    ]
+    failed.sort(key=lambda job: job.seq)
+    for job in failed:
+        insert_logs(conn, job.id, logs, now)
+    return failed
+
+
+def running_jobs_by_daemon(conn: Conn) -> dict[str, str]:
+    rows = conn.execute(f"SELECT daemon_id, id FROM jobs WHERE {RUNNING} ORDER BY seq")
+    return {row["daemon_id"]: row["id"] for row in rows}
+
+
+# -- logs ----------------------------------------------------------------------
+
+
+def read_logs(conn: Conn, job_id: str, after: int, limit: int) -> list[LogLine]:
+    limit_clause = "" if limit < 0 else " LIMIT %s"
+    params: list[Any] = [job_id, after]
+    if limit >= 0:
+        params.append(limit)
+    rows = conn.execute(
+        "SELECT id, job_id, created_at, source, level, stage, output FROM job_logs"
+        f" WHERE job_id = %s AND id > %s ORDER BY id{limit_clause}",
+        params,
+    )
+    return [log_from_row(row) for row in rows]
+
+
+def insert_logs(conn: Conn, job_id: str, logs: Sequence[NewLogLine], now: int) -> None:
+    """Append lines in order, charged to the job's log budget but never cut by it."""
+    size = _store_lines(conn, job_id, logs, now)
+    if size:
+        conn.execute("UPDATE jobs SET log_bytes = log_bytes + %s WHERE id = %s", (size, job_id))
+
+
+def _store_lines(conn: Conn, job_id: str, logs: Sequence[NewLogLine], now: int) -> int:
+    """Insert `logs` into job_logs, in order, and return what they cost against the
+    job's log budget. The caller holds the job's row lock, so a job's lines get
+    increasing ids in commit order and a follower reading `after` an id misses none."""
+    if not logs:
+        return 0
+    conn.execute(
+        "INSERT INTO job_logs (job_id, created_at, source, level, stage, output)"
+        " SELECT %s, c, s, l, st, o FROM unnest(%s::bigint[], %s::int[], %s::int[],"
+        " %s::text[], %s::text[]) WITH ORDINALITY AS t(c, s, l, st, o, n) ORDER BY n",
+        (
+            job_id,
+            [now if line.created_at is None else line.created_at for line in logs],
+            [int(line.source) for line in logs],
+            [int(line.level) for line in logs],
+            [line.stage for line in logs],
+            [line.output for line in logs],
+        ),
+    )
+    return sum(map(log_size, logs))
+
+
+# -- daemons ---------------------------------------------------------------------
+
+
+def upsert_daemon(conn: Conn, daemon: Daemon, now: int) -> None:
+    known = conn.execute(
+        "SELECT id FROM daemons WHERE organization = %s AND name = %s AND owner = %s",
+        (daemon.organization, daemon.name, daemon.owner),
+    ).fetchone()
+    if known is not None and known["id"] != daemon.id:
+        raise ValueError(
+            f"daemon {daemon.name!r} of {daemon.organization!r} (owner"
+            f" {daemon.owner!r}) is already stored with id {known['id']}"
+        )
+    conn.execute(
+        "INSERT INTO daemons (id, organization, name, owner, provisioners, tags, version,"
+        " api_version, created_at, last_seen_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (id) DO UPDATE SET provisioners = excluded.provisioners,"
+        " tags = excluded.tags, version = excluded.version,"
+        " api_version = excluded.api_version, last_seen_at = excluded.last_seen_at",
+        (
+            daemon.id,
+            daemon.organization,
+            daemon.name,
+            daemon.owner,
+            json.dumps(list(daemon.provisioners)),
+            json.dumps(dict(sorted(daemon.tags.items()))),
+            daemon.version,
+            daemon.api_version,
+            now,
+            now,
+        ),
+    )
+
+
+def touch_daemons(conn: Conn, last_seen: Mapping[str, int]) -> None:
+    ids = sorted(last_seen)  # one lock order for every writer
+    conn.execute(
+        "UPDATE daemons SET last_seen_at = GREATEST(last_seen_at, t.seen)"
+        " FROM unnest(%s::text[], %s::bigint[]) AS t(id, seen) WHERE daemons.id = t.id",
+        (ids, [last_seen[i] for i in ids]),
+    )
+
+
+def list_daemons(conn: Conn) -> list[DaemonRecord]:
+    rows = conn.execute(
+        "SELECT id, organization, name, owner, provisioners, tags, version, api_version,"
+        " created_at, last_seen_at FROM daemons"
+        ' ORDER BY organization COLLATE "C", name COLLATE "C", owner COLLATE "C"'
+    )
+    return [
+        DaemonRecord(
+            daemon=Daemon(
+                id=row["id"],
+                organization=row["organization"],
+                name=row["name"],
+                owner=row["owner"],
+                provisioners=tuple(json.loads(row["provisioners"])),
+                tags=json.loads(row["tags"]),
+                version=row["version"],
+                api_version=row["api_version"],
+            ),
+            created_at=row["created_at"],
+            last_seen_at=row["last_seen_at"],
+        )
+        for row in rows
+    ]
+
+
+# -- quota ---------------------------------------------------------------------
+
+
+def set_allowance(conn: Conn, allowance: Allowance) -> None:
+    if allowance.kind not in ("user", "group"):
+        raise ValueError(f"allowance kind must be 'user' or 'group', got {allowance.kind!r}")
+    if allowance.allowance < 0:
+        raise ValueError(f"allowance must not be negative, got {allowance.allowance}")
+    conn.execute(
+        "INSERT INTO quota_allowances (organization, subject_kind, subject, allowance)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (organization, subject_kind, subject)"
+        " DO UPDATE SET allowance = excluded.allowance",
+        (allowance.organization, allowance.kind, allowance.subject, allowance.allowance),
+    )
+
+
+def delete_allowance(conn: Conn, organization: str, kind: str, subject: str) -> bool:
+    cursor = conn.execute(
+        "DELETE FROM quota_allowances WHERE organization = %s AND subject_kind = %s"
+        " AND subject = %s",
+        (organization, kind, subject),
+    )
+    return cursor.rowcount > 0
+
+
+def list_allowances(conn: Conn, organization: str) -> list[Allowance]:
+    rows = conn.execute(
+        "SELECT organization, subject_kind, subject, allowance FROM quota_allowances"
+        ' WHERE organization = %s ORDER BY subject_kind COLLATE "C", subject COLLATE "C"',
+        (organization,),
+    )
+    return [
+        Allowance(r["organization"], r["subject_kind"], r["subject"], r["allowance"]) for r in rows
+    ]
+
+
+def budget(conn: Conn, organization: str, user_id: str, groups: Sequence[str]) -> int:
+    """The user's own allowance plus their groups'; -1 when the organization sets none."""
+    row = conn.execute(
+        "SELECT COUNT(*) AS configured, COALESCE(SUM(allowance) FILTER (WHERE"
+        " (subject_kind = 'user' AND subject = %s::text)"
+        " OR (subject_kind = 'group' AND subject = ANY(%s::text[]))), 0) AS total"
+        " FROM quota_allowances WHERE organization = %s",
+        (user_id, list(groups), organization),
+    ).fetchone()
+    assert row is not None
+    return -1 if not row["configured"] else int(row["total"])
+
+
+def consumed(conn: Conn, organization: str, owner_id: str, excluding_job: str = "") -> int:
+    """Daily cost of the latest build of each of the owner's live workspaces."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(daily_cost), 0) AS total FROM jobs AS j"
+        " WHERE organization = %(org)s AND workspace_owner_id = %(owner)s"
+        " AND workspace_id IS NOT NULL AND id != %(excluding)s"
+        " AND workspace_transition != %(destroy)s"
+        " AND seq = (SELECT MAX(seq) FROM jobs AS k WHERE k.organization = j.organization"
+        " AND k.workspace_owner_id = j.workspace_owner_id AND k.workspace_id = j.workspace_id)",
+        {"org": organization, "owner": owner_id, "excluding": excluding_job, "destroy": DESTROY},
+    ).fetchone()
+    assert row is not None
+    return int(row["total"])
+
+
+def quota_usage(
+    conn: Conn, organization: str, user_id: str, groups: Sequence[str]
+) -> tuple[int, int]:
+    return consumed(conn, organization, user_id), budget(conn, organization, user_id, groups)
+
+
+def commit_quota(conn: Conn, job_id: str, daemon_id: str, daily_cost: int) -> QuotaDecision:
+    """Allow the build's cost unless it would take its owner over budget while not
+    lowering the workspace's cost; record it when allowed.
+
+    Two builds of one owner committing at once must not both fit the same remaining
+    budget: a transaction-scoped advisory lock on the owner serializes them."""
+    job = held_job(conn, job_id, daemon_id)
+    if job.type is not JobType.WORKSPACE_BUILD:
+        raise FailedPrecondition(
+            f"jobId: job {job_id} is a {job.type.value}; only workspace builds commit quota"
+        )
+    if job.workspace is None:
+        raise FailedPrecondition(
+            f"jobId: job {job_id} has no workspaceId in its metadata, so its cost cannot be"
+            " accounted to a workspace"
+        )
+    ws = job.workspace
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+        (json.dumps(["quota", job.organization, ws.owner_id]),),
+    )
+    limit = budget(conn, job.organization, ws.owner_id, ws.owner_groups)
+    used = consumed(conn, job.organization, ws.owner_id, excluding_job=job_id)
+    previous = conn.execute(
+        "SELECT daily_cost FROM jobs WHERE organization = %s AND workspace_owner_id = %s"
+        " AND workspace_id = %s AND seq < %s ORDER BY seq DESC LIMIT 1",
+        (job.organization, ws.owner_id, ws.workspace_id, job.seq),
+    ).fetchone()
+    net_increase = previous is None or daily_cost >= previous["daily_cost"]
+    if limit >= 0 and used + daily_cost > limit and net_increase:
+        return QuotaDecision(ok=False, credits_consumed=used, budget=limit)
+    conn.execute("UPDATE jobs SET daily_cost = %s WHERE id = %s", (daily_cost, job_id))
+    return QuotaDecision(ok=True, credits_consumed=used + daily_cost, budget=limit)
