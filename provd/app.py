@@ -25,7 +25,6 @@ from hypercorn.trio import serve as hypercorn_serve
 from provd._compat import hypercorn_h2
 from provd.config import ServerSettings, parse_listen
 from provd.dispatch import Dispatcher
-from provd.events import JobEvents
 from provd.explain import explain_unroutable
 from provd.job_service import JobService
 from provd.model import Queue
@@ -35,6 +34,7 @@ from provd.rpc.app import build_app
 from provd.scheduler import Scheduler
 from provd.store import Store
 from provd.store.sqlite import open_sqlite_store
+from provd.wakeups import DatagramRelay, Wakeups
 
 # hypercorn closes a connection after 1,000 requests by default, HTTP/2 included,
 # which silently breaks busy daemons' streams. Effectively: never.
@@ -92,10 +92,14 @@ async def _serve_store(
     shutdown_trigger: Callable[[], Awaitable[None]] | None,
     task_status: trio.TaskStatus[Running],
 ) -> None:
-    events = JobEvents()
+    # One wake-up path: what this process changes wakes its own scheduler and log
+    # followers, then every other process serving the same database.
+    wakeups = Wakeups(store, DatagramRelay(settings.db_path))
+    events = wakeups.events
     scheduler = Scheduler(
-        store, job_changed=events.notify, poll_interval=settings.poll_interval_seconds
+        store, job_changed=wakeups.job_released, poll_interval=settings.poll_interval_seconds
     )
+    wakeups.deliver_jobs_to(scheduler.job_available)
     registry = DaemonRegistry(store, heartbeat_interval=settings.heartbeat_interval_seconds)
 
     def explain(queue: Queue) -> str | None:
@@ -105,7 +109,7 @@ async def _serve_store(
         store,
         events,
         settings.limits,
-        job_available=scheduler.job_available,
+        job_available=wakeups.job_available,
         explain_unroutable=explain,
     )
     dispatcher = Dispatcher(
@@ -127,6 +131,7 @@ async def _serve_store(
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run)
+        await nursery.start(wakeups.run)
         await nursery.start(registry.run)
         nursery.start_soon(reap_hung_jobs, store, events, settings.reapers)
         nursery.start_soon(reap_unroutable_jobs, store, registry, events, settings.reapers)
