@@ -4,6 +4,7 @@
     ├── open_sqlite_store ── writer thread (all writes, group commit)
     └── server nursery
         ├── Scheduler.run ── one task per group of identical waiting daemons
+        ├── Wakeups.run ── wake-ups from other processes serving the same database
         ├── DaemonRegistry.run ── flushes last-seen times
         ├── reap_hung_jobs, reap_unroutable_jobs
         └── hypercorn.trio.serve ── one task per connection and request
@@ -111,6 +112,7 @@ async def _serve_store(
         settings.limits,
         job_available=wakeups.job_available,
         explain_unroutable=explain,
+        log_poll_interval_seconds=settings.log_poll_interval_seconds,
     )
     dispatcher = Dispatcher(
         store,

@@ -36,6 +36,8 @@ class ServerSettings:
     reapers: ReaperSettings = field(default_factory=ReaperSettings)
     # How long the deprecated unary AcquireJob waits before an empty answer.
     unary_acquire_wait_seconds: float = 5.0
+    # How often a log follower re-reads on its own (wake-ups are immediate).
+    log_poll_interval_seconds: float = 1.0
     # The scheduler's backup poll for wake-ups it missed.
     poll_interval_seconds: float = 30.0
     # Daemons not seen for three of these are stale.

@@ -60,7 +60,7 @@ class JobService:
         store: Store,
         events: JobEvents,
         limits: Limits = Limits(),
-        log_poll_interval: float = 1.0,
+        log_poll_interval_seconds: float = 1.0,
         *,
         job_available: Callable[[Queue], None] = _nobody_to_wake,
         explain_unroutable: Callable[[Queue], str | None] = _no_explanation,
@@ -70,7 +70,7 @@ class JobService:
         self._store = store
         self._events = events
         self.limits = limits
-        self._log_poll_interval = log_poll_interval
+        self._log_poll_interval = log_poll_interval_seconds
         self._job_available = job_available
         self._explain_unroutable = explain_unroutable
 

@@ -10,17 +10,14 @@ import socket
 import statistics
 import time
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
 
-import provd.app
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
-from provd.job_service import JobService
 from provd.model import Queue
 from provd.wakeups import (
     MAGIC,
@@ -43,10 +40,10 @@ HOUR = 3600.0
 
 
 @pytest.fixture
-def slow_polls(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
-    """Servers whose log followers re-read on their own only once an hour."""
-    monkeypatch.setattr(provd.app, "JobService", partial(JobService, log_poll_interval=HOUR))
-    return {"poll_interval_seconds": HOUR}
+def slow_polls() -> dict[str, float]:
+    """Servers whose scheduler and log followers re-read on their own only once an
+    hour: only a wake-up can deliver in time."""
+    return {"poll_interval_seconds": HOUR, "log_poll_interval_seconds": HOUR}
 
 
 async def two_servers(make_server: ServerFactory, **overrides: object) -> tuple[Server, Server]:
