@@ -1,9 +1,10 @@
 """The one ASGI application provd serves, assembled here and nowhere else.
 
 From the outside in: CORS (for `--cors-origin`) and the origin rule for WebSocket
-upgrades, draining HTTP/1.1 bodies an early answer left unread, then a router that picks each service's Connect app by path
-(connectrpc's generated apps speak Connect, gRPC and gRPC-web on their own, with
-provd's codecs: see rpc/codecs.py), the WebSocket route, and lifespan.
+upgrades, draining HTTP/1.1 bodies an early answer left unread, then a router that
+picks each service's Connect app by path (connectrpc's generated apps speak Connect,
+gRPC and gRPC-web on their own, with provd's codecs: see rpc/codecs.py), the
+WebSocket route, and lifespan.
 
 gRPC needs HTTP/2 (its status travels in trailers, which HTTP/1.1 here cannot send).
 A gRPC request over HTTP/1.1 (a proxy that downgraded it, curl without
