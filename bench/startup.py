@@ -41,6 +41,20 @@ RUSAGE_CHILDREN): CPU is what the start costs, less sensitive to a busy machine.
 `provd` script with PYTHONPATH=DIR, e.g. `git archive HEAD | tar -x -C DIR` before a
 change), interleaved run by run with this one, for before/after figures taken under
 the same conditions. The server is stopped by its PID (SIGTERM) at the end.
+Bytecode: by default the runs share a private cache (`PYTHONPYCACHEPREFIX` in the
+temporary directory, `PYTHONDONTWRITEBYTECODE` unset), which the unmeasured run fills:
+every module is read from a .pyc, as in a venv that pip compiled or that has run
+before. `--cold-bytecode` sets `PYTHONDONTWRITEBYTECODE=1` instead, so a module without
+a .pyc beside it (an editable install's own modules, unless something wrote them) is
+compiled on every run (what a shell with that variable set, as the one these
+benchmarks ran in, measures).
+The table names the install: "editable" (`pip install -e`, the dev venv: every
+start pays for its import finder, about 20 ms here) or "regular" (`pip install .`),
+found from the venv beside the `provd` script. To measure a regular install:
+
+    python3 -m venv /tmp/v && /tmp/v/bin/pip install .
+    .venv/bin/python bench/startup.py --cli-only --package /tmp/v/bin/provd
+
 Goal ("One owner per idea"): each median <= 0.3 s.
 
 The last line printed is one JSON object with the results.
@@ -250,15 +264,25 @@ def drain(process: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def cli_env(url: str, source: Path | None) -> dict[str, str]:
+def cli_env(url: str, source: Path | None, pycache: Path | None) -> dict[str, str]:
+    """The environment of a timed command: the server, the token, the source tree, and
+    the bytecode cache (`pycache`; None: none written, PYTHONDONTWRITEBYTECODE=1)."""
     env = dict(os.environ, PROVD_URL=url, PROVD_ADMIN_TOKEN=ADMIN_TOKEN)
     env.pop("PYTHONPATH", None)
     if source is not None:
         env["PYTHONPATH"] = str(source)
+    if pycache is None:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.pop("PYTHONPYCACHEPREFIX", None)
+    else:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
     return env
 
 
-def bench_cli(package: Path, runs: int, compare: Path | None) -> list[CliTimes]:
+def bench_cli(
+    package: Path, runs: int, compare: Path | None, *, cold_bytecode: bool = False
+) -> list[CliTimes]:
     """`provd --help` and `provd jobs list` against one server, `runs` times each,
     interleaved with the same commands from `compare` when given."""
     sources: list[tuple[str, Path | None]] = [("this tree", None)]
@@ -278,16 +302,21 @@ def bench_cli(package: Path, runs: int, compare: Path | None) -> list[CliTimes]:
             url, _ = read_until_listening(server, time.monotonic() + START_TIMEOUT)
             # Keep reading what the server prints, so that it never blocks on the pipe.
             threading.Thread(target=drain, args=(server,), daemon=True).start()
+            # A cache per source tree, each filled by the tree's unmeasured first run.
+            caches = {
+                path: None if cold_bytecode else Path(tmp) / f"pycache-{index}"
+                for index, (_, path) in enumerate(sources)
+            }
             create = [provd, "jobs", "create", "--type", "import", "--archive", str(EXAMPLE)]
             for _ in range(3):  # a few rows, so that `jobs list` prints a table
-                timed_run(create, cli_env(url, None))
+                timed_run(create, cli_env(url, None, caches[None]))
             times = [
                 CliTimes(label, name, path) for label, path in sources for name in CLI_COMMANDS
             ]
             for index in range(runs + 1):  # the first round warms the page cache
                 for timing in times:
                     argv = [provd, *CLI_COMMANDS[timing.command]]
-                    wall, cpu = timed_run(argv, cli_env(url, timing.path))
+                    wall, cpu = timed_run(argv, cli_env(url, timing.path, caches[timing.path]))
                     if index:
                         timing.wall_s.append(wall)
                         timing.cpu_s.append(cpu)
@@ -309,7 +338,15 @@ def bench_cli(package: Path, runs: int, compare: Path | None) -> list[CliTimes]:
     return times
 
 
-def print_cli_table(times: list[CliTimes], runs: int) -> None:
+def install_kind(package: Path) -> str:
+    """ "editable" if the venv of the `package` script holds an editable install of
+    provd (its import finder), else "regular"."""
+    venv = package.absolute().parent.parent
+    editable = list(venv.glob("lib/python*/site-packages/__editable__*provd*"))
+    return "editable" if editable else "regular"
+
+
+def print_cli_table(times: list[CliTimes], runs: int, install: str, bytecode: str) -> None:
     header = ["command", "source", "median (s)", "min (s)", "max (s)", "CPU median (s)", "goal"]
     table = [
         [
@@ -323,7 +360,10 @@ def print_cli_table(times: list[CliTimes], runs: int) -> None:
         ]
         for t in sorted(times, key=lambda t: list(CLI_COMMANDS).index(t.command))
     ]
-    print(f"CLI start-up, wall time of {runs} runs each (the package's provd)")
+    print(
+        f"CLI start-up, wall time of {runs} runs each"
+        f" (the package's provd, {install} install, {bytecode} bytecode)"
+    )
     print_table(header, table)
 
 
@@ -415,18 +455,30 @@ def main() -> None:
     parser.add_argument(
         "--compare-src", type=Path, default=None, help="Also time the CLI from this tree."
     )
+    parser.add_argument(
+        "--cold-bytecode",
+        action="store_true",
+        help="Write no .pyc (PYTHONDONTWRITEBYTECODE=1) instead of a warm private cache.",
+    )
     args = parser.parse_args()
 
     result: dict[str, object] = {} if args.cli_only else bench_server(args)
     if not args.package.is_file():
         sys.exit(f"{args.package} not found: the CLI is measured from the package")
-    times = bench_cli(args.package, args.cli_runs, args.compare_src)
+    times = bench_cli(
+        args.package, args.cli_runs, args.compare_src, cold_bytecode=args.cold_bytecode
+    )
+    bytecode = "cold" if args.cold_bytecode else "warm"
     if not args.cli_only:
         print()
-    print_cli_table(times, args.cli_runs)
+    install = install_kind(args.package)
+    print_cli_table(times, args.cli_runs, install, bytecode)
     mine = [t for t in times if t.source == "this tree"]
     result["cli"] = {
         "runs": args.cli_runs,
+        "package": str(args.package),
+        "install": install,
+        "bytecode": bytecode,
         "goal_median_s": CLI_GOAL_S,
         "met": {t.command: t.summary()["median_s"] <= CLI_GOAL_S for t in mine},
         **{t.command: t.summary() for t in mine},

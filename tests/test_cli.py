@@ -11,6 +11,8 @@ import hashlib
 import io
 import json
 import os
+import random
+import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +32,7 @@ from click.testing import CliRunner, Result
 from provd import __version__
 from provd.archive import pack_directory
 from provd.cli import COMMANDS, main
+from provd.client.cli.output import format_table
 from provd.client.connect import call
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
@@ -620,3 +623,58 @@ async def test_cli_as_a_subprocess(server: Server, tmp_path: Path, template: Pat
     assert failed.stderr.startswith(b"provd: unauthenticated: ")
     usage = await provd("jobs", "get")
     assert usage.returncode == 2 and b"Usage: provd jobs get" in usage.stderr
+
+
+@pytest.mark.slow
+async def test_ctrl_c_stops_a_follow_at_once(cli: Cli, server: Server, template: Path) -> None:
+    """`provd jobs logs --follow` of a job no daemon takes waits in a socket read; SIGINT
+    interrupts it there (the stream is read in the main thread), and click says
+    'Aborted!' with exit status 1."""
+    job = await cli.json("jobs", "create", "--type", "import", "--archive", str(template))
+    env = {k: v for k, v in os.environ.items() if k not in _ENV_NAMES}
+    env.update(PROVD_URL=server.url, PROVD_ADMIN_TOKEN=ADMIN_TOKEN)
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "provd", "jobs", "logs", "--follow", job["id"]],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        printed = b""
+        with trio.fail_after(CLI_SECONDS):
+            while b"[Queued]" not in printed:  # following: the lines so far are out
+                chunk = await process.stdout.receive_some()
+                assert chunk, "provd exited before printing the job's first line"
+                printed += chunk
+        await trio.sleep(0.2)  # now blocked waiting for more
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(5):
+            assert await process.wait() == 1
+        assert (await process.stderr.receive_some()).decode().strip() == "Aborted!"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def test_tables_are_what_tabulate_printed() -> None:
+    """`format_table` replaced tabulate (its import cost the CLI's start-up): for the
+    CLI's tables, strings with disable_numparse, it prints what tabulate's "simple"
+    (with headers) and "plain" formats printed, padded, empty and multi-line cells
+    included."""
+    tabulate = pytest.importorskip("tabulate").tabulate
+    pieces = ["a", "bc", " ", "x y", "\n", "\r\n", "\r", "\t", "é", "", "True", "12", "  pad  "]
+    generator = random.Random(1)
+    for index in range(2000):
+        columns = generator.randint(1, 5)
+        rows = [
+            ["".join(generator.choices(pieces, k=generator.randint(0, 4))) for _ in range(columns)]
+            for _ in range(generator.randint(1, 4))
+        ]
+        headers = [generator.choice(["ID", "NAME", "LAST SEEN"]) for _ in range(columns)]
+        headers = headers if index % 2 else []
+        expected = tabulate(
+            rows, headers=headers, tablefmt="simple" if headers else "plain", disable_numparse=True
+        )
+        assert format_table(rows, headers) == expected, (rows, headers)

@@ -13,19 +13,27 @@ them does. When it does hold one, each entry point is run alone to name the culp
 wsproto and h11 are also the libraries of the client's WebSocket transport
 (trio-websocket): `provd.client.websocket` imports them when a stream opens, so here
 they must not load at import time. h2 is hypercorn's; no client path needs it.
+
+The admin commands call provd through provd.client.connect_lite, not connectrpc: run
+against a real server, they load none of connectrpc's stack (connectrpc, protobuf-py,
+asyncio), pyqwest, trio, tabulate or http.client (docs/performance.md, "CLI start-up").
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+import trio
 
 import provd
+from tests.conftest import ADMIN_TOKEN, Server
 
 SERVER_MODULES = (
     "provd.store",
@@ -72,24 +80,36 @@ def client_modules() -> list[str]:
     return modules
 
 
-def _loaded_after(code: str) -> list[str]:
+def _loaded_after(code: str, env: Mapping[str, str] | None = None) -> list[str]:
     """`sorted(sys.modules)` in a fresh interpreter after running `code`."""
     script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=None if env is None else {**os.environ, **env},
     )
     assert result.returncode == 0, result.stderr
     return list(json.loads(result.stdout.splitlines()[-1]))
 
 
-def _run_cli(args: Sequence[str]) -> str:
-    """Code that runs `provd ARGS` in-process through click, its output swallowed."""
-    return (
+def _run_cli(args: Sequence[str], *, exit_code: int | None = None) -> str:
+    """Code that runs `provd ARGS` in-process through click, its output swallowed
+    (and its exit status checked to be `exit_code`, when given)."""
+    code = (
         "import contextlib, io\n"
         "from provd.cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
-        f"    main({list(args)!r}, prog_name='provd')"
+        "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(out):\n"
+        "    try:\n"
+        f"        main({list(args)!r}, prog_name='provd')\n"
+        "    except SystemExit as exited:\n"
+        "        status = exited.code\n"
     )
+    if exit_code is not None:
+        code += f"assert status == {exit_code}, (status, out.getvalue())\n"
+    return code
 
 
 def among(loaded: Iterable[str], prefixes: Sequence[str]) -> list[str]:
@@ -170,3 +190,48 @@ def test_a_command_loads_only_its_own_module() -> None:
     loaded = _loaded_after(_run_cli(["version"]))
     assert "provd.client.cli.admin" in loaded
     assert among(loaded, ("provd.client.daemon", "provd.cli.serve", "trio", "connectrpc")) == []
+
+
+# What the admin commands must not load: connectrpc's stack, the HTTP/2 client, the
+# async runtimes, the old table library, and the standard library's heavy HTTP modules.
+NOT_FOR_ADMIN_COMMANDS = (
+    "connectrpc",
+    "protobuf",  # protobuf-py, connectrpc's runtime
+    "asyncio",
+    "trio",
+    "pyqwest",
+    "opentelemetry",
+    "tabulate",
+    "importlib.metadata",
+    "http.client",
+    "email",
+    "ssl",  # http:// needs no TLS
+    "provd.client.connect",
+)
+
+
+async def test_admin_commands_load_no_connect_stack(server: Server) -> None:
+    """Each admin command, run against a real provd (a job exists, so `jobs list` prints
+    a table), uses provd.client.connect_lite and loads nothing of NOT_FOR_ADMIN_COMMANDS;
+    so does a command that cannot reach provd."""
+    env = {"PROVD_URL": server.url, "PROVD_ADMIN_TOKEN": ADMIN_TOKEN}
+    archive = str(PACKAGE.parent / "examples" / "hello")
+    commands: list[tuple[list[str], Mapping[str, str]]] = [
+        (["jobs", "create", "--type", "import", "--archive", archive], env),
+        (["jobs", "list"], env),
+        (["jobs", "list", "--json"], env),
+        (["jobs", "logs", "--after", "0", "--json", "00000000-0000-0000-0000-000000000000"], env),
+        (["daemons", "list"], env),
+        (["quota", "list"], env),
+    ]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        unreachable = {**env, "PROVD_URL": f"http://127.0.0.1:{probe.getsockname()[1]}"}
+    commands.append((["jobs", "list"], unreachable))
+    commands.append((["jobs", "logs", "--follow", "x"], unreachable))
+    for args, environment in commands:
+        failing = environment is unreachable or args[1] == "logs"
+        code = _run_cli(args, exit_code=1 if failing else 0)
+        loaded = await trio.to_thread.run_sync(_loaded_after, code, environment)
+        assert "provd.client.connect_lite" in loaded, args
+        assert among(loaded, NOT_FOR_ADMIN_COMMANDS) == [], args

@@ -3,33 +3,35 @@
 Every command that calls the server takes `server_options`: `--url` (env `PROVD_URL`),
 `--token` (env `PROVD_ADMIN_TOKEN`) and `--db` (env `PROVD_DB`), whose only use here is
 to find the `admin-token` file that `provd serve` keeps beside its database. The
-command receives a `Connection`; a `ConnectError` it lets through becomes a `Failure`
+command receives a `Connection`; an `RpcError` it lets through becomes a `Failure`
 (exit status 1) with a message that says what to do.
 
-connectrpc is imported by the first call a command makes (through
-`provd.client.connect`), not by this module, so `--help` and bad usage stay cheap.
+The calls go through `provd.client.connect_lite` (Connect over HTTP/1.1 on the
+standard library), not connectrpc, whose import alone costs more than the CLI's
+start-up budget (docs/performance.md, "CLI start-up"). It is imported by the first
+call a command makes, so `--help` and bad usage stay cheap.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import click
 from click.core import ParameterSource
 
-from provd.client.connect import daemon_service_client, job_client, quota_client
 from provd.protocol import DEFAULT_URL
-from provd.secrets import ADMIN_TOKEN_FILE, default_db_path, read_secret, secret_path
 
 if TYPE_CHECKING:
-    from connectrpc.errors import ConnectError
+    from google.protobuf.descriptor import ServiceDescriptor
 
+    from provd.client.connect_lite import RpcError
+
+    # The generated connectrpc clients' types: the light clients have their methods.
     from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
     from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
     from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
@@ -56,50 +58,49 @@ class Connection:
     token_source: str
 
     def jobs(self) -> JobServiceClientSync:
-        return job_client(self.url, self.token)
+        from provd.gen.provd.v1 import jobs_pb2
+
+        return cast("JobServiceClientSync", self._client(jobs_pb2, "JobService"))
 
     def daemons(self) -> DaemonServiceClientSync:
-        return daemon_service_client(self.url, self.token)
+        from provd.gen.provd.v1 import daemons_pb2
+
+        return cast("DaemonServiceClientSync", self._client(daemons_pb2, "DaemonService"))
 
     def quota(self) -> QuotaServiceClientSync:
-        return quota_client(self.url, self.token)
+        from provd.gen.provd.v1 import quota_pb2
 
-    def describe(self, error: ConnectError) -> str:
+        return cast("QuotaServiceClientSync", self._client(quota_pb2, "QuotaService"))
+
+    def _client(self, module: Any, service: str) -> Any:
+        """A client of `service` (in the generated `module`) that sends `Authorization:
+        Bearer <token>`: the methods of connectrpc's generated sync client, over
+        `provd.client.connect_lite`."""
+        from provd.client.connect_lite import service_client
+
+        descriptor: ServiceDescriptor = module.DESCRIPTOR.services_by_name[service]
+        return service_client(self.url, descriptor, {"Authorization": f"Bearer {self.token}"})
+
+    def describe(self, error: RpcError) -> str:
         """`error` in words, with what to try when that is not obvious."""
-        from connectrpc.code import Code
-
-        cause = error.__cause__
-        if error.code is Code.UNAVAILABLE and cause is not None:
-            # The transport failed: provd never answered.
-            return (
-                f"cannot reach provd at {self.url} ({_transport_reason(error.message)});"
-                " is 'provd serve' running?"
-            )
-        message = f"{error.code.value}: {error.message}"
-        if error.code is Code.UNAUTHENTICATED:
+        if error.code == "unavailable" and isinstance(error.__cause__, OSError):
+            # The transport failed: provd never answered. The message is the reason.
+            return f"cannot reach provd at {self.url} ({error.message}); is 'provd serve' running?"
+        message = f"{error.code}: {error.message}"
+        if error.code == "unauthenticated":
             return f"{message} (the admin token came from {self.token_source})"
-        if error.code is Code.UNIMPLEMENTED:
+        if error.code == "unimplemented":
             return f"{message} (is {self.url} a provd server, and as new as this CLI?)"
         return message
 
 
-def _transport_reason(message: str) -> str:
-    """The useful end of a transport error such as 'Request failed: error sending request
-    for url (…): client error (Connect): tcp connect error: Connection refused (os error 111)'."""
-    lowered = message.lower()
-    if "connection refused" in lowered:
-        return "connection refused"
-    if "dns error" in lowered:
-        return "the host name does not resolve"
-    if "timed out" in lowered:
-        return "timed out"
-    reason = message.rpartition("): ")[2] or message
-    return re.sub(r"\s*\(os error \d+\)$", "", reason)
-
-
 def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts.port  # noqa: B018 (a port out of range raises)
+    except ValueError as error:
+        raise click.BadParameter(f"{value!r}: {error}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise click.BadParameter(
             f"{value!r} is not an http:// or https:// URL (e.g. {DEFAULT_URL})"
         )
@@ -113,6 +114,9 @@ def resolve_connection(url: str, token: str | None, db_path: Path | None) -> Con
         source = click.get_current_context().get_parameter_source("token")
         named = "PROVD_ADMIN_TOKEN" if source is ParameterSource.ENVIRONMENT else "--token"
         return Connection(url, token, named)
+    # Only here: provd.secrets imports the `secrets` module (hmac, hashlib, random).
+    from provd.secrets import ADMIN_TOKEN_FILE, default_db_path, read_secret, secret_path
+
     path = secret_path((db_path or default_db_path()).expanduser().resolve(), ADMIN_TOKEN_FILE)
     try:
         stored = read_secret(path)
@@ -170,10 +174,10 @@ def server_options(command: F) -> F:
         except click.ClickException:
             raise
         except Exception as error:
-            # Only a call to provd raises ConnectError, and it has imported connectrpc.
-            from connectrpc.errors import ConnectError
+            # Only a call to provd raises RpcError, and it has imported connect_lite.
+            from provd.client.connect_lite import RpcError
 
-            if not isinstance(error, ConnectError):
+            if not isinstance(error, RpcError):
                 raise
             raise Failure(connection.describe(error)) from None
 

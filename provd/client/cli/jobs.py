@@ -4,12 +4,10 @@ The archive code (tarfile, zipfile, gzip) is imported by `upload` only."""
 
 from __future__ import annotations
 
-import queue
-import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -31,8 +29,6 @@ from provd.client.cli.output import (
 )
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
-
-T = TypeVar("T")
 
 
 def key_values(
@@ -422,7 +418,7 @@ def jobs_logs(connection: Connection, job_id: str, follow: bool, after: int, as_
         follow_to_end(connection, job_id, after=after, as_json=as_json)
         return
     request = pb.StreamJobLogsRequest(id=job_id, after=after)
-    for log in interruptible(connection.jobs().stream_job_logs(request)):
+    for log in connection.jobs().stream_job_logs(request):
         show_log(log, as_json)
 
 
@@ -445,7 +441,9 @@ def follow_to_end(connection: Connection, job_id: str, *, after: int, as_json: b
     succeeded."""
     client = connection.jobs()
     request = pb.StreamJobLogsRequest(id=job_id, after=after, follow=True)
-    for log in interruptible(client.stream_job_logs(request)):
+    # Ctrl-C stops the command at once: the stream is read in this thread, and a
+    # socket read that SIGINT interrupts raises KeyboardInterrupt.
+    for log in client.stream_job_logs(request):
         show_log(log, as_json)
     job = client.get_job(pb.GetJobRequest(id=job_id))
     if job.status == pb.JOB_STATUS_SUCCEEDED:
@@ -458,32 +456,3 @@ def follow_to_end(connection: Connection, job_id: str, *, after: int, as_json: b
     if job.status == pb.JOB_STATUS_CANCELED:
         raise Failure(f"job {job.id} was canceled")
     raise Failure(f"the log stream ended while job {job.id} is {status(job.status)}")
-
-
-def interruptible(items: Iterable[T]) -> Iterator[T]:
-    """`items`, read in a daemon thread, so that Ctrl-C stops the command at once.
-
-    A read blocked in the HTTP client does not return to Python when SIGINT arrives,
-    so the main thread would not see KeyboardInterrupt until the next log line; a
-    blocked `SimpleQueue.get` does. The thread is abandoned when the process exits.
-    """
-    results: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
-
-    def pump() -> None:
-        try:
-            for item in items:
-                results.put((True, item))
-        except BaseException as error:
-            results.put((False, error))
-        else:
-            results.put((False, None))
-
-    threading.Thread(target=pump, name="provd-stream", daemon=True).start()
-    while True:
-        more, value = results.get()
-        if more:
-            yield value
-        elif value is None:
-            return
-        else:
-            raise value

@@ -1,33 +1,36 @@
-"""How the CLI prints: tables for people (tabulate), JSON for scripts.
+"""How the CLI prints: tables for people, JSON for scripts.
 
 JSON is protobuf's canonical JSON mapping (`MessageToDict`: camelCase field names, enum
 names, 64-bit integers as strings, timestamps in RFC 3339), the same shape a Connect
 JSON client of provd sees, with every field present even when it holds its default,
 so that a script can rely on the keys. Times in tables are local.
 
-tabulate and protobuf's JSON mapping are imported by the functions that print with
-them: a table never loads the JSON mapping, and JSON never loads tabulate.
+Tables are laid out by `format_table`, which prints what tabulate's "simple" and
+"plain" formats print for these tables (tests/test_cli.py compares the two): importing
+tabulate cost `provd jobs list` about 40 ms of its 0.3 s budget (it reads its version
+with importlib.metadata). protobuf's JSON mapping, json, shutil and textwrap are
+imported by the functions that use them.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import textwrap
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from provd.gen.provd.v1 import daemons_pb2 as dpb
 from provd.gen.provd.v1 import jobs_pb2 as pb
-from provd.gen.provd.v1 import quota_pb2 as qpb
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
     from google.protobuf.timestamp_pb2 import Timestamp
+
+    # Types only: `provd jobs …` need not load the other services' messages.
+    from provd.gen.provd.v1 import daemons_pb2 as dpb
+    from provd.gen.provd.v1 import quota_pb2 as qpb
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
@@ -49,12 +52,16 @@ def to_dict(message: Message) -> dict[str, Any]:
 
 def print_json(document: Message | Mapping[str, Any]) -> None:
     """One JSON document, indented."""
+    import json
+
     data = document if isinstance(document, Mapping) else to_dict(document)
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def print_json_line(message: Message) -> None:
     """One JSON object on one line (flushed: a reader sees it at once)."""
+    import json
+
     click.echo(json.dumps(to_dict(message), ensure_ascii=False, separators=(",", ":")))
 
 
@@ -64,14 +71,14 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: st
     if not rows:
         click.echo(empty)
         return
-    from tabulate import tabulate
-
-    click.echo(tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True))
+    click.echo(format_table(rows, headers))
 
 
 def print_fields(fields: Iterable[tuple[str, object]]) -> None:
     """A two-column name/value listing, long values wrapped to the terminal's width;
     fields whose value is empty are left out."""
+    import shutil
+
     shown = [(name, str(value)) for name, value in fields if value not in ("", None)]
     if not shown:
         return
@@ -80,13 +87,58 @@ def print_fields(fields: Iterable[tuple[str, object]]) -> None:
         (name, "\n".join(_wrap(line, width) for line in value.splitlines()))
         for name, value in shown
     ]
-    from tabulate import tabulate
-
-    click.echo(tabulate(wrapped, tablefmt="plain", disable_numparse=True))
+    click.echo(format_table(wrapped))
 
 
 def _wrap(line: str, width: int) -> str:
+    import textwrap
+
     return textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+
+
+_LINE_BREAK = re.compile(r"\r|\n")
+
+
+def format_table(rows: Sequence[Sequence[object]], headers: Sequence[str] = ()) -> str:
+    """`rows` as text, the same as `tabulate(rows, headers, disable_numparse=True)`
+    with tablefmt "simple" (given headers) or "plain" (without) prints them for cells
+    that hold no ANSI escape codes or wide characters (which tabulate measures
+    differently): each cell `str()` and stripped, left-aligned in a column as wide as
+    its widest line and, with headers, at least two more than its header; columns two
+    spaces apart; a line of dashes under the headers; each line's trailing spaces
+    dropped; a cell with line breaks spans lines, and so does its row."""
+    texts = [[str(cell) for cell in row] for row in rows]
+    # Multiline or not is decided before the cells are stripped, as tabulate does.
+    multiline = any(_LINE_BREAK.search(text) for row in [headers, *texts] for text in row)
+    cells = [[text.strip() for text in row] for row in texts]
+
+    def width(text: str) -> int:
+        return max(map(len, _LINE_BREAK.split(text))) if multiline else len(text)
+
+    columns = list(zip(*cells, strict=True)) if cells else [()] * len(headers)
+    widths = [
+        max([width(headers[i]) + 2 if headers else 0, *(width(text) for text in column)])
+        for i, column in enumerate(columns)
+    ]
+    lines: list[str] = []
+
+    def add(row: Sequence[str]) -> None:
+        split = [text.splitlines() if multiline else [text] for text in row]
+        # As in tabulate, a row whose cells are all empty takes no line in a
+        # multiline table.
+        for index in range(max(map(len, split), default=0) if multiline else 1):
+            parts = (
+                (cell[index] if index < len(cell) else "").ljust(w)
+                for cell, w in zip(split, widths, strict=True)
+            )
+            lines.append("  ".join(parts).rstrip())
+
+    if headers:
+        add(headers)
+        lines.append("  ".join("-" * w for w in widths))
+    for row in cells:
+        add(row)
+    return "\n".join(lines)
 
 
 # -- values -------------------------------------------------------------------------
