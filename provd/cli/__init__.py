@@ -1,5 +1,6 @@
 """The `provd` command line, in the style of sqlite-utils: each command is a thin
-wrapper over a library call (the generated Connect clients, `provd.archive`), prints a
+wrapper over a library call (`provd.client.connect_lite`'s Connect clients,
+`provd.archive`), prints a
 readable table by default and JSON with `--json`, and exits 0 on success, 1 when the
 operation failed (`provd: <what went wrong>` on stderr) and 2 on bad usage.
 

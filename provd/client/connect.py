@@ -1,12 +1,12 @@
-"""Clients for provd's services, usable from trio.
+"""connectrpc clients for provd's services, usable from trio: what daemons and tests
+use (the admin commands use the lighter `connect_lite`, which starts faster).
 
 connectrpc's async client runs on asyncio only, so provd uses the library's sync
 clients and calls them from trio worker threads (`call`). Credentials are added by
 a metadata interceptor, so every call on a client carries them.
 
 Importing this module is cheap: connectrpc, pyqwest, the generated clients and trio
-are imported by the functions that use them, so a CLI command that makes one call
-loads one generated client and never loads trio.
+are imported by the functions that use them.
 """
 
 from __future__ import annotations
