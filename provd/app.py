@@ -52,8 +52,17 @@ class Running:
 
 
 def hypercorn_config(settings: ServerSettings) -> Config:
+    """hypercorn's config for `settings`, for hypercorn with provd's fixes, which this
+    installs: the connection limits (`ConnectionLimits`) need them."""
+    # Imported here to keep this function's changes in one place; see provd/_compat.
+    from provd._compat import hypercorn_fixes
+    from provd.rpc.connections import ConnectionLimits, limited_config
+
+    hypercorn_fixes.apply()
+    # `ServerSettings.connections` once the settings carry it; the defaults until then.
+    limits = getattr(settings, "connections", None) or ConnectionLimits()
     host, port = parse_listen(settings.listen)
-    config = Config()
+    config = limited_config(limits)
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
     config.graceful_timeout = settings.shutdown_grace_seconds

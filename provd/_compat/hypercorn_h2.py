@@ -1,36 +1,164 @@
-"""hypercorn 0.18: DATA for an HTTP/2 stream whose response already ended raises
-KeyError in `H2Protocol._handle_events`, which kills the connection task and, under
-trio, the whole server (pgjones/hypercorn#329, PRs #312/#334/#365, unreleased).
+"""hypercorn 0.18's HTTP/2 protocol (`H2Protocol`), fixed in three places.
 
-It happens in normal use: a bidi stream's server side ends (AcquireJobWithCancel
-sends its one answer), then the client half-closes with an empty DATA frame. The
-fix is hypercorn's own for StreamEnded: ignore the event, but still give the
-connection's flow-control window back.
+1. DATA for a stream whose response already ended raised KeyError in
+   `_handle_events`, which killed the connection task and, under trio, the whole
+   server (pgjones/hypercorn#329, PRs #312/#334/#365, unreleased). It happens in
+   normal use: a bidi stream's server side ends (AcquireJobWithCancel sends its one
+   answer), then the client half-closes with an empty DATA frame. The fix is
+   hypercorn's own for StreamEnded: ignore the event, but still give the
+   connection's flow-control window back.
+
+2. A closed connection left the tasks of its streams waiting forever, and with them
+   the socket (docs/upstream/hypercorn-fd-leak.md). `handle(Closed())` closed the
+   streams but not their send buffers, and `stream_send` still waited on a buffer
+   after the connection was gone: a response that ended after the client vanished
+   blocked in `StreamBuffer.drain()` (the sending task had exited), so the
+   connection's task group never finished and its socket was never closed. One
+   descriptor per aborted request, for good. Now every buffer is closed with the
+   connection, and `stream_send` returns at once on a closed connection.
+
+3. A gRPC response ended its stream twice. Since 0.18 (50057c4, "set end_stream
+   when sending trailers") trailers carry END_STREAM, but the HTTP stream still
+   sends EndBody after them, and the send task then calls `end_stream()` on the
+   already ended stream. h2 rejects that (ProtocolError, which hypercorn ignores)
+   and, as a side effect of the invalid transition, marks the stream CLOSED. Frames
+   the client still legitimately sends on its half of the stream (a CancelAcquire,
+   the half-close) are then answered with RST_STREAM(STREAM_CLOSED), and a gRPC
+   client that reads the reset before the trailers reports INTERNAL instead of the
+   status it was sent. Now a stream's send buffer is retired once its trailers went
+   out, so nothing ends it again; `_send_data` never ends a stream whose buffer was
+   retired and tolerates a buffer that went away while it was sending.
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 import h2.events
-from hypercorn.protocol.h2 import H2Protocol
+import h2.exceptions
+from hypercorn.events import Closed, Event
+from hypercorn.protocol.events import EndBody, EndData, Trailers
+from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.h2 import BufferCompleteError, H2Protocol, StreamBuffer
+from priority.priority import MissingStreamError
 
-_original = H2Protocol._handle_events
+_original_handle_events = H2Protocol._handle_events
+_original_handle = H2Protocol.handle
+_original_stream_send = H2Protocol.stream_send
 
 
-async def _handle_events(self: Any, events: list[h2.events.Event]) -> None:
+async def _handle_events(self: H2Protocol, events: list[h2.events.Event]) -> None:
     if not any(isinstance(event, h2.events.DataReceived) for event in events):
-        await _original(self, events)
+        await _original_handle_events(self, events)
         return
     # Events are handled one by one: an earlier event of the batch may create or
     # close the stream that a later DATA frame belongs to.
     for event in events:
         if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
             self.connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            await self._flush()
             continue
-        await _original(self, [event])
+        await _original_handle_events(self, [event])
+
+
+async def _handle(self: H2Protocol, event: Event) -> None:
+    if not isinstance(event, Closed):
+        await _original_handle(self, event)
+        return
+    self.closed = True
+    for stream_id in list(self.streams):
+        await self._close_stream(stream_id)
+    # Wake every stream task waiting on its buffer (drain, or push above the high
+    # water mark): the send task that would have emptied it is gone.
+    for stream_id, buffer in list(self.stream_buffers.items()):
+        await _retire(self, stream_id, buffer)
+    await self.has_data.set()
+
+
+async def _stream_send(self: H2Protocol, event: StreamEvent) -> None:
+    if self.closed:
+        return  # nothing can be sent, and nothing must wait
+    if isinstance(event, Trailers):
+        await _send_trailers(self, event)
+    elif isinstance(event, (EndBody, EndData)) and event.stream_id not in self.stream_buffers:
+        return  # the trailers ended this stream already
+    else:
+        await _original_stream_send(self, event)
+
+
+async def _send_trailers(self: H2Protocol, event: Trailers) -> None:
+    try:
+        buffer = self.stream_buffers[event.stream_id]
+        self.priority.unblock(event.stream_id)
+        await self.has_data.set()
+        await buffer.drain()
+        self.connection.send_headers(event.stream_id, event.headers, end_stream=True)
+        await self._flush()
+        await _retire(self, event.stream_id, buffer)
+    except (
+        BufferCompleteError,
+        KeyError,
+        MissingStreamError,
+        h2.exceptions.ProtocolError,
+    ):
+        return  # the stream or the connection closed meanwhile
+
+
+async def _send_data(self: H2Protocol, stream_id: int) -> None:
+    buffer = self.stream_buffers.get(stream_id)
+    if buffer is None:
+        _forget_priority(self, stream_id)
+        return
+    try:
+        chunk_size = min(
+            self.connection.local_flow_control_window(stream_id),
+            self.connection.max_outbound_frame_size,
+        )
+        data = await buffer.pop(max(0, chunk_size))
+        if data:
+            self.connection.send_data(stream_id, data)
+            await self._flush()
+        else:
+            self.priority.block(stream_id)
+        # Only a buffer that is still the stream's may end it: one retired while
+        # this task was flushing belongs to a stream that has ended already.
+        if buffer.complete and self.stream_buffers.get(stream_id) is buffer:
+            self.connection.end_stream(stream_id)
+            await self._flush()
+            await _retire(self, stream_id, buffer)
+    except (
+        h2.exceptions.StreamClosedError,
+        h2.exceptions.ProtocolError,
+        MissingStreamError,
+        KeyError,
+    ):
+        # The stream or the connection closed while this waited to send.
+        await _retire(self, stream_id, buffer)
+
+
+async def _retire(self: H2Protocol, stream_id: int, buffer: StreamBuffer) -> None:
+    """Close a stream's send buffer (waking anyone waiting on it) and forget it."""
+    await buffer.close()
+    if self.stream_buffers.get(stream_id) is buffer:
+        del self.stream_buffers[stream_id]
+    _forget_priority(self, stream_id)
+
+
+def _forget_priority(self: H2Protocol, stream_id: int) -> None:
+    with suppress(MissingStreamError):
+        self.priority.remove_stream(stream_id)
+
+
+_PATCHES: dict[str, Any] = {
+    "_handle_events": _handle_events,
+    "handle": _handle,
+    "stream_send": _stream_send,
+    "_send_data": _send_data,
+}
 
 
 def apply() -> None:
-    """Install the fix (idempotent)."""
-    H2Protocol._handle_events = _handle_events  # type: ignore[method-assign]
+    """Install the fixes (idempotent)."""
+    for name, function in _PATCHES.items():
+        setattr(H2Protocol, name, function)
