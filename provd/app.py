@@ -23,7 +23,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from provd._compat import hypercorn_h2
+from provd._compat import hypercorn_fixes
 from provd.config import ServerSettings, parse_listen
 from provd.dispatch import Dispatcher
 from provd.explain import explain_unroutable
@@ -32,6 +32,7 @@ from provd.model import Queue
 from provd.reapers import reap_hung_jobs, reap_unroutable_jobs
 from provd.registry import DaemonRegistry
 from provd.rpc.app import build_app
+from provd.rpc.connections import limited_config
 from provd.scheduler import Scheduler
 from provd.store import Store
 from provd.store.sqlite import open_sqlite_store
@@ -52,17 +53,10 @@ class Running:
 
 
 def hypercorn_config(settings: ServerSettings) -> Config:
-    """hypercorn's config for `settings`, for hypercorn with provd's fixes, which this
-    installs: the connection limits (`ConnectionLimits`) need them."""
-    # Imported here to keep this function's changes in one place; see provd/_compat.
-    from provd._compat import hypercorn_fixes
-    from provd.rpc.connections import ConnectionLimits, limited_config
-
-    hypercorn_fixes.apply()
-    # `ServerSettings.connections` once the settings carry it; the defaults until then.
-    limits = getattr(settings, "connections", None) or ConnectionLimits()
+    """hypercorn's config for `settings`, with the connection limits (which need
+    provd's hypercorn fixes: `serve` installs them)."""
     host, port = parse_listen(settings.listen)
-    config = limited_config(limits)
+    config = limited_config(settings.connections)
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
     config.graceful_timeout = settings.shutdown_grace_seconds
@@ -88,7 +82,7 @@ async def serve(
     Without `store`, provd opens the SQLite file of `settings`; with one, it serves
     that store and leaves opening and closing it to the caller.
     """
-    hypercorn_h2.apply()
+    hypercorn_fixes.apply()
     if store is None:
         async with open_sqlite_store(settings.db_path, synchronous=settings.synchronous) as opened:
             await _serve_store(settings, opened, shutdown_trigger, task_status)

@@ -12,6 +12,7 @@ from pathlib import Path
 from provd.model import Limits
 from provd.protocol import DEFAULT_LISTEN
 from provd.reapers import ReaperSettings
+from provd.rpc.connections import ConnectionLimits
 from provd.secrets import default_db_path
 from provd.store.sqlite import Synchronous
 
@@ -34,6 +35,8 @@ class ServerSettings:
     synchronous: Synchronous = "full"
     limits: Limits = field(default_factory=Limits)
     reapers: ReaperSettings = field(default_factory=ReaperSettings)
+    # How long a connection may take and how many one client address may hold.
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     # How long the deprecated unary AcquireJob waits before an empty answer.
     unary_acquire_wait_seconds: float = 5.0
     # How often a log follower re-reads on its own (wake-ups are immediate).

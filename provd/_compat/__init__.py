@@ -12,5 +12,5 @@ reports, ready to file):
 - `hypercorn_tcp`: a connection's exception ending the whole server; connections
   that outlive their peer; unbounded writes; HTTP/1.1 requests that never finish
   arriving; connections per client address. The bounds are `LimitedConfig`
-  attributes, set from `provd.rpc.connections.ConnectionLimits`.
+  attributes, set from `ServerSettings.connections` (`provd.rpc.connections.ConnectionLimits`).
 """

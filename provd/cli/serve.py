@@ -94,6 +94,15 @@ if TYPE_CHECKING:
     " (repeatable; '*' for any; env PROVD_CORS_ORIGINS, comma-separated)."
     "  [default: none, no CORS headers]",
 )
+@click.option(
+    "--max-connections-per-peer",
+    envvar="PROVD_MAX_CONNECTIONS_PER_PEER",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Connections one client address may hold; raise it for many daemons behind one"
+    " NAT address (env PROVD_MAX_CONNECTIONS_PER_PEER).",
+)
 def serve_command(
     listen: str,
     db_path: Path | None,
@@ -103,6 +112,7 @@ def serve_command(
     tls_cert: Path | None,
     tls_key: Path | None,
     cors_origins: tuple[str, ...],
+    max_connections_per_peer: int,
 ) -> None:
     """Run the provd server in the foreground."""
     import trio
@@ -110,6 +120,7 @@ def serve_command(
     from provd.config import ServerSettings, parse_listen
     from provd.errors import StoreUnusable
     from provd.model import Limits
+    from provd.rpc.connections import ConnectionLimits
     from provd.rpc.cors import parse_origin
     from provd.store._files import prepare_data_dir
 
@@ -147,6 +158,7 @@ def serve_command(
         tls_cert=tls_cert.resolve() if tls_cert else None,
         tls_key=tls_key.resolve() if tls_key else None,
         cors_origins=cors_origins,
+        connections=ConnectionLimits(max_connections_per_peer=max_connections_per_peer),
     )
     try:
         trio.run(_serve_until_signalled, settings)
