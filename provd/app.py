@@ -2,9 +2,11 @@
 
     serve
     ├── open_sqlite_store ── writer thread (all writes, group commit)
+    │   or open_postgres_store ── connection pool used from worker threads
     └── server nursery
         ├── Scheduler.run ── one task per group of identical waiting daemons
         ├── Wakeups.run ── wake-ups from other processes serving the same database
+        │   (unix datagrams on SQLite; LISTEN/NOTIFY, one thread, on PostgreSQL)
         ├── DaemonRegistry.run ── flushes last-seen times
         ├── reap_hung_jobs, reap_unroutable_jobs
         └── hypercorn.trio.serve ── one task per connection and request
@@ -26,6 +28,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from provd._compat import hypercorn_fixes
 from provd.config import ServerSettings, parse_listen
 from provd.dispatch import Dispatcher
+from provd.errors import StoreUnusable
 from provd.explain import explain_unroutable
 from provd.job_service import JobService
 from provd.model import Queue
@@ -36,7 +39,7 @@ from provd.rpc.connections import limited_config
 from provd.scheduler import Scheduler
 from provd.store import Store
 from provd.store.sqlite import open_sqlite_store
-from provd.wakeups import DatagramRelay, Wakeups
+from provd.wakeups import DatagramRelay, Relay, RelayProvider, Wakeups
 
 # hypercorn closes a connection after 1,000 requests by default, HTTP/2 included,
 # which silently breaks busy daemons' streams. Effectively: never.
@@ -48,7 +51,7 @@ class Running:
     """What `serve` reports once it accepts connections."""
 
     url: str
-    db_path: str
+    db_path: str  # the SQLite file, or the PostgreSQL URL without its password
     scheduler: Scheduler
 
 
@@ -79,11 +82,22 @@ async def serve(
 ) -> None:
     """Run provd until `shutdown_trigger` returns (or forever, until cancelled).
 
-    Without `store`, provd opens the SQLite file of `settings`; with one, it serves
-    that store and leaves opening and closing it to the caller.
+    Without `store`, provd opens the PostgreSQL database of `settings.postgres_url`
+    if it is set, else the SQLite file `settings.db_path`; with one, it serves that
+    store and leaves opening and closing it to the caller.
     """
     hypercorn_fixes.apply()
-    if store is None:
+    if store is None and settings.postgres_url:
+        try:
+            from provd.store.postgres import open_postgres_store
+        except ImportError as error:
+            raise StoreUnusable(
+                f"PostgreSQL needs psycopg, which is not installed ({error.name}):"
+                " pip install 'provd[postgres]'"
+            ) from None
+        async with open_postgres_store(settings.postgres_url) as opened_pg:
+            await _serve_store(settings, opened_pg, shutdown_trigger, task_status)
+    elif store is None:
         async with open_sqlite_store(settings.db_path, synchronous=settings.synchronous) as opened:
             await _serve_store(settings, opened, shutdown_trigger, task_status)
     else:
@@ -98,7 +112,14 @@ async def _serve_store(
 ) -> None:
     # One wake-up path: what this process changes wakes its own scheduler and log
     # followers, then every other process serving the same database.
-    wakeups = Wakeups(store, DatagramRelay(settings.db_path))
+    # The store may bring its own relay (PostgreSQL: LISTEN/NOTIFY); else unix
+    # datagrams beside the SQLite file.
+    relay: Relay = (
+        store.wakeup_relay()
+        if isinstance(store, RelayProvider)
+        else DatagramRelay(settings.db_path)
+    )
+    wakeups = Wakeups(store, relay)
     events = wakeups.events
     scheduler = Scheduler(
         store, job_changed=wakeups.job_released, poll_interval=settings.poll_interval_seconds
@@ -151,6 +172,4 @@ async def _serve_store(
             nursery.cancel_scope.cancel()  # served its last request: stop the rest
 
         binds = await nursery.start(serve_http)
-        task_status.started(
-            Running(url=binds[0], db_path=str(settings.db_path), scheduler=scheduler)
-        )
+        task_status.started(Running(url=binds[0], db_path=settings.database, scheduler=scheduler))

@@ -6,8 +6,10 @@ CLI receives a finished `ServerSettings` and never reads the environment itself.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from provd.model import Limits
 from provd.protocol import DEFAULT_LISTEN
@@ -25,10 +27,37 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
+
+
+def is_postgres_url(value: str) -> bool:
+    """Whether `value` (what `--db` got) names a PostgreSQL database, not a file."""
+    scheme, sep, _ = value.partition("://")
+    return bool(sep) and scheme.lower() in POSTGRES_SCHEMES
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a PostgreSQL URL that is not valid)"
+    if parts.password is not None:
+        user, host = parts.username or "", parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    query = _QUERY_PASSWORD.sub(r"\1***", parts.query)
+    return urlunsplit(parts._replace(query=query))
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     listen: str = DEFAULT_LISTEN
+    # The SQLite file; on PostgreSQL (`postgres_url` set) only where the credential
+    # files live: beside it, in the data directory.
     db_path: Path = field(default_factory=default_db_path)
+    # A postgresql:// (or postgres://) URL: serve that database instead of `db_path`.
+    postgres_url: str = ""
     admin_token: str = ""
     daemon_psk: str = ""
     # "normal" trades the last transactions before a power cut for speed.
@@ -53,3 +82,8 @@ class ServerSettings:
     # Browser origins allowed to call provd (CORS); empty: no CORS headers at all.
     # "*" allows any origin.
     cors_origins: tuple[str, ...] = ()
+
+    @property
+    def database(self) -> str:
+        """Where the store is, for people: the file, or the URL without its password."""
+        return redact_url(self.postgres_url) if self.postgres_url else str(self.db_path)

@@ -13,8 +13,10 @@ Relays:
   directory beside the database (`notify_directory`) and sends each batch of
   wake-ups to every other socket there. A wake-up costs one `sendto` per peer and
   nothing while idle.
-- PostgreSQL (not built yet) would LISTEN on one channel and NOTIFY it behind the
-  same `Relay` interface; the encoding below fits a NOTIFY payload.
+- `PostgresRelay` (PostgreSQL): LISTEN on one channel on a dedicated connection,
+  NOTIFY it from another; the encoding below fits a NOTIFY payload. The store brings
+  it (`PostgresStore.wakeup_relay`, see `RelayProvider`), so nothing above the relay
+  knows the backend.
 
 A relay may lose a wake-up (a full receive queue): it then owes that peer a
 `Rescan`, sent once there is room, and the schedulers' backup poll and the log
@@ -37,13 +39,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 import trio
 
 from provd.events import JobEvents
 from provd.model import JobStatus, Queue
 from provd.store import Store
+
+if TYPE_CHECKING:
+    import psycopg
+
+    _PgConnection: TypeAlias = psycopg.Connection[tuple[Any, ...]]
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +208,14 @@ class Relay(Protocol):
         """Join the other processes, then `deliver` what they send until cancelled.
         Sends before `run` started, or after it ended, are dropped."""
         ...
+
+
+@runtime_checkable
+class RelayProvider(Protocol):
+    """A store that carries its own wake-ups between processes (PostgreSQL); a store
+    without one (SQLite) gets a `DatagramRelay` beside its file."""
+
+    def wakeup_relay(self) -> Relay: ...
 
 
 # -- the SQLite relay: unix datagrams ------------------------------------------------
@@ -453,6 +468,258 @@ class DatagramRelay:
         }
         self._peers = listed
         self._owed &= listed
+
+
+# -- the PostgreSQL relay: LISTEN/NOTIFY ---------------------------------------------
+
+POSTGRES_CHANNEL = "provd_wakeups"
+# How long a lost LISTEN connection waits before it connects again.
+RELISTEN_SECONDS = 1.0
+
+
+def postgres_channel(schema: str) -> str:
+    """The NOTIFY channel of the provd data in `schema`: NOTIFY reaches a whole
+    database, so replicas of provd on other schemas of it listen elsewhere."""
+    if schema == "public":
+        return POSTGRES_CHANNEL
+    return f"{POSTGRES_CHANNEL}_{hashlib.sha256(schema.encode()).hexdigest()[:16]}"
+
+
+class PostgresRelay:
+    """Wake-ups among the processes serving one PostgreSQL database (schema), over
+    LISTEN/NOTIFY on one channel (`postgres_channel`).
+
+    psycopg's async API does not run under trio, so each direction has a connection of
+    its own used from threads: a dedicated thread blocks (in `select`, nothing spent
+    while idle) on the LISTEN connection and a self-pipe, and hands what arrives to
+    trio; sends are batched by one task, as `DatagramRelay`'s are, and go out as
+    `pg_notify` calls in one transaction in a worker thread. A notification carries
+    its sender's random id, so a process skips its own. Closing the pipe's write end
+    ends the thread at once when `run` is cancelled.
+
+    A lost LISTEN connection is reopened (every `RELISTEN_SECONDS`) and followed by a
+    local `Rescan`, since notifications sent meanwhile are gone; a failed send drops
+    the connection and owes everyone a `Rescan`, sent with the next batch.
+    """
+
+    def __init__(self, dsn: str, *, relisten_seconds: float = RELISTEN_SECONDS) -> None:
+        self._dsn = dsn
+        self._id = secrets.token_hex(8)
+        self._relisten_seconds = relisten_seconds
+        self.channel: str = ""  # known once `run` has started
+        self._running = False
+        self._pending: dict[bytes, None] = {}
+        self._ready = trio.Event()
+        self._owed = False
+        self._send_conn: _PgConnection | None = None
+        self._sent = self._dropped = self._received = self._malformed = 0
+
+    def send(self, wakeup: Wakeup) -> None:
+        if not self._running:
+            return
+        self._pending[_part(wakeup)] = None
+        self._ready.set()
+
+    def statistics(self) -> RelayStatistics:
+        return RelayStatistics(
+            peers=0,  # LISTEN/NOTIFY does not say who listens
+            messages_sent=self._sent,
+            messages_dropped=self._dropped,
+            dead_peers_removed=0,
+            messages_received=self._received,
+            messages_malformed=self._malformed,
+        )
+
+    async def run(
+        self, deliver: Deliver, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        conn = await trio.to_thread.run_sync(self._listen_connection)  # OSError if not
+        self._running = True
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._flush_forever)
+                task_status.started()
+                while True:
+                    error = await self._listen_until_cancelled(conn, deliver)
+                    logger.warning(
+                        "lost the LISTEN connection for wake-ups (reconnecting): %s",
+                        _redact(error, self._dsn),
+                    )
+                    conn = await self._reconnect()
+                    deliver([Rescan()])  # what was sent meanwhile is gone
+        finally:
+            self._running = False
+            self._pending.clear()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._close_connections, conn)
+
+    # -- receiving ---------------------------------------------------------------
+
+    def _connect(self) -> _PgConnection:
+        import psycopg
+
+        from provd.store.postgres import CONNECT_TIMEOUT_SECONDS, describe, redact
+
+        try:
+            return psycopg.connect(
+                self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+            )
+        except psycopg.Error as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise OSError(
+                f"cannot connect to the PostgreSQL database at {describe(self._dsn)}:"
+                f" {redact(first, self._dsn)}"
+            ) from None
+
+    def _listen_connection(self) -> _PgConnection:
+        """A new connection that LISTENs on the channel (found from its schema)."""
+        import psycopg
+        from psycopg import sql
+
+        from provd.store.postgres import redact
+
+        conn = self._connect()
+        try:
+            row = conn.execute("SELECT current_schema()").fetchone()
+            schema = str(row[0]) if row and row[0] is not None else "public"
+            self.channel = postgres_channel(schema)
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        except psycopg.Error as error:
+            conn.close()
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise OSError(f"cannot LISTEN for wake-ups: {redact(first, self._dsn)}") from None
+        return conn
+
+    async def _reconnect(self) -> _PgConnection:
+        while True:
+            await trio.sleep(self._relisten_seconds)
+            try:
+                return await trio.to_thread.run_sync(self._listen_connection)
+            except OSError as error:
+                logger.debug("listening for wake-ups again failed: %s", error)
+
+    async def _listen_until_cancelled(self, conn: _PgConnection, deliver: Deliver) -> str:
+        """Deliver what arrives on `conn` until cancelled (then the thread has ended);
+        returns why the connection failed if it did."""
+        wake_r, wake_w = os.pipe()
+        token = trio.lowlevel.current_trio_token()
+
+        def deliver_in_trio(wakeups: list[Wakeup]) -> None:
+            deliver(wakeups)
+
+        def on_message(payload: str) -> None:
+            wakeups = self._receive(payload)
+            if wakeups:
+                trio.from_thread.run_sync(deliver_in_trio, wakeups, trio_token=token)
+
+        async def stop_on_cancel() -> None:
+            try:
+                await trio.sleep_forever()
+            finally:
+                os.close(wake_w)  # the thread's select wakes up and it returns
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stop_on_cancel)
+                # Never abandoned: cancellation closes the pipe, the thread returns.
+                error = await trio.to_thread.run_sync(_listen_thread, conn, wake_r, on_message)
+                nursery.cancel_scope.cancel()
+            return error
+        finally:
+            os.close(wake_r)
+
+    def _receive(self, payload: str) -> list[Wakeup]:
+        sender, _, text = payload.partition(" ")
+        if sender == self._id:
+            return []
+        self._received += 1
+        try:
+            message = text.encode()
+            if len(message) > MAX_MESSAGE_BYTES:
+                raise Malformed(f"over {MAX_MESSAGE_BYTES} bytes")
+            items = decode(message)
+        except Malformed as error:
+            self._malformed += 1
+            logger.debug("ignored a malformed wake-up notification: %s", error)
+            return []
+        return [w for w in items if not isinstance(w, _Hello)]
+
+    # -- sending -----------------------------------------------------------------
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready = trio.Event()
+            batch, self._pending = list(self._pending), {}
+            if self._owed:
+                batch.insert(0, _part(Rescan()))
+            messages = [f"{self._id} {m.decode()}" for m in _pack(batch)]
+            # Not abandoned: a NOTIFY under way finishes before the relay stops.
+            sent = await trio.to_thread.run_sync(self._notify, messages)
+            if sent:
+                self._sent += len(messages)
+                self._owed = False
+            else:
+                self._dropped += len(messages)
+                self._owed = True
+                await trio.sleep(self._relisten_seconds)
+                self._ready.set()  # try again, with the Rescan owed
+
+    def _notify(self, payloads: list[str]) -> bool:
+        import psycopg
+
+        from provd.store.postgres import redact
+
+        try:
+            if self._send_conn is None:
+                self._send_conn = self._connect()
+            conn = self._send_conn
+            with conn.transaction():
+                for payload in payloads:
+                    conn.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
+        except (OSError, psycopg.Error) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            logger.warning(
+                "cannot send wake-ups to the other provd processes: %s", redact(first, self._dsn)
+            )
+            if self._send_conn is not None:
+                self._send_conn.close()
+                self._send_conn = None
+            return False
+        return True
+
+    def _close_connections(self, listen_conn: _PgConnection) -> None:
+        listen_conn.close()
+        if self._send_conn is not None:
+            self._send_conn.close()
+            self._send_conn = None
+
+
+def _redact(text: str, dsn: str) -> str:
+    from provd.store.postgres import redact
+
+    return redact(text, dsn)
+
+
+def _listen_thread(conn: _PgConnection, wake_fd: int, on_message: Callable[[str], None]) -> str:
+    """In a worker thread: hand each notification's payload to `on_message` until the
+    other end of `wake_fd` is closed (returns "") or the connection fails (returns
+    why)."""
+    import select
+
+    import psycopg
+
+    try:
+        while True:
+            readable, _, _ = select.select([conn.fileno(), wake_fd], [], [])
+            if wake_fd in readable:
+                return ""
+            for notify in conn.notifies(timeout=0):
+                on_message(notify.payload)
+    except (psycopg.Error, OSError, ValueError) as error:
+        return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except trio.RunFinishedError:
+        return ""
 
 
 # -- the one wake-up path ------------------------------------------------------------

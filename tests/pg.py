@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 ROLE = "provd"
 UNPRIVILEGED_USER = "nobody"
@@ -217,3 +218,34 @@ def create_schema(cluster: Cluster) -> str:
 def drop_schema(cluster: Cluster, dsn: str) -> None:
     name = dsn.rsplit("search_path=", 1)[1].rstrip("'")
     _admin(cluster, f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+# -- a cluster for a fixture, with the suite's skip/fail rule -------------------------
+
+
+def cluster_for_fixture() -> Iterator[Cluster]:
+    """A started cluster with the tests' database, for a fixture to `yield from`; stopped
+    and removed after. Without PostgreSQL (no binaries, no psycopg) the test is skipped
+    saying why, except in CI (CI=true), where it fails: tests/store/conftest.py's rule."""
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError as error:
+        _unavailable(f"psycopg is not installed ({error}): pip install -e '.[postgres]'")
+    try:
+        cluster = start_cluster()
+    except ClusterUnavailable as error:
+        _unavailable(str(error))
+    try:
+        create_test_database(cluster)
+        yield cluster
+    finally:
+        stop_cluster(cluster)
+
+
+def _unavailable(why: str) -> NoReturn:
+    import pytest
+
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL is required in CI: {why}", pytrace=False)
+    pytest.skip(f"no PostgreSQL: {why}")

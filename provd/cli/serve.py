@@ -44,11 +44,13 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--db",
-    "db_path",
+    "db",
     envvar="PROVD_DB",
-    type=click.Path(path_type=Path),
     default=None,
-    help="SQLite database file  [default: $XDG_DATA_HOME/provd/provd.db]",
+    metavar="PATH|URL",
+    help="SQLite database file, or a postgresql://user:password@host/dbname URL (also"
+    " postgres://) to serve a PostgreSQL database (env PROVD_DB)."
+    "  [default: $XDG_DATA_HOME/provd/provd.db]",
 )
 @click.option(
     "--durability",
@@ -105,7 +107,7 @@ if TYPE_CHECKING:
 )
 def serve_command(
     listen: str,
-    db_path: Path | None,
+    db: str | None,
     durability: str,
     upload_max_mib: int,
     shutdown_grace: float,
@@ -117,7 +119,7 @@ def serve_command(
     """Run the provd server in the foreground."""
     import trio
 
-    from provd.config import ServerSettings, parse_listen
+    from provd.config import ServerSettings, is_postgres_url, parse_listen
     from provd.errors import StoreUnusable
     from provd.model import Limits
     from provd.rpc.connections import ConnectionLimits
@@ -139,15 +141,24 @@ def serve_command(
         cors_origins = tuple(parse_origin(origin) for origin in cors_origins)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--cors-origin") from None
-    db_path = (db_path or default_db_path()).expanduser().resolve()
-    try:
-        # Before the credentials are written beside it: the directory is made 0700.
-        prepare_data_dir(db_path)
-    except StoreUnusable as error:
-        _fail_to_start(str(error))
+    postgres_url = db if db and is_postgres_url(db) else ""
+    # On PostgreSQL the data directory holds only the credential files (when they do
+    # not come from PROVD_ADMIN_TOKEN / PROVD_DAEMON_PSK), where the local CLI and
+    # daemon look for them.
+    db_path = (Path(db) if db and not postgres_url else default_db_path()).expanduser().resolve()
+    credentials_from_env = bool(
+        os.environ.get("PROVD_ADMIN_TOKEN") and os.environ.get("PROVD_DAEMON_PSK")
+    )
+    if not postgres_url or not credentials_from_env:
+        try:
+            # Before the credentials are written in it: the directory is made 0700.
+            prepare_data_dir(db_path)
+        except StoreUnusable as error:
+            _fail_to_start(str(error))
     settings = ServerSettings(
         listen=listen,
         db_path=db_path,
+        postgres_url=postgres_url,
         admin_token=os.environ.get("PROVD_ADMIN_TOKEN")
         or load_or_create_secret(secret_path(db_path, ADMIN_TOKEN_FILE)),
         daemon_psk=os.environ.get("PROVD_DAEMON_PSK")

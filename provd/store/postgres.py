@@ -57,6 +57,9 @@ from provd.store import Store
 from provd.store import _pg_sql as sql
 from provd.store._pg_schema import migrate
 
+if TYPE_CHECKING:
+    from provd.wakeups import Relay, RelayProvider
+
 __all__ = ["PostgresStore", "StoreUnreachable", "open_postgres_store", "redact"]
 
 logger = logging.getLogger(__name__)
@@ -178,6 +181,13 @@ class PostgresStore:
                 return fn(conn)
         except (psycopg.Error, PoolTimeout, PoolClosed) as error:
             raise translate(error, self._dsn) from None
+
+    def wakeup_relay(self) -> Relay:
+        """The relay that carries wake-ups between the processes serving this database:
+        LISTEN/NOTIFY on connections of its own (`provd.wakeups.PostgresRelay`)."""
+        from provd.wakeups import PostgresRelay
+
+        return PostgresRelay(self._dsn)
 
     async def aclose(self) -> None:
         """Refuse new calls, let running ones finish, close the connections."""
@@ -426,3 +436,4 @@ async def open_postgres_store(
 
 if TYPE_CHECKING:  # mypy checks that PostgresStore implements the whole protocol
     _conforms: type[Store] = PostgresStore
+    _relays: type[RelayProvider] = PostgresStore
