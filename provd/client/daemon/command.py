@@ -35,6 +35,14 @@ def _parse_tags(values: tuple[str, ...]) -> dict[str, str]:
     return tags
 
 
+def _join_urls(values: tuple[str, ...]) -> str:
+    """Repeated and comma-separated --url values as one comma-separated list."""
+    urls = [url.strip() for value in values for url in value.split(",") if url.strip()]
+    if not urls:
+        raise click.BadParameter("no URL given", param_hint="--url")
+    return ",".join(urls)
+
+
 def _resolve_psk(psk: str | None, db_path: Path | None) -> str:
     if psk:
         return psk
@@ -51,10 +59,14 @@ def _resolve_psk(psk: str | None, db_path: Path | None) -> str:
 @click.command("daemon")
 @click.option(
     "--url",
+    "urls",
+    multiple=True,
     envvar="PROVD_URL",
-    default=DEFAULT_URL,
+    default=(DEFAULT_URL,),
     show_default=True,
-    help="The provd server to take jobs from.",
+    help="The provd server to take jobs from; repeat it (or separate with commas) to"
+    " name replicas in order of preference: the daemon moves to the next one when"
+    " one stops answering.",
 )
 @click.option(
     "--psk",
@@ -114,7 +126,7 @@ def _resolve_psk(psk: str | None, db_path: Path | None) -> str:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 def daemon_command(
-    url: str,
+    urls: tuple[str, ...],
     psk: str | None,
     db_path: Path | None,
     name: str | None,
@@ -141,7 +153,7 @@ def daemon_command(
         datefmt="%H:%M:%S",
     )
     settings = DaemonSettings(
-        url=url,
+        url=_join_urls(urls),
         psk=_resolve_psk(psk, db_path),
         name=name or socket.gethostname(),
         provisioners=tuple(p.strip() for p in provisioners.split(",") if p.strip()),
@@ -187,7 +199,7 @@ async def _run_until_signalled(settings: DaemonSettings) -> None:
             "%r takes %s jobs from %s (%d at a time)",
             settings.name,
             ",".join(settings.provisioners),
-            settings.url,
+            ", then ".join(settings.urls),
             settings.jobs,
         )
         await run_daemon(settings, stop)

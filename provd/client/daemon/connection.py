@@ -4,13 +4,19 @@ connectrpc's async client runs on asyncio only, so calls go through the library'
 sync client in worker threads. Transport failures (provd down or restarting) are
 retried with capped, jittered exponential backoff; application errors (the
 server said no) never are.
+
+Given several replicas (`Endpoint`s, in order of preference), a transport failure
+also moves the connection to the next one, round-robin: every replica serves the
+same store, so a running job keeps reporting to whichever answers, and an acquire
+stream that broke is opened again there. A call tries each replica once before it
+waits out a backoff delay, so the delays stay as bounded as with one replica.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
@@ -57,45 +63,91 @@ def is_transient(error: ConnectError) -> bool:
     return error.code in TRANSIENT
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One provd replica: its URL and a client for it. With `websocket` (the URL and
+    the daemon headers), acquire streams go over provd's WebSocket transport instead
+    of an HTTP/2 stream."""
+
+    url: str
+    client: ProvisionerDaemonClientSync
+    websocket: tuple[str, Mapping[str, str]] | None = None
+
+
 class DaemonConnection:
-    """The six RPCs as trio calls, with retries for transport errors."""
+    """The six RPCs as trio calls, with retries (and, given several replicas, a move
+    to the next one) for transport errors."""
 
     def __init__(
         self,
-        client: ProvisionerDaemonClientSync,
+        client: ProvisionerDaemonClientSync | Sequence[Endpoint],
         backoff: Backoff = Backoff(),
         *,
         websocket: tuple[str, Mapping[str, str]] | None = None,
     ) -> None:
-        """With `websocket` (provd's URL and the daemon headers), acquire streams go
-        over provd's WebSocket transport instead of an HTTP/2 stream."""
-        self._client = client
+        """`client` is one provd, or several replicas in order of preference. With
+        `websocket` (one provd's URL and the daemon headers), acquire streams go over
+        provd's WebSocket transport instead of an HTTP/2 stream."""
+        if isinstance(client, Sequence):
+            if not client:
+                raise ValueError("a daemon connection needs at least one endpoint")
+            self._endpoints = tuple(client)
+        else:
+            url = websocket[0] if websocket is not None else ""
+            self._endpoints = (Endpoint(url, client, websocket),)
+        self._current = 0
         self._backoff = backoff
-        self._websocket = websocket
 
-    async def _unary(self, fn: Callable[[], T], what: str) -> T:
+    @property
+    def url(self) -> str:
+        """The URL of the replica calls go to now."""
+        return self._endpoints[self._current].url
+
+    def _move_on(self, failed: int) -> None:
+        """The replica at `failed` did not answer: the next one is current, unless
+        another call has moved on already."""
+        if len(self._endpoints) > 1 and self._current == failed:
+            self._current = (failed + 1) % len(self._endpoints)
+            logger.info(
+                "provd at %s is not answering; moving to %s", self._endpoints[failed].url, self.url
+            )
+
+    def _retry_delay(self, failures: int, next_delay: Callable[[], float]) -> float:
+        """No wait until every replica has failed once since the last wait."""
+        return next_delay() if failures % len(self._endpoints) == 0 else 0.0
+
+    async def _unary(self, fn: Callable[[ProvisionerDaemonClientSync], T], what: str) -> T:
         next_delay = self._backoff.delays()
+        failures = 0
         while True:
+            index = self._current
             try:
-                return await trio.to_thread.run_sync(fn, limiter=THREADS, abandon_on_cancel=True)
+                return await trio.to_thread.run_sync(
+                    partial(fn, self._endpoints[index].client),
+                    limiter=THREADS,
+                    abandon_on_cancel=True,
+                )
             except ConnectError as error:
                 if not is_transient(error):
                     raise
-                delay = next_delay()
+                failures += 1
+                self._move_on(index)
+                delay = self._retry_delay(failures, next_delay)
                 logger.warning("%s failed (%s); retrying in %.1fs", what, error.message, delay)
-                await trio.sleep(delay)
+                if delay:
+                    await trio.sleep(delay)
 
     async def update_job(self, request: pd.UpdateJobRequest) -> pd.UpdateJobResponse:
-        return await self._unary(partial(self._client.update_job, request), "UpdateJob")
+        return await self._unary(lambda client: client.update_job(request), "UpdateJob")
 
     async def fail_job(self, request: pd.FailedJob) -> None:
-        await self._unary(partial(self._client.fail_job, request), "FailJob")
+        await self._unary(lambda client: client.fail_job(request), "FailJob")
 
     async def complete_job(self, request: pd.CompletedJob) -> None:
-        await self._unary(partial(self._client.complete_job, request), "CompleteJob")
+        await self._unary(lambda client: client.complete_job(request), "CompleteJob")
 
     async def commit_quota(self, request: pd.CommitQuotaRequest) -> pd.CommitQuotaResponse:
-        return await self._unary(partial(self._client.commit_quota, request), "CommitQuota")
+        return await self._unary(lambda client: client.commit_quota(request), "CommitQuota")
 
     async def acquire(self, stop: trio.Event) -> pd.AcquiredJob | None:
         """Wait for a job until `stop` is set; None when none came.
@@ -105,30 +157,36 @@ class DaemonConnection:
         the stream, so the worker thread always ends.
         """
         next_delay = self._backoff.delays()
+        failures = 0
         while not stop.is_set():
+            index = self._current
             try:
-                return await self._acquire_once(stop)
+                return await self._acquire_once(self._endpoints[index], stop)
             except ConnectError as error:
                 if not is_transient(error):
                     raise
-                delay = next_delay()
+                failures += 1
+                self._move_on(index)
+                delay = self._retry_delay(failures, next_delay)
                 logger.warning(
                     "waiting for a job failed (%s); retrying in %.1fs", error.message, delay
                 )
-                with trio.move_on_after(delay):
-                    await stop.wait()
+                if delay:
+                    with trio.move_on_after(delay):
+                        await stop.wait()
         return None
 
-    async def _acquire_once(self, stop: trio.Event) -> pd.AcquiredJob | None:
-        if self._websocket is not None:
-            return await self._acquire_over_websocket(stop, *self._websocket)
+    async def _acquire_once(self, endpoint: Endpoint, stop: trio.Event) -> pd.AcquiredJob | None:
+        if endpoint.websocket is not None:
+            return await self._acquire_over_websocket(stop, *endpoint.websocket)
+        client = endpoint.client
         requests = AcquireRequests()
         answers: list[pd.AcquiredJob] = []
         failure: list[ConnectError] = []
 
         def stream() -> None:
             try:
-                for answer in self._client.acquire_job_with_cancel(requests):
+                for answer in client.acquire_job_with_cancel(requests):
                     answers.append(answer)
                     # provd answers once: end our side now, so the HTTP client is
                     # not left reading a request body that can no longer matter.

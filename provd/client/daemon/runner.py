@@ -22,7 +22,7 @@ from pyqwest import SyncClient
 
 from provd import __version__
 from provd.client.connect import daemon_client_for, daemon_headers, http_transport
-from provd.client.daemon.connection import DaemonConnection
+from provd.client.daemon.connection import DaemonConnection, Endpoint
 from provd.client.daemon.provisioners import JobFailed, Provisioner
 from provd.client.daemon.reporting import JobLost, JobReporter, ReportingSettings
 from provd.gen.provisionerd import provisionerd_pb2 as pd
@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class DaemonSettings:
+    # One provd URL, or several replicas' comma-separated in order of preference:
+    # a transport failure moves the daemon to the next (see connection.py).
     url: str
     psk: str
     name: str
@@ -44,6 +46,15 @@ class DaemonSettings:
     # "connect": acquire over an HTTP/2 stream; "websocket": over provd's WebSocket
     # transport (unary calls then use HTTP/1.1, which needs no bidi stream).
     transport: str = "connect"
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """`url` split at commas: the replicas, in order of preference."""
+        return split_urls(self.url)
+
+
+def split_urls(value: str) -> tuple[str, ...]:
+    return tuple(url.strip() for url in value.split(",") if url.strip())
 
 
 def builtin_provisioners() -> dict[str, Provisioner]:
@@ -71,10 +82,16 @@ async def run_daemon(
     over_websocket = settings.transport == "websocket"
     # Over WebSocket only the acquire stream needs it; unary calls go over HTTP/1.1.
     transport = http_transport(http2=not over_websocket)
-    client = daemon_client_for(settings.url, headers, http_client=SyncClient(transport))
-    connection = DaemonConnection(
-        client, websocket=(settings.url, headers) if over_websocket else None
-    )
+    http_client = SyncClient(transport)
+    endpoints = [
+        Endpoint(
+            url,
+            daemon_client_for(url, headers, http_client=http_client),
+            websocket=(url, headers) if over_websocket else None,
+        )
+        for url in settings.urls or (settings.url,)
+    ]
+    connection = DaemonConnection(endpoints)
     available = dict(provisioners if provisioners is not None else builtin_provisioners())
     try:
         await _serve_slots(settings, connection, available, stop, task_status)
