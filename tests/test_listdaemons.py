@@ -26,6 +26,7 @@ def state(listed: dpb.Daemon) -> tuple[bool, bool, str]:
     return listed.connected, listed.stale, listed.current_job_id
 
 
+@pytest.mark.slow  # real-time heartbeats; test_registry.py covers it on the autojump clock
 @pytest.mark.parametrize("transport", ["connect", "websocket"])
 async def test_a_daemon_running_a_job_is_connected_until_it_stops_reporting(
     make_server: ServerFactory, nursery: trio.Nursery, transport: str

@@ -29,6 +29,9 @@ from tests.daemon_clients import Jobs, TestDaemon, wait_until
 from tests.processes import START_SECONDS, provd_env, start_server
 from tests.test_wakeups import HOUR, Follower, log, waiting_on
 
+# Every test here runs a PostgreSQL server: out of the quick loop, in the full suite.
+pytestmark = pytest.mark.slow
+
 PASSWORD_ROLE = "provd_pw"
 PASSWORD = "Sekr3t-pw-4d7f"
 

@@ -532,6 +532,7 @@ async def test_list_daemons_shows_an_open_stream_as_connected(
     assert not (await daemon_named(server, "waiting")).connected
 
 
+@pytest.mark.slow  # real-time timers; tests/test_reapers.py covers the rules on the autojump clock
 async def test_daemon_not_seen_for_three_heartbeats_is_stale(make_server, nursery) -> None:  # type: ignore[no-untyped-def]
     """With a 0.1 s heartbeat, a daemon silent for 0.3 s is stale; a connected one is not."""
     server = await make_server(heartbeat_interval_seconds=0.1)
@@ -877,6 +878,7 @@ FAST_PENDING = ReaperSettings(
 )
 
 
+@pytest.mark.slow  # real-time timers; tests/test_reapers.py covers the rules on the autojump clock
 async def test_hung_job_is_failed(make_server, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
     """A running job with no update for hang_timeout fails as JOB_HUNG, with log lines."""
     server = await make_server(reapers=FAST_HANG)
@@ -894,6 +896,7 @@ async def test_hung_job_is_failed(make_server, nursery: trio.Nursery) -> None:  
     assert any("does not stay running forever" in o for o in outputs)
 
 
+@pytest.mark.slow  # real-time timers; tests/test_reapers.py covers the rules on the autojump clock
 async def test_heartbeats_keep_a_job_alive(make_server, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
     """UpdateJob heartbeats keep a running job from being reaped as hung."""
     server = await make_server(
@@ -918,6 +921,7 @@ async def wait_for_status(jobs: Jobs, job_id: str, status: int) -> pb.Job:
     return job
 
 
+@pytest.mark.slow  # real-time timers; tests/test_reapers.py covers the rules on the autojump clock
 async def test_unroutable_job_fails_naming_the_missing_provisioner(make_server) -> None:  # type: ignore[no-untyped-def]
     """A pending job no daemon can take fails as NO_CAPABLE_DAEMON, naming what is missing."""
     server = await make_server(reapers=FAST_PENDING, heartbeat_interval_seconds=0.1)
@@ -931,6 +935,7 @@ async def test_unroutable_job_fails_naming_the_missing_provisioner(make_server) 
     assert failed.error in outputs
 
 
+@pytest.mark.slow  # real-time timers; tests/test_reapers.py covers the rules on the autojump clock
 async def test_unroutable_job_fails_naming_the_missing_tag(
     make_server,  # type: ignore[no-untyped-def]
     nursery: trio.Nursery,
@@ -948,6 +953,7 @@ async def test_unroutable_job_fails_naming_the_missing_tag(
     assert (await acquisition.wait()).job_id == ""
 
 
+@pytest.mark.slow  # real-time timers; tests/test_reapers.py covers the rules on the autojump clock
 async def test_without_pending_timeout_an_unroutable_job_waits(make_server) -> None:  # type: ignore[no-untyped-def]
     """pending_timeout_seconds=None: an unroutable job stays pending."""
     settings = ReaperSettings(
@@ -962,6 +968,7 @@ async def test_without_pending_timeout_an_unroutable_job_waits(make_server) -> N
     assert "no daemon is connected" in view.pending_reason
 
 
+@pytest.mark.slow  # real-time timers; tests/test_reapers.py covers the rules on the autojump clock
 async def test_job_waiting_for_a_busy_capable_daemon_is_not_failed(
     make_server,  # type: ignore[no-untyped-def]
     nursery: trio.Nursery,

@@ -150,6 +150,7 @@ async def test_log_followers_and_cancel_cross_servers(
     assert on_a.stages()[-1] == "Failed" and on_b.stages()[-1] == "Failed"
 
 
+@pytest.mark.slow
 async def test_latency_from_create_on_a_to_a_daemon_on_b(
     make_server: ServerFactory, slow_polls: dict[str, float], nursery: trio.Nursery
 ) -> None:

@@ -122,7 +122,14 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+# PostgreSQL's tests start a server process, so the quick loop (-m "not slow") leaves
+# them out; the README's test command and CI run them.
+@pytest.fixture(
+    params=[
+        pytest.param(name, marks=pytest.mark.slow) if name == "postgres" else name
+        for name in sorted(BACKENDS)
+    ]
+)
 def backend(request: pytest.FixtureRequest) -> str:
     """The backend's name; the PostgreSQL cluster is started (once) only when needed,
     outside trio, so that a skip or failure says why."""
