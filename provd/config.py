@@ -27,14 +27,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-POSTGRES_SCHEMES = ("postgresql", "postgres")
 _QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
-
-
-def is_postgres_url(value: str) -> bool:
-    """Whether `value` (what `--db` got) names a PostgreSQL database, not a file."""
-    scheme, sep, _ = value.partition("://")
-    return bool(sep) and scheme.lower() in POSTGRES_SCHEMES
 
 
 def redact_url(url: str) -> str:

@@ -22,6 +22,24 @@ def default_db_path() -> Path:
     return default_data_dir() / "provd.db"
 
 
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def is_postgres_url(value: str) -> bool:
+    """Whether `value` (what `--db` got) names a PostgreSQL database, not a file."""
+    scheme, sep, _ = value.partition("://")
+    return bool(sep) and scheme.lower() in POSTGRES_SCHEMES
+
+
+def credentials_db_path(db: str | None) -> Path:
+    """The database file beside which the generated credentials live, for `--db`: the
+    file itself, or for none or a PostgreSQL URL the default data directory's (where
+    `provd serve --db postgresql://...` keeps them)."""
+    if not db or is_postgres_url(db):
+        return default_db_path().expanduser().resolve()
+    return Path(db).expanduser().resolve()
+
+
 def read_secret(path: Path) -> str | None:
     try:
         return path.read_text().strip() or None

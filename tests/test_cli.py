@@ -678,3 +678,21 @@ def test_tables_are_what_tabulate_printed() -> None:
             rows, headers=headers, tablefmt="simple" if headers else "plain", disable_numparse=True
         )
         assert format_table(rows, headers) == expected, (rows, headers)
+
+
+@pytest.mark.parametrize("db", [None, "postgresql://provd:secret@db.example/provd"])
+def test_credentials_without_a_database_file_come_from_the_data_directory(
+    db: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no --db, or a PostgreSQL URL as --db (PROVD_DB), the admin commands and the
+    daemon read the credentials that 'provd serve' keeps in the default data directory."""
+    from provd.client.cli.context import resolve_connection
+    from provd.client.daemon.command import _resolve_psk
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    data = tmp_path / "provd"
+    data.mkdir()
+    (data / "admin-token").write_text("the-admin-token\n")
+    (data / "daemon-psk").write_text("the-daemon-psk\n")
+    assert resolve_connection("http://127.0.0.1:1", None, db).token == "the-admin-token"
+    assert _resolve_psk(None, db) == "the-daemon-psk"

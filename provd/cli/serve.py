@@ -25,7 +25,8 @@ from provd.protocol import DEFAULT_LISTEN, MiB
 from provd.secrets import (
     ADMIN_TOKEN_FILE,
     DAEMON_PSK_FILE,
-    default_db_path,
+    credentials_db_path,
+    is_postgres_url,
     load_or_create_secret,
     secret_path,
 )
@@ -119,7 +120,7 @@ def serve_command(
     """Run the provd server in the foreground."""
     import trio
 
-    from provd.config import ServerSettings, is_postgres_url, parse_listen
+    from provd.config import ServerSettings, parse_listen
     from provd.errors import StoreUnusable
     from provd.model import Limits
     from provd.rpc.connections import ConnectionLimits
@@ -145,7 +146,7 @@ def serve_command(
     # On PostgreSQL the data directory holds only the credential files (when they do
     # not come from PROVD_ADMIN_TOKEN / PROVD_DAEMON_PSK), where the local CLI and
     # daemon look for them.
-    db_path = (Path(db) if db and not postgres_url else default_db_path()).expanduser().resolve()
+    db_path = credentials_db_path(db)
     credentials_from_env = bool(
         os.environ.get("PROVD_ADMIN_TOKEN") and os.environ.get("PROVD_DAEMON_PSK")
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -107,7 +106,7 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value.rstrip("/")
 
 
-def resolve_connection(url: str, token: str | None, db_path: Path | None) -> Connection:
+def resolve_connection(url: str, token: str | None, db_path: str | None) -> Connection:
     """The token from --token or PROVD_ADMIN_TOKEN, else from the admin-token file
     beside the database; a `Failure` that says where it looked if there is none."""
     if token:
@@ -115,9 +114,9 @@ def resolve_connection(url: str, token: str | None, db_path: Path | None) -> Con
         named = "PROVD_ADMIN_TOKEN" if source is ParameterSource.ENVIRONMENT else "--token"
         return Connection(url, token, named)
     # Only here: provd.secrets imports the `secrets` module (hmac, hashlib, random).
-    from provd.secrets import ADMIN_TOKEN_FILE, default_db_path, read_secret, secret_path
+    from provd.secrets import ADMIN_TOKEN_FILE, credentials_db_path, read_secret, secret_path
 
-    path = secret_path((db_path or default_db_path()).expanduser().resolve(), ADMIN_TOKEN_FILE)
+    path = secret_path(credentials_db_path(db_path), ADMIN_TOKEN_FILE)
     try:
         stored = read_secret(path)
     except OSError as error:
@@ -150,11 +149,11 @@ _SERVER_OPTIONS = (
     click.option(
         "--db",
         "db_path",
-        metavar="PATH",
+        metavar="PATH|URL",
         envvar="PROVD_DB",
-        type=click.Path(path_type=Path, dir_okay=False),
         default=None,
-        help="The server's database, to find its admin-token file (env PROVD_DB)"
+        help="The server's database, to find its admin-token file (env PROVD_DB; for a"
+        " postgresql:// URL, the default data directory's)"
         "  [default: $XDG_DATA_HOME/provd/provd.db]",
     ),
 )
@@ -165,9 +164,7 @@ def server_options(command: F) -> F:
     instead, and turn a failed call into a `Failure`."""
 
     @functools.wraps(command)
-    def wrapper(
-        *args: Any, url: str, token: str | None, db_path: Path | None, **kwargs: Any
-    ) -> Any:
+    def wrapper(*args: Any, url: str, token: str | None, db_path: str | None, **kwargs: Any) -> Any:
         connection = resolve_connection(url, token, db_path)
         try:
             return command(*args, connection=connection, **kwargs)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import signal
 import socket
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from provd.protocol import DEFAULT_URL
-from provd.secrets import DAEMON_PSK_FILE, default_db_path, read_secret, secret_path
+from provd.secrets import DAEMON_PSK_FILE, credentials_db_path, read_secret, secret_path
 
 if TYPE_CHECKING:
     from provd.client.daemon.runner import DaemonSettings
@@ -43,10 +42,10 @@ def _join_urls(values: tuple[str, ...]) -> str:
     return ",".join(urls)
 
 
-def _resolve_psk(psk: str | None, db_path: Path | None) -> str:
+def _resolve_psk(psk: str | None, db_path: str | None) -> str:
     if psk:
         return psk
-    path = secret_path((db_path or default_db_path()).expanduser(), DAEMON_PSK_FILE)
+    path = secret_path(credentials_db_path(db_path), DAEMON_PSK_FILE)
     found = read_secret(path)
     if found is None:
         raise click.UsageError(
@@ -78,9 +77,10 @@ def _resolve_psk(psk: str | None, db_path: Path | None) -> str:
     "--db",
     "db_path",
     envvar="PROVD_DB",
-    type=click.Path(path_type=Path),
+    metavar="PATH|URL",
     default=None,
-    help="Where a local 'provd serve' keeps its database (to find the key).",
+    help="Where a local 'provd serve' keeps its database, to find the key (for a"
+    " postgresql:// URL, the default data directory's).",
 )
 @click.option(
     "--name",
@@ -128,7 +128,7 @@ def _resolve_psk(psk: str | None, db_path: Path | None) -> str:
 def daemon_command(
     urls: tuple[str, ...],
     psk: str | None,
-    db_path: Path | None,
+    db_path: str | None,
     name: str | None,
     provisioners: str,
     tags: tuple[str, ...],
