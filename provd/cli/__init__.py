@@ -68,6 +68,7 @@ COMMANDS: Mapping[str, LazyCommand] = {
         "Workspace quota: daily credit allowances per user and group.",
     ),
     "version": LazyCommand("provd.client.cli.admin:version", "Print provd's version."),
+    "db": LazyCommand("provd.cli.db:db", "Move provd's data between databases."),
 }
 
 
