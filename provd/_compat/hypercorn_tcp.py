@@ -32,6 +32,8 @@ Installed by replacing the `TCPServer` that hypercorn's trio worker instantiates
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import socket
 from collections import Counter
 from collections.abc import Iterator
@@ -51,6 +53,8 @@ from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
 from hypercorn.utils import parse_socket_addr
+
+logger = logging.getLogger(__name__)
 
 
 class LimitedConfig(Config):
@@ -100,8 +104,10 @@ class BoundedTCPServer(TCPServer):
                 if admitted:
                     _enable_keepalive(sock, _limit(self.config, "tcp_keepalive_idle"))
                     await self._serve(sock)
-        except OSError:
-            pass
+        except OSError as error:
+            # The peer reset or vanished mid-connection: the normal end of a client
+            # that went away, closed below like any other.
+            logger.debug("connection ended by the network: %s", error)
         except Exception:
             # One connection's failure must not end the server (see the docstring).
             await self.config.log.exception("Error in connection; closed it")
@@ -291,14 +297,13 @@ def _peer_slot(config: Config, peer: str | None) -> Iterator[bool]:
 def _enable_keepalive(sock: Any, idle: float | None) -> None:
     if idle is None:
         return
-    try:
+    # Not a TCP socket (a UNIX socket bind) refuses these: nothing to probe then.
+    with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; elsewhere the system defaults apply
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(idle)))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, int(idle) // 4))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 4)
-    except OSError:
-        pass  # not a TCP socket (a UNIX socket bind): nothing to probe
 
 
 def apply() -> None:

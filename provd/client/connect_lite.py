@@ -569,7 +569,7 @@ class _Answer:
                     raise RpcError("internal", f"a malformed chunk size: {line!r}") from None
                 if chunk_size == 0:
                     while self._file.readline(_MAX_LINE) not in (b"", b"\r\n", b"\n"):
-                        pass  # trailers
+                        continue  # a trailer line: read and dropped
                     self._done = True
                     break
                 self._left = chunk_size

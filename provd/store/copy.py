@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,8 @@ async def copy_sqlite_to_postgres(
         raise CopyRefused(f"{source} is not a file: name an existing SQLite database")
     # provd's own code brings both schemas up to date (and refuses a newer or
     # foreign one), so the copy below sees the same tables and columns on both sides.
-    async with open_sqlite_store(source):
-        pass
-    async with open_postgres_store(dsn, pool_size=1):
-        pass
+    await _open_and_close(open_sqlite_store(source))
+    await _open_and_close(open_postgres_store(dsn, pool_size=1))
     return await trio.to_thread.run_sync(_copy, source, dsn, progress)
 
 
@@ -199,3 +198,9 @@ def _pg_count(dst: psycopg.Connection[Any], table: str) -> int:
 
 
 __all__ = ["TABLES", "CopyRefused", "CountMismatch", "TableCount", "copy_sqlite_to_postgres"]
+
+
+async def _open_and_close(store: AbstractAsyncContextManager[object]) -> None:
+    """Open a store and close it again: opening is what migrates its schema."""
+    async with store:
+        return
