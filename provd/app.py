@@ -18,7 +18,8 @@ the store finishes its queued writes before the file is closed.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import trio
@@ -58,9 +59,13 @@ class Running:
 def hypercorn_config(settings: ServerSettings) -> Config:
     """hypercorn's config for `settings`, with the connection limits (which need
     provd's hypercorn fixes: `serve` installs them)."""
-    host, port = parse_listen(settings.listen)
     config = limited_config(settings.connections)
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    if settings.listen_fd is not None:
+        # A socket a supervisor bound and listens on (`provd serve --workers`).
+        config.bind = [f"fd://{settings.listen_fd}"]
+    else:
+        host, port = parse_listen(settings.listen)
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
     config.graceful_timeout = settings.shutdown_grace_seconds
     config.accesslog = None
@@ -73,6 +78,26 @@ def hypercorn_config(settings: ServerSettings) -> Config:
     return config
 
 
+@asynccontextmanager
+async def open_store(settings: ServerSettings) -> AsyncIterator[Store]:
+    """The store `settings` name, open (migrated and checked) until the block ends: the
+    PostgreSQL database of `settings.postgres_url` if set, else the SQLite file
+    `settings.db_path`."""
+    if settings.postgres_url:
+        try:
+            from provd.store.postgres import open_postgres_store
+        except ImportError as error:
+            raise StoreUnusable(
+                f"PostgreSQL needs psycopg, which is not installed ({error.name}):"
+                " pip install 'provd[postgres]'"
+            ) from None
+        async with open_postgres_store(settings.postgres_url) as postgres:
+            yield postgres
+    else:
+        async with open_sqlite_store(settings.db_path, synchronous=settings.synchronous) as sqlite:
+            yield sqlite
+
+
 async def serve(
     settings: ServerSettings,
     *,
@@ -82,23 +107,12 @@ async def serve(
 ) -> None:
     """Run provd until `shutdown_trigger` returns (or forever, until cancelled).
 
-    Without `store`, provd opens the PostgreSQL database of `settings.postgres_url`
-    if it is set, else the SQLite file `settings.db_path`; with one, it serves that
-    store and leaves opening and closing it to the caller.
+    Without `store`, provd opens the one `settings` names (`open_store`); with one,
+    it serves that store and leaves opening and closing it to the caller.
     """
     hypercorn_fixes.apply()
-    if store is None and settings.postgres_url:
-        try:
-            from provd.store.postgres import open_postgres_store
-        except ImportError as error:
-            raise StoreUnusable(
-                f"PostgreSQL needs psycopg, which is not installed ({error.name}):"
-                " pip install 'provd[postgres]'"
-            ) from None
-        async with open_postgres_store(settings.postgres_url) as opened_pg:
-            await _serve_store(settings, opened_pg, shutdown_trigger, task_status)
-    elif store is None:
-        async with open_sqlite_store(settings.db_path, synchronous=settings.synchronous) as opened:
+    if store is None:
+        async with open_store(settings) as opened:
             await _serve_store(settings, opened, shutdown_trigger, task_status)
     else:
         await _serve_store(settings, store, shutdown_trigger, task_status)

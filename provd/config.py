@@ -46,6 +46,9 @@ def redact_url(url: str) -> str:
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     listen: str = DEFAULT_LISTEN
+    # A listening socket to serve instead of binding `listen` (a worker of
+    # `provd serve --workers` gets one from its supervisor).
+    listen_fd: int | None = None
     # The SQLite file; on PostgreSQL (`postgres_url` set) only where the credential
     # files live: beside it, in the data directory.
     db_path: Path = field(default_factory=default_db_path)

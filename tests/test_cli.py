@@ -159,6 +159,7 @@ def test_the_lazy_command_table_matches_the_commands() -> None:
     for name, lazy in COMMANDS.items():
         command = lazy.load()
         assert command.name == name
+        assert command.hidden == lazy.hidden, name
         stored = click.Command(name, help=lazy.short_help)
         for limit in (30, 45, 200):
             assert stored.get_short_help_str(limit) == command.get_short_help_str(limit), name
@@ -168,7 +169,9 @@ async def test_top_level_help_lists_every_command(cli: Cli) -> None:
     shown = (await cli("--help")).stdout
     assert shown.startswith("Usage: provd [OPTIONS] COMMAND [ARGS]...")
     listed = shown.split("Commands:\n", 1)[1].splitlines()
-    assert [line.split()[0] for line in listed] == sorted(COMMANDS)
+    shown_commands = sorted(name for name, lazy in COMMANDS.items() if not lazy.hidden)
+    assert [line.split()[0] for line in listed] == shown_commands
+    assert "_worker" not in shown_commands
     assert "  jobs     Create, list, inspect and cancel jobs, and read their logs." in listed
     for command in ("serve", "daemon"):
         assert f"Usage: provd {command} [OPTIONS]" in (await cli(command, "--help")).stdout

@@ -37,12 +37,15 @@ async def serve_failure(*args: str) -> str:
     return lines[0]
 
 
-async def test_port_in_use(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_port_in_use(tmp_path: Path, workers: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        line = await serve_failure("--listen", f"127.0.0.1:{port}", "--db", str(tmp_path / "p.db"))
+        line = await serve_failure(
+            "--listen", f"127.0.0.1:{port}", "--db", str(tmp_path / "p.db"), "--workers", workers
+        )
     assert f"cannot listen on 127.0.0.1:{port}: the address is already in use" in line
     assert "--listen" in line
 
@@ -56,10 +59,12 @@ async def test_data_directory_that_cannot_be_created(tmp_path: Path) -> None:
     assert "is a file, not a directory" in line
 
 
-async def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_a_file_that_is_not_a_database(tmp_path: Path, workers: str) -> None:
+    """With workers, the supervisor opens the store before it starts any."""
     db = tmp_path / "provd.db"
     db.write_bytes(b"just some text, certainly not SQLite\n" * 200)
-    line = await serve_failure("--listen", "127.0.0.1:0", "--db", str(db))
+    line = await serve_failure("--listen", "127.0.0.1:0", "--db", str(db), "--workers", workers)
     assert f"{db} is not a SQLite database" in line
 
 
@@ -91,3 +96,33 @@ async def main():
 
 trio.run(main)
 """
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--hang-timeout", "0"),
+        ("--pending-timeout", "-1"),
+        ("--pending-timeout", "soon"),
+        ("--heartbeat-interval", "nan"),
+        ("--poll-interval", "-5"),
+        ("--log-poll-interval", "0"),
+        ("--workers", "0"),
+        ("--workers", "many"),
+    ],
+)
+async def test_a_bad_timer_or_worker_count_is_refused_naming_the_option(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    with trio.fail_after(START_SECONDS):
+        result = await trio.run_process(
+            [sys.executable, "-m", "provd", "serve", "--db", str(tmp_path / "p.db"), option, value],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=provd_env(),
+        )
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert f"Invalid value for '{option}'" in stderr, stderr
+    assert not (tmp_path / "p.db").exists()

@@ -38,6 +38,8 @@ class LazyCommand:
 
     target: str
     short_help: str
+    # Not listed by `provd --help` (the supervisor's `_worker`).
+    hidden: bool = False
 
     def load(self) -> click.Command:
         module_name, _, attribute = self.target.partition(":")
@@ -69,6 +71,11 @@ COMMANDS: Mapping[str, LazyCommand] = {
     ),
     "version": LazyCommand("provd.client.cli.admin:version", "Print provd's version."),
     "db": LazyCommand("provd.cli.db:db", "Move provd's data between databases."),
+    "_worker": LazyCommand(
+        "provd.cli.serve:worker_command",
+        "A worker process of `provd serve --workers` (started by it, not by people).",
+        hidden=True,
+    ),
 }
 
 
@@ -102,7 +109,7 @@ class LazyGroup(click.Group):
                 if command.hidden:
                     continue
                 rows.append((name, command.get_short_help_str(limit)))
-            else:
+            elif not self.lazy_commands[name].hidden:
                 # A stand-in with the stored help shortens it exactly as click would.
                 stand_in = click.Command(name, help=self.lazy_commands[name].short_help)
                 rows.append((name, stand_in.get_short_help_str(limit)))

@@ -11,6 +11,7 @@ what to do, and exit status 2, never a traceback.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import signal
 import sys
@@ -33,6 +34,51 @@ from provd.secrets import (
 
 if TYPE_CHECKING:
     from provd.config import ServerSettings
+
+
+class _Seconds(click.ParamType[float | None]):
+    """A positive, finite number of seconds (click's FloatRange lets nan and inf
+    through); with `allow_off`, also `off` (None)."""
+
+    name = "seconds"
+
+    def __init__(self, *, allow_off: bool = False) -> None:
+        self.allow_off = allow_off
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float | None:
+        if value is None or isinstance(value, float):
+            return value
+        text = str(value).strip().lower()
+        if self.allow_off and text == "off":
+            return None
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds <= 0:
+            expected = "a positive number of seconds" + (" or 'off'" if self.allow_off else "")
+            self.fail(f"expected {expected}, got {value!r}", param, ctx)
+        return seconds
+
+
+class _WorkerCount(click.ParamType[int]):
+    """`--workers`: a positive number, or `auto` (one per core)."""
+
+    name = "workers"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int):
+            return value
+        from provd.workers import worker_count
+
+        try:
+            return worker_count(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
 
 
 @click.command("serve")
@@ -106,6 +152,64 @@ if TYPE_CHECKING:
     help="Connections one client address may hold; raise it for many daemons behind one"
     " NAT address (env PROVD_MAX_CONNECTIONS_PER_PEER).",
 )
+@click.option(
+    "--hang-timeout",
+    envvar="PROVD_HANG_TIMEOUT",
+    type=_Seconds(),
+    default=300.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="A running job with no update for this long fails as hung (env PROVD_HANG_TIMEOUT).",
+)
+@click.option(
+    "--pending-timeout",
+    envvar="PROVD_PENDING_TIMEOUT",
+    type=_Seconds(allow_off=True),
+    default="1800",
+    show_default=True,
+    metavar="SECONDS|off",
+    help="A pending job that no connected daemon can take fails after this long; off"
+    " waits forever (env PROVD_PENDING_TIMEOUT).",
+)
+@click.option(
+    "--heartbeat-interval",
+    envvar="PROVD_HEARTBEAT_INTERVAL",
+    type=_Seconds(),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Daemons not heard from for three of these are stale (env PROVD_HEARTBEAT_INTERVAL).",
+)
+@click.option(
+    "--poll-interval",
+    envvar="PROVD_POLL_INTERVAL",
+    type=_Seconds(),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="The scheduler's safety re-read of the queues, for wake-ups that were lost"
+    " (env PROVD_POLL_INTERVAL).",
+)
+@click.option(
+    "--log-poll-interval",
+    envvar="PROVD_LOG_POLL_INTERVAL",
+    type=_Seconds(),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="A log follower's safety re-read, for wake-ups that were lost"
+    " (env PROVD_LOG_POLL_INTERVAL).",
+)
+@click.option(
+    "--workers",
+    envvar="PROVD_WORKERS",
+    type=_WorkerCount(),
+    default="1",
+    show_default=True,
+    metavar="N|auto",
+    help="Processes serving the one address and database; auto: one per core. More"
+    " than one adds a supervisor that restarts a worker that dies (env PROVD_WORKERS).",
+)
 def serve_command(
     listen: str,
     db: str | None,
@@ -116,6 +220,12 @@ def serve_command(
     tls_key: Path | None,
     cors_origins: tuple[str, ...],
     max_connections_per_peer: int,
+    hang_timeout: float,
+    pending_timeout: float | None,
+    heartbeat_interval: float,
+    poll_interval: float,
+    log_poll_interval: float,
+    workers: int,
 ) -> None:
     """Run the provd server in the foreground."""
     import trio
@@ -123,10 +233,10 @@ def serve_command(
     from provd.config import ServerSettings, parse_listen
     from provd.errors import StoreUnusable
     from provd.model import Limits
+    from provd.reapers import ReaperSettings
     from provd.rpc.connections import ConnectionLimits
     from provd.rpc.cors import parse_origin
     from provd.store._files import prepare_data_dir
-
     try:
         parse_listen(listen)
     except ValueError as error:
@@ -171,9 +281,20 @@ def serve_command(
         tls_key=tls_key.resolve() if tls_key else None,
         cors_origins=cors_origins,
         connections=ConnectionLimits(max_connections_per_peer=max_connections_per_peer),
+        reapers=ReaperSettings(
+            hang_timeout_seconds=hang_timeout, pending_timeout_seconds=pending_timeout
+        ),
+        heartbeat_interval_seconds=heartbeat_interval,
+        poll_interval_seconds=poll_interval,
+        log_poll_interval_seconds=log_poll_interval,
     )
     try:
-        trio.run(_serve_until_signalled, settings)
+        if workers > 1:
+            clean = trio.run(_supervise_until_signalled, settings, workers)
+            if not clean:
+                sys.exit(1)
+        else:
+            trio.run(_serve_until_signalled, settings)
     except BaseException as error:
         message = startup_failure(error, listen)
         if message is None:
@@ -190,10 +311,13 @@ def startup_failure(error: BaseException, listen: str) -> str | None:
     """One line for an error that kept the server from starting, or None if `error`
     (or every error of a group) is something else."""
     from provd.errors import StoreUnusable
+    from provd.workers import WorkerFailedToStart
 
     for leaf in _leaves(error):
         if isinstance(leaf, StoreUnusable):
             return str(leaf)
+        if isinstance(leaf, WorkerFailedToStart):
+            return f"{leaf}; its error is above"
         if isinstance(leaf, OSError) and leaf.errno in _BIND_ERRORS:
             return f"cannot listen on {listen}: {_BIND_ERRORS[leaf.errno]}"
     return None
@@ -253,3 +377,57 @@ async def _serve_until_signalled(settings: ServerSettings) -> None:
         click.echo(f"provd {__version__} listening on {running.url}")
         click.echo(f"database: {running.db_path}")
         sys.stdout.flush()
+
+
+async def _supervise_until_signalled(settings: ServerSettings, count: int) -> bool:
+    """`serve --workers N`: run the workers until SIGINT/SIGTERM, then drain them all.
+    Returns whether every worker ended cleanly."""
+    import trio
+
+    from provd.workers import Supervised, supervise
+
+    stop = trio.Event()
+    clean = False
+
+    async def watch_signals(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                if not stop.is_set():
+                    name = signal.Signals(signum).name
+                    click.echo(f"provd: {name}, draining {count} workers", err=True)
+                stop.set()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watch_signals)
+
+        async def run(task_status: trio.TaskStatus[Supervised]) -> None:
+            nonlocal clean
+            clean = await supervise(
+                settings, count, shutdown_trigger=stop.wait, task_status=task_status
+            )
+            nursery.cancel_scope.cancel()
+
+        supervised: Supervised = await nursery.start(run)
+        pids = ", ".join(str(w.process.pid) for w in supervised.workers if w.process)
+        click.echo(f"provd {__version__} listening on {supervised.url} ({count} workers: {pids})")
+        click.echo(f"database: {settings.database}")
+        sys.stdout.flush()
+    return clean
+
+
+@click.command("_worker", hidden=True)
+def worker_command() -> None:
+    """A worker process of `provd serve --workers` (started by it, not by people)."""
+    import trio
+
+    from provd.workers import read_spec, run_worker
+
+    spec = read_spec()
+    try:
+        trio.run(run_worker, spec)
+    except BaseException as error:
+        message = startup_failure(error, spec.settings.listen)
+        if message is None:
+            raise
+        _fail_to_start(message)
