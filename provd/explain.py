@@ -1,4 +1,5 @@
-"""Why is my job pending? Words for the answer, from what connected daemons offer."""
+"""Why is my job pending? Words for the answer, from what connected daemons offer:
+those that are live on any process serving the database (`DaemonRegistry.live_daemons`)."""
 
 from __future__ import annotations
 

@@ -2,10 +2,18 @@
 
 - Hung jobs: a running job with no update for `hang_timeout_seconds` fails, saying so.
 - Unroutable jobs: a pending job that no connected daemon could take for
-  `pending_timeout_seconds` fails with an error that names what is missing.
+  `pending_timeout_seconds` fails with an error that names what is missing. The
+  daemons counted are those of every process serving the database
+  (`DaemonRegistry.live_daemons`), not only this one's.
 
 They sleep on trio's clock and compare stored timestamps with `now` (Unix
 milliseconds, `model.now_ms` by default), so a test can run both on a virtual clock.
+
+Every process serving the database runs both. Each pass is one conditional `UPDATE …
+RETURNING` per call (`Store.fail_hung_jobs`, `Store.fail_pending_jobs`), so processes
+that reap at once fail each job once, and each failed job is returned to one of them,
+which alone logs it and wakes its followers. A pass that meets a full disk or a
+database that cannot be reached is logged; the next one tries again.
 """
 
 from __future__ import annotations
@@ -16,12 +24,11 @@ from dataclasses import dataclass
 
 import trio
 
-from provd.errors import tolerate_full_disk
 from provd.events import JobEvents
 from provd.explain import explain_unroutable
 from provd.model import LogLevel, now_ms, server_line
 from provd.protocol import JobErrorCode
-from provd.registry import DaemonRegistry
+from provd.registry import DaemonRegistry, tolerate_store_outage
 from provd.store import Store
 
 logger = logging.getLogger(__name__)
@@ -64,7 +71,7 @@ async def reap_hung_jobs(
     ]
     while True:
         await trio.sleep(min(settings.interval_seconds, timeout / 2))
-        with tolerate_full_disk(logger, "the hang reaper"):
+        with tolerate_store_outage(logger, "the hang reaper"):
             failed = await store.fail_hung_jobs(
                 now() - int(timeout * 1000), error, JobErrorCode.JOB_HUNG, lines
             )
@@ -82,8 +89,8 @@ async def reap_unroutable_jobs(
     now: Callable[[], int] = now_ms,
 ) -> None:
     """Every interval, fail the jobs pending for the pending timeout in a queue that no
-    live daemon can take; never during the first stale interval after a start, while
-    daemons are still reconnecting."""
+    live daemon, on any process, can take; never during the first stale interval after
+    a start, while daemons are still reconnecting."""
     timeout = settings.pending_timeout_seconds
     if timeout is None:
         return
@@ -92,7 +99,7 @@ async def reap_unroutable_jobs(
         await trio.sleep(min(settings.interval_seconds, timeout / 2))
         if trio.current_time() < judging_from:
             continue
-        with tolerate_full_disk(logger, "the pending reaper"):
+        with tolerate_store_outage(logger, "the pending reaper"):
             await _fail_unroutable(store, registry, events, pending_for_seconds=timeout, now=now())
 
 

@@ -1,5 +1,6 @@
 """The reapers on trio's virtual clock, over the in-memory store: the hang timer and
-the unroutable-job timer, each over many minutes of virtual time in milliseconds."""
+the unroutable-job timer, each over many minutes of virtual time in milliseconds; and
+the unroutable-job timer of one process beside daemons connected to another."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from provd.errors import StoreFull
+from provd.errors import StoreClosed, StoreFull
 from provd.events import JobEvents
-from provd.model import Job, JobStatus, JobUpdate
+from provd.model import Daemon, Job, JobStatus, JobUpdate
 from provd.protocol import JobErrorCode
 from provd.reapers import ReaperSettings, reap_hung_jobs, reap_unroutable_jobs
 from provd.registry import DaemonRegistry
-from provd.store.memory import MemoryStore
+from provd.store.memory import MemoryDatabase, MemoryStore
 from tests.store.support import fetch, make_job, make_running, outputs
 from tests.test_scheduler import at, daemon, virtual_now
 
@@ -200,34 +201,111 @@ async def test_without_a_pending_timeout_nothing_is_failed(
     assert await status_at(store, job, 24 * 3600) is JobStatus.PENDING
 
 
-class FullOnce(MemoryStore):
-    """A store whose disk is full for the first two `fail_hung_jobs`, as SQLite's
-    StoreFull would say."""
+class RefusesTwice(MemoryStore):
+    """A store that refuses the first two `fail_hung_jobs` with `error`: SQLite's or
+    PostgreSQL's StoreFull, or PostgreSQL's StoreUnreachable (a StoreClosed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: Exception) -> None:
         super().__init__(now=virtual_now)
+        self.error = error
         self.refused = 0
 
     def _refuse_once(self) -> None:
         if self.refused < 2:
             self.refused += 1
-            raise StoreFull("the database's disk is full: free space on /test")
+            raise self.error
 
     async def fail_hung_jobs(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         self._refuse_once()
         return await super().fail_hung_jobs(*args, **kwargs)
 
 
-async def test_a_full_disk_costs_the_hang_reaper_one_pass_not_its_life(
-    nursery: trio.Nursery, autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("error", "logged"),
+    [
+        (StoreFull("the database's disk is full: free space on /test"), "could not write"),
+        (StoreClosed("lost the PostgreSQL database at host=db"), "could not reach the database"),
+    ],
+)
+async def test_a_full_disk_or_a_lost_database_costs_the_hang_reaper_one_pass_not_its_life(
+    nursery: trio.Nursery,
+    autojump_clock: MockClock,
+    caplog: pytest.LogCaptureFixture,
+    error: Exception,
+    logged: str,
 ) -> None:
-    """Its first two passes meet a full disk: each is logged, the reaper goes on, and
-    the first pass after the timeout fails the job."""
-    store = FullOnce()
+    """Its first two passes meet a full disk (or a database it cannot reach): each is
+    logged, the reaper goes on, and the first pass after the timeout fails the job."""
+    store = RefusesTwice(error)
     silent = await make_running(store, "quiet-daemon")
     nursery.start_soon(partial(reap_hung_jobs, store, JobEvents(), HANG, now=virtual_now))
     assert await status_at(store, silent, 31) is JobStatus.RUNNING  # first pass refused
     assert await status_at(store, silent, 61) is JobStatus.RUNNING  # second pass refused
     assert store.refused == 2
-    assert sum("the hang reaper could not write" in r.message for r in caplog.records) == 2
+    assert sum(f"the hang reaper {logged}" in r.message for r in caplog.records) == 2
     assert await status_at(store, silent, 345) is JobStatus.FAILED
+
+
+# -- several processes on one database ---------------------------------------------
+
+
+def process_on(database: MemoryDatabase) -> tuple[MemoryStore, DaemonRegistry]:
+    """The store and registry of one process serving `database`."""
+    store = MemoryStore(database, now=virtual_now)
+    return store, DaemonRegistry(store, heartbeat_interval=HEARTBEAT_SECONDS, now=virtual_now)
+
+
+async def streams(registry: DaemonRegistry, streaming: Daemon, until: float) -> None:
+    """`streaming` calls `registry`'s process and holds a stream open there until `until`."""
+    await registry.seen(streaming)
+    with registry.connected(streaming):
+        await trio.sleep_until(until)
+
+
+async def reaping_on_b_beside_a(
+    nursery: trio.Nursery,
+) -> tuple[MemoryStore, DaemonRegistry, MemoryStore]:
+    """Two processes on one database, each running its registry: A (returned with its
+    store) takes daemons; B (its store returned) runs the pending reaper, looking every
+    30 s. B's registry flushes half a second after A's, so their order is known."""
+    database = MemoryDatabase()
+    a_store, a = process_on(database)
+    b_store, b = process_on(database)
+    await nursery.start(a.run)
+    nursery.start_soon(
+        partial(reap_unroutable_jobs, b_store, b, JobEvents(), PENDING, now=virtual_now)
+    )
+    await trio.sleep_until(0.5)
+    await nursery.start(b.run)
+    return a_store, a, b_store
+
+
+async def test_a_job_a_daemon_on_another_process_can_take_is_never_failed(
+    nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    """A capable daemon holds a stream open to process A for an hour and never calls
+    B: B's pending reaper leaves its queue's job pending, and fails the job no process's
+    daemon can take at its pending timeout."""
+    a_store, a, b_store = await reaping_on_b_beside_a(nursery)
+    waiting = await make_job(a_store)
+    unroutable = await make_job(a_store, provisioner="terraform")
+    nursery.start_soon(streams, a, daemon("on-a"), 3600)
+    assert await status_at(b_store, unroutable, 1815) is JobStatus.PENDING
+    assert await status_at(b_store, unroutable, 1845) is JobStatus.FAILED
+    assert await status_at(b_store, waiting, 3599) is JobStatus.PENDING
+
+
+async def test_a_job_fails_once_the_daemon_on_another_process_is_gone(
+    nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    """The capable daemon's stream to A closes at 1852 s, after the job's pending timeout
+    (1800 s): B's reaper leaves the job alone while the daemon is live anywhere, and fails
+    it at its first look after the stale interval has passed since the daemon was last
+    seen (1882 s) and A's last lease (1850 s to 1865 s) has ended."""
+    a_store, a, b_store = await reaping_on_b_beside_a(nursery)
+    job = await make_job(a_store)
+    nursery.start_soon(streams, a, daemon("leaves"), 1852)
+    assert await status_at(b_store, job, 1885) is JobStatus.PENDING
+    assert await status_at(b_store, job, 1895) is JobStatus.FAILED
+    failed = await fetch(b_store, job.id)
+    assert (failed.completed_at, failed.error_code) == (at(1890), JobErrorCode.NO_CAPABLE_DAEMON)

@@ -2,7 +2,8 @@
 store: three heartbeat intervals of silence make a daemon stale; an open acquire
 stream or regular calls keep it live; a daemon is connected while it holds a stream
 or runs a job and reports on it, never while stale; last-seen times reach the store
-in batches."""
+in batches; and a daemon streaming to one process is seen by the others, through its
+stream lease."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from provd.errors import StoreClosed
 from provd.model import JobUpdate
 from provd.registry import DaemonRegistry, DaemonView
-from provd.store.memory import MemoryStore
+from provd.store.memory import MemoryDatabase, MemoryStore
 from tests.store.support import make_running
 from tests.test_scheduler import at, daemon, virtual_now
 
@@ -164,3 +166,154 @@ async def test_last_seen_times_reach_the_store_once_per_flush_interval(
         assert (await stored_last_seen())["streaming"] == at(2 * FLUSH_SECONDS)
         flushing.cancel_scope.cancel()
     assert (await stored_last_seen())["streaming"] == at(2 * FLUSH_SECONDS + 3)
+
+
+# -- several processes on one database ---------------------------------------------
+
+
+def process_on(
+    database: MemoryDatabase, heartbeat_seconds: float = HEARTBEAT_SECONDS
+) -> DaemonRegistry:
+    """The registry of one process serving `database` (a store of its own on it)."""
+    return DaemonRegistry(
+        MemoryStore(database, now=virtual_now),
+        heartbeat_interval=heartbeat_seconds,
+        flush_interval=FLUSH_SECONDS,
+        now=virtual_now,
+    )
+
+
+async def two_processes(
+    nursery: trio.Nursery, heartbeat_seconds: float = HEARTBEAT_SECONDS
+) -> tuple[DaemonRegistry, DaemonRegistry]:
+    """Two processes serving one database: A flushes at 5 s, 10 s, …; B half a second
+    after A, so that the order of their flushes is known."""
+    database = MemoryDatabase()
+    a, b = process_on(database, heartbeat_seconds), process_on(database, heartbeat_seconds)
+    await nursery.start(a.run)
+    await trio.sleep_until(0.5)
+    await nursery.start(b.run)
+    return a, b
+
+
+async def state(registry: DaemonRegistry, name: str) -> tuple[bool, bool]:
+    """(connected, stale) as `registry` lists the daemon."""
+    listed = await view(registry, name)
+    return listed.connected, listed.stale
+
+
+async def test_a_stream_on_one_process_is_seen_by_another_until_its_lease_ends(
+    nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    """A daemon streams to A for ten minutes. After A's next flush, B lists it as
+    connected and counts it live; that lasts as long as the stream. When the stream
+    closes, A knows at once; B lists it connected until the lease A last renewed ends
+    (three flush intervals after that renewal), then idle, then stale and not live
+    once the stale interval has passed since it was last seen."""
+    a, b = await two_processes(nursery)
+    streamer = daemon("streamer")
+    await trio.sleep_until(1)
+    await a.seen(streamer)
+    with a.connected(streamer):
+        await trio.sleep_until(2)  # stored, but A has not flushed yet
+        assert (await state(b, "streamer"), live_names(b)) == ((False, False), [])
+        await trio.sleep_until(FLUSH_SECONDS + 1)  # A flushed at 5 s, B re-read at 5.5 s
+        assert (await state(b, "streamer"), live_names(b)) == ((True, False), ["streamer"])
+        for moment in range(13, 600, 7):
+            await trio.sleep_until(moment)
+            assert await state(b, "streamer") == (True, False), moment
+            assert live_names(b) == ["streamer"], moment
+        await trio.sleep_until(600.2)
+    assert await state(a, "streamer") == (False, False)
+    await trio.sleep_until(600 + b.lease_ms / 1000 - 0.1)  # A's last lease: from 600 s
+    assert await state(b, "streamer") == (True, False)
+    await trio.sleep_until(600 + b.lease_ms / 1000 + 0.1)
+    assert (await state(b, "streamer"), live_names(b)) == ((False, False), ["streamer"])
+    await trio.sleep_until(600.2 + 3 * HEARTBEAT_SECONDS + 1)
+    assert (await state(b, "streamer"), live_names(b)) == ((False, True), [])
+
+
+async def test_a_daemon_streaming_to_two_processes_stays_connected_on_both(
+    nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    """A daemon with a stream to each process (two slots, say) whose stream to A
+    closes is still connected as A lists it, through B's lease; a lease A wrote itself
+    never counts on A, which knows its own streams. (The stream to A closes after B
+    renewed its lease past A's last one: until B does, A's lease hides B's from A.)"""
+    a, b = await two_processes(nursery)
+    slots = daemon("slots")
+    await a.seen(slots)
+    await b.seen(slots)
+    with b.connected(slots):
+        with a.connected(slots):
+            await trio.sleep_until(102)  # A renewed at 100 s, B at 100.5 s
+        for moment in (102.1, 130, 300):
+            await trio.sleep_until(moment)
+            assert await state(a, "slots") == (True, False), moment
+            assert live_names(a) == ["slots"]
+    await trio.sleep_until(300 + b.lease_ms / 1000 + 1)
+    assert await state(a, "slots") == (False, False)
+
+
+async def test_a_stream_elsewhere_keeps_a_daemon_live_with_a_short_stale_interval(
+    nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    """Heartbeats every 0.5 s (stale after 1.5 s, shorter than a flush interval): the
+    last-seen times A stores every 5 s are too old for B to go by, the lease is not.
+    B counts the daemon streaming to A live and connected, never stale, every second."""
+    a, b = await two_processes(nursery, heartbeat_seconds=0.5)
+    streamer = daemon("streamer")
+    await a.seen(streamer)
+    with a.connected(streamer):
+        await trio.sleep_until(FLUSH_SECONDS + 1)
+        while trio.current_time() < 120:
+            assert live_names(b) == ["streamer"], trio.current_time()
+            assert await state(b, "streamer") == (True, False), trio.current_time()
+            await trio.sleep(1)
+
+
+class Unreachable(MemoryStore):
+    """A store whose database cannot be reached while `down` is set, as PostgreSQL's
+    StoreUnreachable (a StoreClosed) says."""
+
+    down = False
+
+    def _refuse(self) -> None:
+        if self.down:
+            raise StoreClosed("lost the PostgreSQL database at host=db")
+
+    async def touch_daemons(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self._refuse()
+        return await super().touch_daemons(*args, **kwargs)
+
+    async def daemon_presence(self):  # type: ignore[no-untyped-def]
+        self._refuse()
+        return await super().daemon_presence()
+
+
+async def test_a_lost_database_costs_the_registry_flushes_not_its_life(
+    nursery: trio.Nursery, autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database is out of reach from 1 s to 16 s: the flushes at 5, 10 and 15 s
+    fail and are logged, the registry goes on, and the flush at 20 s writes what they
+    could not."""
+    store = Unreachable(now=virtual_now)
+    registry = DaemonRegistry(
+        store, heartbeat_interval=HEARTBEAT_SECONDS, flush_interval=FLUSH_SECONDS, now=virtual_now
+    )
+    await nursery.start(registry.run)
+    streaming = daemon("streaming")
+    await registry.seen(streaming)
+    with registry.connected(streaming):
+        await trio.sleep_until(1)
+        store.down = True
+        await trio.sleep_until(16)
+        store.down = False
+        await trio.sleep_until(21)
+    assert sum("could not reach the database" in r.message for r in caplog.records) == 3
+    assert sum("could not read the stored daemons" in r.message for r in caplog.records) == 3
+    (stored,) = await store.daemon_presence()
+    assert (stored.record.last_seen_at, stored.connected_until) == (
+        at(4 * FLUSH_SECONDS),
+        at(4 * FLUSH_SECONDS) + registry.lease_ms,
+    )

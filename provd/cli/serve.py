@@ -237,6 +237,7 @@ def serve_command(
     from provd.rpc.connections import ConnectionLimits
     from provd.rpc.cors import parse_origin
     from provd.store._files import prepare_data_dir
+
     try:
         parse_listen(listen)
     except ValueError as error:

@@ -9,6 +9,7 @@ Writes that race are serialized by the backend, never by the caller.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from provd.model import (
@@ -29,7 +30,21 @@ from provd.model import (
     StoredFile,
 )
 
-__all__ = ["Store"]
+__all__ = ["DaemonPresence", "Store"]
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonPresence:
+    """A stored daemon and its stream lease: until `connected_until` (Unix ms; 0 if
+    never), some process serving this database said it held a stream open for it.
+
+    Every process renews the leases of the daemons streaming to it at each flush of
+    its registry, a few flush intervals ahead, so a lease that is not renewed (the
+    stream closed, the process died) expires by itself; see `provd.registry`.
+    """
+
+    record: DaemonRecord
+    connected_until: int
 
 
 class Store(Protocol):
@@ -142,14 +157,25 @@ class Store(Protocol):
     # -- daemons and quota -------------------------------------------------------
 
     async def upsert_daemon(self, daemon: Daemon) -> None:
-        """Record a daemon's identity and capabilities, seen now."""
+        """Record a daemon's identity and capabilities, seen now (a last-seen time
+        already stored that is later than now, another machine's clock, is kept)."""
         ...
 
-    async def touch_daemons(self, last_seen: Mapping[str, int]) -> None:
-        """Record when daemons (by id) were last seen (Unix ms)."""
+    async def touch_daemons(
+        self, last_seen: Mapping[str, int], connected_until: Mapping[str, int] | None = None
+    ) -> None:
+        """Record when daemons (by id) were last seen, and until when a stream of theirs
+        is held open (their stream lease), in Unix ms. Both only ever move forward: a
+        time older than the stored one changes nothing, so processes that report the
+        same daemon in any order never move its times back. Unknown ids are ignored."""
         ...
 
     async def list_daemons(self) -> list[DaemonRecord]: ...
+
+    async def daemon_presence(self) -> list[DaemonPresence]:
+        """Every stored daemon with its stream lease, in `list_daemons`' order: what a
+        process needs to know of the daemons that other processes talk to."""
+        ...
 
     async def set_allowance(self, allowance: Allowance) -> None: ...
 

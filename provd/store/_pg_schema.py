@@ -129,6 +129,13 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             """,
         ],
     ),
+    (
+        # Until when some process holds a stream open for each daemon (Unix ms, 0 if
+        # none ever did), renewed by every replica for its own streams (provd.registry).
+        # A constant default: PostgreSQL adds the column without rewriting the table.
+        "0002_daemon_stream_lease",
+        ["ALTER TABLE daemons ADD COLUMN connected_until BIGINT NOT NULL DEFAULT 0"],
+    ),
 ]
 
 

@@ -42,6 +42,7 @@ from provd.model import (
     WorkspaceRef,
     tags_key,
 )
+from provd.store import DaemonPresence
 from provd.store._rules import DESTROY, FAILED_WITHOUT_REASON, cut_to_budget, log_size
 
 Conn = Connection[DictRow]
@@ -575,7 +576,8 @@ def upsert_daemon(conn: Conn, daemon: Daemon, now: int) -> None:
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (id) DO UPDATE SET provisioners = excluded.provisioners,"
         " tags = excluded.tags, version = excluded.version,"
-        " api_version = excluded.api_version, last_seen_at = excluded.last_seen_at",
+        " api_version = excluded.api_version,"
+        " last_seen_at = GREATEST(daemons.last_seen_at, excluded.last_seen_at)",
         (
             daemon.id,
             daemon.organization,
@@ -591,38 +593,48 @@ def upsert_daemon(conn: Conn, daemon: Daemon, now: int) -> None:
     )
 
 
-def touch_daemons(conn: Conn, last_seen: Mapping[str, int]) -> None:
-    ids = sorted(last_seen)  # one lock order for every writer
+def touch_daemons(
+    conn: Conn, last_seen: Mapping[str, int], connected_until: Mapping[str, int]
+) -> None:
+    """Move last-seen times and stream leases forward, never back, in one statement."""
+    ids = sorted({*last_seen, *connected_until})  # one lock order for every writer
     conn.execute(
-        "UPDATE daemons SET last_seen_at = GREATEST(last_seen_at, t.seen)"
-        " FROM unnest(%s::text[], %s::bigint[]) AS t(id, seen) WHERE daemons.id = t.id",
-        (ids, [last_seen[i] for i in ids]),
+        "UPDATE daemons SET last_seen_at = GREATEST(last_seen_at, t.seen),"
+        " connected_until = GREATEST(connected_until, t.until)"
+        " FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS t(id, seen, until)"
+        " WHERE daemons.id = t.id",
+        (ids, [last_seen.get(i, 0) for i in ids], [connected_until.get(i, 0) for i in ids]),
     )
 
 
 def list_daemons(conn: Conn) -> list[DaemonRecord]:
+    return [presence.record for presence in daemon_presence(conn)]
+
+
+def daemon_presence(conn: Conn) -> list[DaemonPresence]:
     rows = conn.execute(
         "SELECT id, organization, name, owner, provisioners, tags, version, api_version,"
-        " created_at, last_seen_at FROM daemons"
+        " created_at, last_seen_at, connected_until FROM daemons"
         ' ORDER BY organization COLLATE "C", name COLLATE "C", owner COLLATE "C"'
     )
-    return [
-        DaemonRecord(
-            daemon=Daemon(
-                id=row["id"],
-                organization=row["organization"],
-                name=row["name"],
-                owner=row["owner"],
-                provisioners=tuple(json.loads(row["provisioners"])),
-                tags=json.loads(row["tags"]),
-                version=row["version"],
-                api_version=row["api_version"],
-            ),
-            created_at=row["created_at"],
-            last_seen_at=row["last_seen_at"],
-        )
-        for row in rows
-    ]
+    return [DaemonPresence(_daemon_record(row), row["connected_until"]) for row in rows]
+
+
+def _daemon_record(row: DictRow) -> DaemonRecord:
+    return DaemonRecord(
+        daemon=Daemon(
+            id=row["id"],
+            organization=row["organization"],
+            name=row["name"],
+            owner=row["owner"],
+            provisioners=tuple(json.loads(row["provisioners"])),
+            tags=json.loads(row["tags"]),
+            version=row["version"],
+            api_version=row["api_version"],
+        ),
+        created_at=row["created_at"],
+        last_seen_at=row["last_seen_at"],
+    )
 
 
 # -- quota ---------------------------------------------------------------------

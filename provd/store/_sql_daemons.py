@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from provd.errors import FailedPrecondition
 from provd.model import Allowance, Daemon, DaemonRecord, JobType, QuotaDecision
+from provd.store import DaemonPresence
 from provd.store._rules import DESTROY
 from provd.store._sql_jobs import held_job
 
@@ -18,7 +19,8 @@ def upsert_daemon(conn: sqlite3.Connection, daemon: Daemon, now: int) -> None:
         " api_version, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET provisioners = excluded.provisioners,"
         " tags = excluded.tags, version = excluded.version,"
-        " api_version = excluded.api_version, last_seen_at = excluded.last_seen_at",
+        " api_version = excluded.api_version,"
+        " last_seen_at = MAX(daemons.last_seen_at, excluded.last_seen_at)",
         (
             daemon.id,
             daemon.organization,
@@ -34,35 +36,50 @@ def upsert_daemon(conn: sqlite3.Connection, daemon: Daemon, now: int) -> None:
     )
 
 
-def touch_daemons(conn: sqlite3.Connection, last_seen: Mapping[str, int]) -> None:
-    conn.executemany(
-        "UPDATE daemons SET last_seen_at = MAX(last_seen_at, ?) WHERE id = ?",
-        [(seen, daemon_id) for daemon_id, seen in last_seen.items()],
-    )
+def touch_daemons(
+    conn: sqlite3.Connection, last_seen: Mapping[str, int], connected_until: Mapping[str, int]
+) -> None:
+    """Move last-seen times and stream leases forward, never back."""
+    if last_seen:
+        conn.executemany(
+            "UPDATE daemons SET last_seen_at = MAX(last_seen_at, ?) WHERE id = ?",
+            [(seen, daemon_id) for daemon_id, seen in last_seen.items()],
+        )
+    if connected_until:
+        conn.executemany(
+            "UPDATE daemons SET connected_until = MAX(connected_until, ?) WHERE id = ?",
+            [(until, daemon_id) for daemon_id, until in connected_until.items()],
+        )
 
 
 def list_daemons(conn: sqlite3.Connection) -> list[DaemonRecord]:
+    return [presence.record for presence in daemon_presence(conn)]
+
+
+def daemon_presence(conn: sqlite3.Connection) -> list[DaemonPresence]:
     rows = conn.execute(
         "SELECT id, organization, name, owner, provisioners, tags, version, api_version,"
-        " created_at, last_seen_at FROM daemons ORDER BY organization, name, owner"
+        " created_at, last_seen_at, connected_until FROM daemons"
+        " ORDER BY organization, name, owner"
     )
-    return [
-        DaemonRecord(
-            daemon=Daemon(
-                id=row["id"],
-                organization=row["organization"],
-                name=row["name"],
-                owner=row["owner"],
-                provisioners=tuple(json.loads(row["provisioners"])),
-                tags=json.loads(row["tags"]),
-                version=row["version"],
-                api_version=row["api_version"],
-            ),
-            created_at=row["created_at"],
-            last_seen_at=row["last_seen_at"],
-        )
-        for row in rows
-    ]
+    return [DaemonPresence(_record(row), row["connected_until"]) for row in rows]
+
+
+def _record(row: sqlite3.Row) -> DaemonRecord:
+    return DaemonRecord(
+        daemon=Daemon(
+            id=row["id"],
+            organization=row["organization"],
+            name=row["name"],
+            owner=row["owner"],
+            provisioners=tuple(json.loads(row["provisioners"])),
+            tags=json.loads(row["tags"]),
+            version=row["version"],
+            api_version=row["api_version"],
+        ),
+        created_at=row["created_at"],
+        last_seen_at=row["last_seen_at"],
+    )
 
 
 # -- quota ---------------------------------------------------------------------

@@ -47,7 +47,7 @@ from provd.model import (
     now_ms,
     tags_key,
 )
-from provd.store import Store
+from provd.store import DaemonPresence, Store
 from provd.store._rules import DESTROY, FAILED_WITHOUT_REASON, cut_to_budget, log_size
 
 __all__ = ["MemoryDatabase", "MemoryStore", "open_memory_store"]
@@ -67,6 +67,7 @@ class MemoryDatabase:
     log_bytes: dict[str, int] = field(default_factory=dict)  # by job id: its log budget used
     queues: set[QueueKey] = field(default_factory=set)  # every queue that had a job
     daemons: dict[str, DaemonRecord] = field(default_factory=dict)
+    connected_until: dict[str, int] = field(default_factory=dict)  # by daemon id
     allowances: dict[tuple[str, str, str], int] = field(default_factory=dict)
     last_seq: int = 0
     last_log_id: int = 0
@@ -357,7 +358,8 @@ class MemoryStore:
             stored = dataclasses.replace(
                 stored, organization=identity.organization, name=identity.name, owner=identity.owner
             )
-            db.daemons[daemon.id] = DaemonRecord(stored, known.created_at, now)
+            last_seen = max(now, known.last_seen_at)
+            db.daemons[daemon.id] = DaemonRecord(stored, known.created_at, last_seen)
             return
         for record in db.daemons.values():
             other = record.daemon
@@ -372,8 +374,11 @@ class MemoryStore:
                 )
         db.daemons[daemon.id] = DaemonRecord(stored, now, now)
 
-    async def touch_daemons(self, last_seen: Mapping[str, int]) -> None:
-        if not last_seen:  # like SQLite: nothing to write, even once closed
+    async def touch_daemons(
+        self, last_seen: Mapping[str, int], connected_until: Mapping[str, int] | None = None
+    ) -> None:
+        leases = connected_until or {}
+        if not last_seen and not leases:  # like SQLite: nothing to write, even once closed
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
         db = await self._enter()
@@ -381,14 +386,20 @@ class MemoryStore:
             record = db.daemons.get(daemon_id)
             if record is not None and seen > record.last_seen_at:
                 db.daemons[daemon_id] = dataclasses.replace(record, last_seen_at=seen)
+        for daemon_id, until in leases.items():
+            if daemon_id in db.daemons and until > db.connected_until.get(daemon_id, 0):
+                db.connected_until[daemon_id] = until
 
     async def list_daemons(self) -> list[DaemonRecord]:
         db = await self._enter()
-        records = sorted(
-            db.daemons.values(),
-            key=lambda r: (r.daemon.organization, r.daemon.name, r.daemon.owner),
-        )
-        return [dataclasses.replace(r, daemon=_copy_daemon(r.daemon)) for r in records]
+        return _sorted_daemons(db)
+
+    async def daemon_presence(self) -> list[DaemonPresence]:
+        db = await self._enter()
+        return [
+            DaemonPresence(record, db.connected_until.get(record.daemon.id, 0))
+            for record in _sorted_daemons(db)
+        ]
 
     async def set_allowance(self, allowance: Allowance) -> None:
         db = await self._enter()
@@ -560,6 +571,15 @@ def _matches(job: Job, query: JobQuery) -> bool:
 def _copy(job: Job) -> Job:
     """A job the caller may keep: its mappings are its own."""
     return dataclasses.replace(job, tags=dict(job.tags), trace_metadata=dict(job.trace_metadata))
+
+
+def _sorted_daemons(db: MemoryDatabase) -> list[DaemonRecord]:
+    """Copies of the daemons' records in `list_daemons`' order."""
+    records = sorted(
+        db.daemons.values(),
+        key=lambda r: (r.daemon.organization, r.daemon.name, r.daemon.owner),
+    )
+    return [dataclasses.replace(r, daemon=_copy_daemon(r.daemon)) for r in records]
 
 
 def _copy_daemon(daemon: Daemon) -> Daemon:

@@ -167,3 +167,11 @@ def daemon_id_drop_log_count(db: Database) -> None:
     db.execute("DROP INDEX jobs_worker")
     db.execute("CREATE INDEX jobs_daemon ON jobs (daemon_id) WHERE completed_at IS NULL")
     db.execute("ALTER TABLE jobs DROP COLUMN log_count")
+
+
+@migrations(name="0003_daemon_stream_lease")
+def daemon_stream_lease(db: Database) -> None:
+    """Until when some process holds a stream open for each daemon (Unix ms, 0 if none
+    ever did): every process serving the database renews it for its own streams, so
+    each can tell that a daemon is connected to another (`provd.registry`)."""
+    db.execute("ALTER TABLE daemons ADD COLUMN connected_until INTEGER NOT NULL DEFAULT 0")

@@ -53,7 +53,7 @@ from provd.model import (
     StoredFile,
     now_ms,
 )
-from provd.store import Store
+from provd.store import DaemonPresence, Store
 from provd.store import _pg_sql as sql
 from provd.store._pg_schema import migrate
 
@@ -335,14 +335,25 @@ class PostgresStore:
     async def upsert_daemon(self, daemon: Daemon) -> None:
         await self._run(partial(sql.upsert_daemon, daemon=daemon, now=self._now()))
 
-    async def touch_daemons(self, last_seen: Mapping[str, int]) -> None:
-        if not last_seen:
+    async def touch_daemons(
+        self, last_seen: Mapping[str, int], connected_until: Mapping[str, int] | None = None
+    ) -> None:
+        if not last_seen and not connected_until:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
-        await self._run(partial(sql.touch_daemons, last_seen=dict(last_seen)))
+        await self._run(
+            partial(
+                sql.touch_daemons,
+                last_seen=dict(last_seen),
+                connected_until=dict(connected_until or {}),
+            )
+        )
 
     async def list_daemons(self) -> list[DaemonRecord]:
         return await self._run(sql.list_daemons)
+
+    async def daemon_presence(self) -> list[DaemonPresence]:
+        return await self._run(sql.daemon_presence)
 
     async def set_allowance(self, allowance: Allowance) -> None:
         await self._run(partial(sql.set_allowance, allowance=allowance))

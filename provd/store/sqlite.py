@@ -47,7 +47,7 @@ from provd.model import (
     StoredFile,
     now_ms,
 )
-from provd.store import _faults
+from provd.store import DaemonPresence, _faults
 from provd.store import _sql_daemons as daemons_sql
 from provd.store import _sql_jobs as jobs_sql
 from provd.store._files import create_database_file, tighten_database_files
@@ -320,12 +320,23 @@ class SQLiteStore:
             partial(daemons_sql.upsert_daemon, daemon=daemon, now=self._clock())
         )
 
-    async def touch_daemons(self, last_seen: Mapping[str, int]) -> None:
-        if last_seen:
-            await self._writer.write(partial(daemons_sql.touch_daemons, last_seen=dict(last_seen)))
+    async def touch_daemons(
+        self, last_seen: Mapping[str, int], connected_until: Mapping[str, int] | None = None
+    ) -> None:
+        if last_seen or connected_until:
+            await self._writer.write(
+                partial(
+                    daemons_sql.touch_daemons,
+                    last_seen=dict(last_seen),
+                    connected_until=dict(connected_until or {}),
+                )
+            )
 
     async def list_daemons(self) -> list[DaemonRecord]:
         return await self._readers.read(daemons_sql.list_daemons)
+
+    async def daemon_presence(self) -> list[DaemonPresence]:
+        return await self._readers.read(daemons_sql.daemon_presence)
 
     async def set_allowance(self, allowance: Allowance) -> None:
         await self._writer.write(partial(daemons_sql.set_allowance, allowance=allowance))

@@ -1,14 +1,19 @@
-"""upsert_daemon, touch_daemons and list_daemons: who has connected, and when."""
+"""upsert_daemon, touch_daemons, list_daemons and daemon_presence: who has
+connected, when, and whether some process holds a stream open for it."""
 
 from __future__ import annotations
 
 import dataclasses
+import random
+from functools import partial
 from typing import Any
 
-from provd.model import Daemon, DaemonRecord
-from provd.store import Store
+import trio
 
-from .conftest import Clock
+from provd.model import Daemon, DaemonRecord
+from provd.store import DaemonPresence, Store
+
+from .conftest import Clock, StoreFactory
 
 UNTAGGED = {"scope": "organization", "owner": ""}
 
@@ -53,6 +58,16 @@ class TestUpsertDaemon:
         await store.upsert_daemon(changed)
         assert await store.list_daemons() == [DaemonRecord(changed, created, now)]
 
+    async def test_never_moves_last_seen_back(self, store: Store, clock: Clock) -> None:
+        """An upsert by a process whose clock is behind (another machine's) keeps the
+        later last-seen time already stored."""
+        await store.upsert_daemon(daemon())
+        await store.touch_daemons({"id-alpha": clock() + 5000})
+        clock.advance(1000)
+        await store.upsert_daemon(daemon(version="v2"))
+        (record,) = await store.list_daemons()
+        assert (record.daemon.version, record.last_seen_at) == ("v2", clock() + 4000)
+
     async def test_identity_is_fixed_by_id(self, store: Store) -> None:
         """Organization, name and owner are the daemon's identity (its id derives from
         them): an upsert with the same id keeps the recorded ones."""
@@ -94,10 +109,85 @@ class TestTouchDaemons:
 
     async def test_unknown_daemons_are_ignored(self, store: Store, clock: Clock) -> None:
         await store.upsert_daemon(daemon("a"))
-        before = await store.list_daemons()
+        before = await store.daemon_presence()
         await store.touch_daemons({"id-nobody": clock() + 500})
+        await store.touch_daemons({}, connected_until={"id-nobody": clock() + 500})
         await store.touch_daemons({})
-        assert await store.list_daemons() == before
+        await store.touch_daemons({}, connected_until={})
+        assert await store.daemon_presence() == before
+
+    async def test_records_stream_leases_that_only_move_forward(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """A lease is stored beside last-seen (either may come alone) and, like it, is
+        never moved back by an older one."""
+        await store.upsert_daemon(daemon("a"))
+        await store.upsert_daemon(daemon("b"))
+        now = clock()
+        await store.touch_daemons({"id-a": now + 100}, connected_until={"id-a": now + 15_000})
+        await store.touch_daemons({}, connected_until={"id-a": now + 9_000, "id-b": now + 7_000})
+        await store.touch_daemons({"id-a": now + 50, "id-b": now + 200})
+        assert await leases(store) == {
+            "id-a": (now + 100, now + 15_000),
+            "id-b": (now + 200, now + 7_000),
+        }
+
+    async def test_processes_reporting_at_once_never_move_times_back(
+        self, open_store: StoreFactory, clock: Clock
+    ) -> None:
+        """Two stores on one database (two processes) each flush their own view of the
+        same daemons, many times and all at once, older and newer times mixed: what is
+        stored in the end is the latest time anyone reported, for each daemon."""
+        pick = random.Random(7)
+        now = clock()
+        reports = [
+            (
+                {d: now + pick.randrange(10_000) for d in ("id-a", "id-b")},
+                {d: now + pick.randrange(10_000) for d in ("id-a", "id-b")},
+            )
+            for _ in range(24)
+        ]
+        async with open_store() as one, open_store() as other:
+            await one.upsert_daemon(daemon("a"))
+            await one.upsert_daemon(daemon("b"))
+            async with trio.open_nursery() as nursery:
+                for n, (seen, until) in enumerate(reports):
+                    writer = (one, other)[n % 2]
+                    nursery.start_soon(partial(writer.touch_daemons, seen, connected_until=until))
+            expected = {
+                d: (max(r[0][d] for r in reports), max(r[1][d] for r in reports))
+                for d in ("id-a", "id-b")
+            }
+            assert await leases(one) == await leases(other) == expected
+
+
+class TestDaemonPresence:
+    async def test_none_recorded(self, store: Store) -> None:
+        assert await store.daemon_presence() == []
+
+    async def test_every_daemon_with_its_lease_in_list_order(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """The records are `list_daemons`' own, in its order; a daemon no process ever
+        leased has 0."""
+        for name in ("z", "b", "a"):
+            await store.upsert_daemon(daemon(name))
+        await store.touch_daemons({}, connected_until={"id-b": clock() + 15_000})
+        records = await store.list_daemons()
+        assert await store.daemon_presence() == [
+            DaemonPresence(record, clock() + 15_000 if record.daemon.id == "id-b" else 0)
+            for record in records
+        ]
+
+    async def test_an_upsert_keeps_the_lease(self, store: Store, clock: Clock) -> None:
+        """A daemon calling in again with new capabilities keeps its stream lease."""
+        await store.upsert_daemon(daemon())
+        await store.touch_daemons({}, connected_until={"id-alpha": clock() + 15_000})
+        clock.advance()
+        await store.upsert_daemon(daemon(version="v2"))
+        (presence,) = await store.daemon_presence()
+        assert presence.connected_until == clock() + 14_000
+        assert presence.record.daemon.version == "v2"
 
 
 class TestListDaemons:
@@ -123,3 +213,11 @@ class TestListDaemons:
             ("org-b", "b", ""),
         ]
         assert sorted(listed, key=lambda d: d.id) == sorted(recorded, key=lambda d: d.id)
+
+
+async def leases(store: Store) -> dict[str, tuple[int, int]]:
+    """Daemon id -> (last seen, connected until), as stored."""
+    return {
+        p.record.daemon.id: (p.record.last_seen_at, p.connected_until)
+        for p in await store.daemon_presence()
+    }

@@ -64,6 +64,7 @@ CALLS: dict[str, Call] = {
     "upsert_daemon": lambda s, j: s.upsert_daemon(DAEMON),
     "touch_daemons": lambda s, j: s.touch_daemons({DAEMON.id: j.created_at}),
     "list_daemons": lambda s, j: s.list_daemons(),
+    "daemon_presence": lambda s, j: s.daemon_presence(),
     "set_allowance": lambda s, j: s.set_allowance(Allowance("org-a", "user", "u", 1)),
     "delete_allowance": lambda s, j: s.delete_allowance("org-a", "user", "u"),
     "list_allowances": lambda s, j: s.list_allowances("org-a"),
@@ -115,11 +116,14 @@ class TestReopen:
     async def test_daemons_and_quota_survive(self, open_store: StoreFactory) -> None:
         async with open_store() as store:
             await store.upsert_daemon(DAEMON)
+            await store.touch_daemons({}, connected_until={DAEMON.id: 1_800_000_000_000})
             await store.set_allowance(Allowance("org-a", "user", "owner-1", 30))
             await committed_build(store, workspace("ws-1", "owner-1"), 12)
             daemons = await store.list_daemons()
+            presence = await store.daemon_presence()
         async with open_store() as store:
             assert await store.list_daemons() == daemons
+            assert await store.daemon_presence() == presence
             assert await store.list_allowances("org-a") == [
                 Allowance("org-a", "user", "owner-1", 30)
             ]

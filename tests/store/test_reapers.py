@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 
-from provd.model import JobStatus, JobUpdate, Queue
+import trio
+
+from provd.model import Job, JobStatus, JobUpdate, Queue
 from provd.store import Store
 
-from .conftest import Clock
+from .conftest import Clock, StoreFactory
 from .support import (
     DEFAULT_QUEUE,
     ORG,
@@ -85,6 +88,26 @@ class TestFailHungJobs:
     async def test_nothing_running_is_an_empty_list(self, store: Store, clock: Clock) -> None:
         assert await store.fail_hung_jobs(clock.advance(), "hung", "JOB_HUNG") == []
 
+    async def test_processes_reaping_at_once_fail_each_job_once(
+        self, open_store: StoreFactory, clock: Clock
+    ) -> None:
+        """Every process runs the hang reaper: four calls at once through two stores on
+        one database fail each hung job exactly once, return it to exactly one caller,
+        and append its log lines once."""
+        async with open_store() as one, open_store() as other:
+            hung = [await make_running(one, f"d{n}") for n in range(JOBS_AT_ONCE)]
+            bound = clock.advance()
+            returned = await at_once(
+                [
+                    lambda s=s: s.fail_hung_jobs(bound, "hung", "JOB_HUNG", [log("hung")])
+                    for s in (one, other, one, other)
+                ]
+            )
+            assert sorted(returned) == sorted(ids(hung))
+            for job in hung:
+                assert (await fetch(other, job.id)).status is JobStatus.FAILED
+                assert await outputs(other, job.id) == ["hung"]
+
 
 class TestFailPendingJobs:
     async def test_fails_jobs_of_the_queue_created_before(self, store: Store, clock: Clock) -> None:
@@ -146,3 +169,41 @@ class TestFailPendingJobs:
             assert await outputs(store, job.id) == [f"queued {n}", "no daemon"]
         assert await store.claim_job([DEFAULT_QUEUE], "d1") is None
         assert await store.pending_summary() == []
+
+    async def test_processes_reaping_at_once_fail_each_job_once(
+        self, open_store: StoreFactory, clock: Clock
+    ) -> None:
+        """Every process runs the pending reaper: four calls at once through two stores
+        on one database fail each old job of the queue exactly once, return it to
+        exactly one caller, and append its log line once."""
+        async with open_store() as one, open_store() as other:
+            old = [await make_job(one) for _ in range(JOBS_AT_ONCE)]
+            bound = clock.advance()
+            returned = await at_once(
+                [
+                    lambda s=s: s.fail_pending_jobs(
+                        DEFAULT_QUEUE, bound, "x", "CODE", [log("no daemon")]
+                    )
+                    for s in (one, other, one, other)
+                ]
+            )
+            assert sorted(returned) == sorted(ids(old))
+            for job in old:
+                assert (await fetch(other, job.id)).status is JobStatus.FAILED
+                assert await outputs(other, job.id) == ["no daemon"]
+
+
+JOBS_AT_ONCE = 40
+
+
+async def at_once(calls: list[Callable[[], Awaitable[list[Job]]]]) -> list[str]:
+    """Start every call at once; the ids of the jobs each returned, all together."""
+    returned: list[str] = []
+
+    async def run(call: Callable[[], Awaitable[list[Job]]]) -> None:
+        returned.extend(ids(await call()))
+
+    async with trio.open_nursery() as nursery:
+        for call in calls:
+            nursery.start_soon(run, call)
+    return returned
