@@ -7,7 +7,8 @@
         ├── Scheduler.run ── one task per group of identical waiting daemons
         ├── Wakeups.run ── wake-ups from other processes serving the same database
         │   (unix datagrams on SQLite; LISTEN/NOTIFY, one thread, on PostgreSQL)
-        ├── DaemonRegistry.run ── flushes last-seen times
+        ├── DaemonRegistry.run ── flushes last-seen times and stream leases, re-reads
+        │   the daemons other processes see
         ├── reap_hung_jobs, reap_unroutable_jobs
         └── hypercorn.trio.serve ── one task per connection and request
 
