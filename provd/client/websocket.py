@@ -41,6 +41,9 @@ class WebSocketAcquisition:
         self._headers = [(k.encode(), v.encode()) for k, v in headers.items()]
         self.cancel_requested = trio.Event()
         self.close_requested = trio.Event()
+        # What provd sent so far: kept when the stream breaks after an answer, since a
+        # job in it was handed over all the same.
+        self.answers: list[pd.AcquiredJob] = []
 
     def cancel(self) -> None:
         """Send CancelAcquire (provd still answers once: maybe with a job)."""
@@ -54,7 +57,7 @@ class WebSocketAcquisition:
         """Open the stream and return every answer provd sent (exactly one)."""
         from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
-        answers: list[pd.AcquiredJob] = []
+        answers = self.answers
         end: dict[str, Any] = {}
         broken: BaseException | None = None
         try:

@@ -210,7 +210,7 @@ class DaemonConnection:
             requests.close()  # the abandoned thread's stream ends; provd answers nobody
             raise
         if failure:
-            raise failure[0]
+            _raise_unless_handed_a_job(failure[0], answers)
         return _one_answer(answers)
 
     async def _acquire_over_websocket(
@@ -232,8 +232,23 @@ class DaemonConnection:
                 failure = error
             nursery.cancel_scope.cancel()
         if failure is not None:
-            raise failure
+            _raise_unless_handed_a_job(failure, acquisition.answers)
+            answers = acquisition.answers
         return _one_answer(answers)
+
+
+def _raise_unless_handed_a_job(failure: ConnectError, answers: list[pd.AcquiredJob]) -> None:
+    """A stream that broke after provd's answer carried a job still handed that job
+    over: provd counts it as this daemon's, so it must run (semantics: a job handed
+    over is never re-delivered). Only a stream that broke before it is an error."""
+    jobs = [answer for answer in answers if answer.job_id]
+    if not jobs:
+        raise failure
+    logger.warning(
+        "the acquire stream broke after provd sent job %s (%s); running it",
+        jobs[0].job_id,
+        failure.message,
+    )
 
 
 def _one_answer(answers: list[pd.AcquiredJob]) -> pd.AcquiredJob | None:
