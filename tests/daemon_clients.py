@@ -162,6 +162,35 @@ class Jobs:
         )
 
 
+class Follower:
+    """StreamJobLogs with follow through one client, in a worker thread: every line
+    it got, and its end."""
+
+    def __init__(self, jobs: Jobs, job_id: str, nursery: trio.Nursery) -> None:
+        self.lines: list[pb.JobLog] = []
+        self.ended = trio.Event()
+        self._jobs = jobs
+        self._job_id = job_id
+        nursery.start_soon(self._run)
+
+    async def _run(self) -> None:
+        def follow() -> None:
+            request = pb.StreamJobLogsRequest(id=self._job_id, follow=True)
+            for line in self._jobs.client.stream_job_logs(request):
+                self.lines.append(line)
+
+        try:
+            await trio.to_thread.run_sync(follow, abandon_on_cancel=True)
+        finally:
+            self.ended.set()
+
+    def outputs(self) -> list[str]:
+        return [line.output for line in self.lines]
+
+    def stages(self) -> list[str]:
+        return [line.stage for line in self.lines]
+
+
 async def wait_until(predicate, timeout: float = 10, interval: float = 0.01) -> None:  # type: ignore[no-untyped-def]
     """Poll `predicate` (sync) until true; a hang guard, not a timing assertion."""
     with trio.fail_after(timeout):

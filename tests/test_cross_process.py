@@ -40,7 +40,7 @@ from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.protocol import JobErrorCode
 from tests import pg
 from tests.archives import make_tar
-from tests.daemon_clients import Acquisition, Jobs, TestDaemon, wait_until
+from tests.daemon_clients import Acquisition, Follower, Jobs, TestDaemon, wait_until
 from tests.deployments import Deployment, postgres_deployment, postgres_url, sqlite_deployment
 from tests.processes import DaemonProcess, start_daemon
 from tests.test_wakeups import log
@@ -159,35 +159,6 @@ async def wait_connected(deployment: Deployment, i: int, names: set[str]) -> Non
             if names <= listed:
                 return
             await trio.sleep(0.02)
-
-
-class Follower:
-    """StreamJobLogs with follow through one client, in a worker thread: every line
-    it got, and its end."""
-
-    def __init__(self, jobs: Jobs, job_id: str, nursery: trio.Nursery) -> None:
-        self.lines: list[pb.JobLog] = []
-        self.ended = trio.Event()
-        self._jobs = jobs
-        self._job_id = job_id
-        nursery.start_soon(self._run)
-
-    async def _run(self) -> None:
-        def follow() -> None:
-            request = pb.StreamJobLogsRequest(id=self._job_id, follow=True)
-            for line in self._jobs.client.stream_job_logs(request):
-                self.lines.append(line)
-
-        try:
-            await trio.to_thread.run_sync(follow, abandon_on_cancel=True)
-        finally:
-            self.ended.set()
-
-    def outputs(self) -> list[str]:
-        return [line.output for line in self.lines]
-
-    def stages(self) -> list[str]:
-        return [line.stage for line in self.lines]
 
 
 # -- 1. a storm over every process ------------------------------------------------------

@@ -25,9 +25,9 @@ from provd.errors import StoreUnusable
 from provd.wakeups import JobChanged, PostgresRelay, Wakeup, notify_directory, postgres_channel
 from tests import pg
 from tests.conftest import ServerFactory
-from tests.daemon_clients import Jobs, TestDaemon, wait_until
+from tests.daemon_clients import Follower, Jobs, TestDaemon, wait_until
 from tests.processes import START_SECONDS, provd_env, start_server
-from tests.test_wakeups import HOUR, Follower, log, waiting_on
+from tests.test_wakeups import HOUR, log, waiting_on
 
 # Every test here runs a PostgreSQL server: out of the quick loop, in the full suite.
 pytestmark = pytest.mark.slow
@@ -115,7 +115,7 @@ async def test_a_log_follower_on_a_sees_a_line_sent_through_b(
     job = await Jobs(a).create()
     acquired = await (await daemon.acquire(nursery)).wait()
     assert acquired.job_id == job.id
-    on_a = Follower(a, job.id, nursery)
+    on_a = Follower(Jobs(a), job.id, nursery)
     await wait_until(lambda: "Queued" in on_a.stages())
     await daemon.update(job.id, logs=[log("hello from B")])
     await wait_until(lambda: "hello from B" in on_a.outputs())

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from provd.model import Queue
@@ -34,7 +33,7 @@ from provd.wakeups import (
     notify_directory,
 )
 from tests.conftest import Server, ServerFactory
-from tests.daemon_clients import Jobs, TestDaemon, wait_until
+from tests.daemon_clients import Follower, Jobs, TestDaemon, wait_until
 
 HOUR = 3600.0
 
@@ -63,34 +62,6 @@ async def waiting_on(server: Server, daemon: TestDaemon, nursery: trio.Nursery) 
 
 def log(output: str) -> pd.Log:
     return pd.Log(source=pd.PROVISIONER, level=sdk.INFO, stage="Plan", output=output)
-
-
-class Follower:
-    """StreamJobLogs with follow, in a worker thread: every line it got, and its end."""
-
-    def __init__(self, server: Server, job_id: str, nursery: trio.Nursery) -> None:
-        self.lines: list[pb.JobLog] = []
-        self.ended = trio.Event()
-        self._client = Jobs(server).client
-        self._job_id = job_id
-        nursery.start_soon(self._run)
-
-    async def _run(self) -> None:
-        def follow() -> None:
-            request = pb.StreamJobLogsRequest(id=self._job_id, follow=True)
-            for line in self._client.stream_job_logs(request):
-                self.lines.append(line)
-
-        try:
-            await trio.to_thread.run_sync(follow, abandon_on_cancel=True)
-        finally:
-            self.ended.set()
-
-    def outputs(self) -> list[str]:
-        return [line.output for line in self.lines]
-
-    def stages(self) -> list[str]:
-        return [line.stage for line in self.lines]
 
 
 # -- across two servers ----------------------------------------------------------------
@@ -129,8 +100,8 @@ async def test_log_followers_and_cancel_cross_servers(
     acquired = await (await daemon.acquire(nursery)).wait()
     assert acquired.job_id == job.id
 
-    on_a = Follower(a, job.id, nursery)
-    on_b = Follower(b, job.id, nursery)
+    on_a = Follower(Jobs(a), job.id, nursery)
+    on_b = Follower(Jobs(b), job.id, nursery)
     await wait_until(lambda: "Queued" in on_a.stages() and "Queued" in on_b.stages())
 
     # Lines sent through B reach the follower on A (its own poll is an hour).

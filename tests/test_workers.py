@@ -240,6 +240,35 @@ async def _until_streaming(lister: Pinned, name: str) -> None:
             await trio.sleep(0.005)
 
 
+async def _deaf_workers(nursery: trio.Nursery, tmp_path: Path) -> ServerProcess:
+    """`--workers 2` with the backup polls at an hour: only wake-ups deliver in time."""
+    return await start_server(
+        nursery,
+        tmp_path / "provd.db",
+        *("--workers", "2", "--poll-interval", HOUR, "--log-poll-interval", HOUR),
+    )
+
+
+async def _create_request(creator: Pinned, provisioner: str) -> pb.CreateJobRequest:
+    """A template import for `provisioner`, its archive uploaded through `creator`."""
+    uploaded = await trio.to_thread.run_sync(
+        creator.unary,
+        "provd.v1.JobService/UploadFile",
+        pb.UploadFileRequest(data=make_tar(MAIN_TF)),
+        pb.UploadFileResponse,
+    )
+    return pb.CreateJobRequest(
+        provisioner=provisioner, file_hash=uploaded.hash, template_import=pb.TemplateImportInput()
+    )
+
+
+async def _create_through(connection: Pinned, request: pb.CreateJobRequest) -> str:
+    job = await trio.to_thread.run_sync(
+        connection.unary, "provd.v1.JobService/CreateJob", request, pb.Job
+    )
+    return job.id
+
+
 async def test_a_job_created_on_one_worker_reaches_a_daemon_waiting_on_the_other(
     tmp_path: Path,
 ) -> None:
@@ -247,36 +276,22 @@ async def test_a_job_created_on_one_worker_reaches_a_daemon_waiting_on_the_other
     an hour: only the wake-up between the workers can deliver. 50 jobs, one at a time,
     each created once the daemon waits; create-sent → received printed (-s)."""
     async with trio.open_nursery() as nursery:
-        server = await start_server(
-            nursery,
-            tmp_path / "provd.db",
-            *("--workers", "2", "--poll-interval", HOUR, "--log-poll-interval", HOUR),
-        )
+        server = await _deaf_workers(nursery, tmp_path)
         workers = await _workers(server)
         a, b = sorted(workers)
         creator = await pinned_to(server.url, a, workers)
         lister = await pinned_to(server.url, b, workers)
         daemon, acquisition, daemon_port = await _daemon_on(server, b, workers, "cross", nursery)
-        uploaded = await trio.to_thread.run_sync(
-            creator.unary,
-            "provd.v1.JobService/UploadFile",
-            pb.UploadFileRequest(data=make_tar(MAIN_TF)),
-            pb.UploadFileResponse,
-        )
-        request = pb.CreateJobRequest(
-            provisioner="cross", file_hash=uploaded.hash, template_import=pb.TemplateImportInput()
-        )
+        request = await _create_request(creator, "cross")
         latencies = []
         for _ in range(50):
             await _until_streaming(lister, daemon.name)
             started = time.perf_counter()
-            job = await trio.to_thread.run_sync(
-                creator.unary, "provd.v1.JobService/CreateJob", request, pb.Job
-            )
+            job_id = await _create_through(creator, request)
             acquired = await acquisition.wait(timeout=5)  # a hang guard, not a timing
             latencies.append(time.perf_counter() - started)
-            assert acquired.job_id == job.id
-            await daemon.complete(job.id)
+            assert acquired.job_id == job_id
+            await daemon.complete(job_id)
             acquisition = await daemon.acquire(nursery)
         # Every stream went over the one connection worker B accepted.
         assert holders(_port(server), workers).get(daemon_port) == b
@@ -296,39 +311,20 @@ async def test_cancel_and_log_follow_cross_workers(tmp_path: Path) -> None:
     """A follower on worker A sees lines the daemon sends through worker B; a cancel
     through A reaches the daemon on B; the daemon's end through B ends A's follow."""
     async with trio.open_nursery() as nursery:
-        server = await start_server(
-            nursery,
-            tmp_path / "provd.db",
-            *("--workers", "2", "--poll-interval", HOUR, "--log-poll-interval", HOUR),
-        )
+        server = await _deaf_workers(nursery, tmp_path)
         workers = await _workers(server)
         a, b = sorted(workers)
         creator = await pinned_to(server.url, a, workers)
         follower = await pinned_to(server.url, a, workers)
         daemon, acquisition, _ = await _daemon_on(server, b, workers, "followed", nursery)
-        uploaded = await trio.to_thread.run_sync(
-            creator.unary,
-            "provd.v1.JobService/UploadFile",
-            pb.UploadFileRequest(data=make_tar(MAIN_TF)),
-            pb.UploadFileResponse,
-        )
-        job = await trio.to_thread.run_sync(
-            creator.unary,
-            "provd.v1.JobService/CreateJob",
-            pb.CreateJobRequest(
-                provisioner="followed",
-                file_hash=uploaded.hash,
-                template_import=pb.TemplateImportInput(),
-            ),
-            pb.Job,
-        )
-        assert (await acquisition.wait()).job_id == job.id
+        job_id = await _create_through(creator, await _create_request(creator, "followed"))
+        assert (await acquisition.wait()).job_id == job_id
 
         lines: list[pb.JobLog] = []
         followed = trio.Event()
 
         def follow() -> None:
-            request = pb.StreamJobLogsRequest(id=job.id, follow=True)
+            request = pb.StreamJobLogsRequest(id=job_id, follow=True)
             for line in follower.server_stream(
                 "provd.v1.JobService/StreamJobLogs", request, pb.JobLog
             ):
@@ -341,14 +337,14 @@ async def test_cancel_and_log_follow_cross_workers(tmp_path: Path) -> None:
         nursery.start_soon(run_follower)
         await wait_until(lambda: any(line.stage == "Queued" for line in lines))
 
-        await daemon.update(job.id, logs=[_log("hello from worker B")])
+        await daemon.update(job_id, logs=[_log("hello from worker B")])
         await wait_until(lambda: any(line.output == "hello from worker B" for line in lines))
 
         await trio.to_thread.run_sync(
-            creator.unary, "provd.v1.JobService/CancelJob", pb.CancelJobRequest(id=job.id), pb.Job
+            creator.unary, "provd.v1.JobService/CancelJob", pb.CancelJobRequest(id=job_id), pb.Job
         )
-        assert (await daemon.update(job.id)).canceled
-        await daemon.fail(job.id)
+        assert (await daemon.update(job_id)).canceled
+        await daemon.fail(job_id)
         with trio.fail_after(10):
             await followed.wait()
         assert lines[-1].stage == "Failed"
@@ -360,13 +356,6 @@ async def test_cancel_and_log_follow_cross_workers(tmp_path: Path) -> None:
 
 def _log(output: str) -> pd.Log:
     return pd.Log(source=pd.PROVISIONER, level=sdk.INFO, stage="Plan", output=output)
-
-
-async def _create_through(connection: Pinned, request: pb.CreateJobRequest) -> str:
-    job = await trio.to_thread.run_sync(
-        connection.unary, "provd.v1.JobService/CreateJob", request, pb.Job
-    )
-    return job.id
 
 
 async def test_storm_over_two_workers_each_job_once_each_stream_answered_once(
@@ -383,15 +372,7 @@ async def test_storm_over_two_workers_each_job_once_each_stream_answered_once(
         workers = await _workers(server)
         a, b = sorted(workers)
         creators = [await pinned_to(server.url, pid, workers) for pid in (a, a, b, b)]
-        uploaded = await trio.to_thread.run_sync(
-            creators[0].unary,
-            "provd.v1.JobService/UploadFile",
-            pb.UploadFileRequest(data=make_tar(MAIN_TF)),
-            pb.UploadFileResponse,
-        )
-        request = pb.CreateJobRequest(
-            provisioner="echo", file_hash=uploaded.hash, template_import=pb.TemplateImportInput()
-        )
+        request = await _create_request(creators[0], "echo")
         target = SimpleNamespace(url=server.url)
         acquisitions: list[Acquisition] = []
         open_streams: dict[str, Acquisition] = {}
