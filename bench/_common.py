@@ -24,6 +24,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import grpc
 
 REPO = Path(__file__).resolve().parent.parent
 # The directory servers run from (their `provd` package): this checkout unless
@@ -270,3 +275,98 @@ def rounded(values: dict[str, float], digits: int = 2) -> dict[str, float]:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+# -- several processes: process trees, the machine's CPU, grpcio connections ---------
+
+
+def procfs() -> ModuleType:
+    """tests/procfs.py (children of a process; which process holds a connection)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests import procfs
+
+    return procfs
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its live children (a `provd serve --workers N` supervisor and its
+    workers)."""
+    return [pid, *sorted(procfs().child_pids(pid))]
+
+
+def tree_threads_cpu_s(pid: int) -> dict[str, float]:
+    """`threads_cpu_s` summed over `pid` and its children, by thread kind."""
+    kinds: dict[str, float] = {}
+    for member in process_tree(pid):
+        try:
+            threads = threads_cpu_s(member)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exited meanwhile
+        for kind, cpu in threads.items():
+            kinds[kind] = kinds.get(kind, 0.0) + cpu
+    return kinds
+
+
+STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def machine_cpu_s() -> dict[str, float]:
+    """The whole machine's CPU seconds since boot, all cores, by /proc/stat's kind
+    (user, nice, system, idle, iowait, irq, softirq, steal)."""
+    first = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return {k: int(v) / CLOCK_TICKS for k, v in zip(STAT_FIELDS, first, strict=False)}
+
+
+def machine_busy_s(cpu: dict[str, float] | None = None) -> float:
+    """CPU seconds the machine's cores ran something (user, nice, system, irq,
+    softirq) since boot: not idle, not waiting for I/O, not stolen by the hypervisor."""
+    cpu = machine_cpu_s() if cpu is None else cpu
+    return sum(cpu[k] for k in ("user", "nice", "system", "irq", "softirq"))
+
+
+def grpc_channel(target: str) -> grpc.Channel:
+    """A grpcio channel with a TCP connection of its own. grpcio's channels to one
+    target share one connection by default (its global subchannel pool): 8 channels
+    are 8 streams on one HTTP/2 connection, which one `--workers` process accepts."""
+    import grpc
+
+    return grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+def pinned_channel(target: str, pids: Sequence[int], want: int, attempts: int = 64) -> grpc.Channel:
+    """A connected `grpc_channel` whose connection process `want` (one of `pids`, all
+    accepting on `target`'s port, e.g. `--workers` behind SO_REUSEPORT) accepted:
+    connect, see through /proc which process holds the new connection, retry if it
+    is another one. Nothing else may connect to the port meanwhile."""
+    import grpc
+
+    port = int(target.rsplit(":", 1)[1])
+    proc = procfs()
+    for _ in range(attempts):
+        before = set(proc.accepted_connections(port))
+        channel = grpc_channel(target)
+        grpc.channel_ready_future(channel).result(timeout=START_TIMEOUT)
+        holder = None
+        deadline = time.monotonic() + START_TIMEOUT
+        while holder is None:
+            new = set(proc.accepted_connections(port)) - before
+            held = proc.holders(port, set(pids))
+            holders_of_new = {held[p] for p in new if p in held}
+            if len(new) == 1 and holders_of_new:
+                holder = holders_of_new.pop()
+            elif time.monotonic() > deadline:
+                raise RuntimeError(f"no process of {pids} holds the new connection {new}")
+            else:
+                time.sleep(0.002)
+        if holder == want:
+            return channel
+        channel.close()
+    raise RuntimeError(f"{attempts} connections, none accepted by {want}")
+
+
+def connection_split(target: str, pids: Sequence[int]) -> dict[int, int]:
+    """How many connections on `target`'s port each of `pids` holds."""
+    port = int(target.rsplit(":", 1)[1])
+    held = procfs().holders(port, set(pids))
+    return {pid: sum(1 for holder in held.values() if holder == pid) for pid in pids}

@@ -1,11 +1,14 @@
 """provd against the hand-rolled alternative, on the same UpdateJob log load.
 
     .venv/bin/python bench/peer.py [--daemons 8] [--seconds 12] [--lines 100]
+                                   [--workers N|auto] [--connections auto|shared|per-daemon]
+                                   [--kernel-spread]
 
 Two servers run side by side as subprocesses on 127.0.0.1, each with a new SQLite
 file in WAL mode with synchronous=FULL:
 
-    provd      `python -m provd serve` (durable defaults)
+    provd      `python -m provd serve` (durable defaults; `--workers N|auto` is passed
+               on: N worker processes on one port and the one file, `auto` one per core)
     baseline   bench/peer_server.py: grpc.aio + sqlite3, UpdateJob only, appends the
                lines in one transaction per call and answers canceled=false
 
@@ -17,7 +20,23 @@ baseline, provd, baseline; `--seconds` in all per server) so drift on a shared
 machine hits both alike; only one is loaded at a time. Afterwards the lines are
 counted in both files.
 
+Connections: grpcio's channels to one target share one TCP connection (its global
+subchannel pool), so by default the daemons' calls are streams of one HTTP/2
+connection, as this benchmark always measured (`--connections shared`). One
+connection goes to one `--workers` process, so with more than one worker each
+channel gets a connection of its own (`--connections per-daemon`, for both servers),
+pinned half to each worker: /proc tells which worker accepted a connection, and it
+is reopened until it lands on the wanted one; `--kernel-spread` leaves it to the
+kernel's SO_REUSEPORT hash and prints the split. `--connections auto` (the default)
+is `shared` with one worker, `per-daemon` with more. Channels are opened anew for
+each turn (provd closes a connection idle for 5 s). The server's CPU is that of all
+its processes (the supervisor and its workers).
+
     ratio = provd lines/s ÷ baseline lines/s      (goal ≥ 0.75)
+
+CPU is in cores: the server's, this process's (the client), and "other", the whole
+machine's busy CPU (/proc/stat) minus those two: other work on a shared machine, and
+the idle server. On 2 cores, what the client and other work take the servers lack.
 
 The last line printed is one JSON object with the results.
 """
@@ -36,14 +55,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import grpc
 from _common import (
+    connection_split,
+    diff,
     emit,
     goal,
+    grpc_channel,
     log,
     machine,
+    machine_busy_s,
+    pinned_channel,
+    process_tree,
     provd_server,
     rounded,
     started,
+    status_kb,
     table,
+    tree_threads_cpu_s,
 )
 from _logload import (
     LoadResult,
@@ -61,10 +88,37 @@ GOAL_RATIO = 0.75
 UPDATE_JOB = "/provisionerd.ProvisionerDaemon/UpdateJob"
 
 
-def grpc_senders(target: str, daemons: int) -> tuple[list[grpc.Channel], list[Send]]:
-    channels, senders = [], []
-    for index in range(daemons):
-        channel = grpc.insecure_channel(target)
+def worker_count(value: str) -> str:
+    """`--workers`: a positive number or `auto`, passed on to `provd serve`."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', got {value!r}")
+    return str(int(value))
+
+
+def open_channels(
+    target: str, daemons: int, connections: str, workers: Sequence[int], kernel_spread: bool
+) -> list[grpc.Channel]:
+    """One channel per daemon: all on one shared connection, or each on its own
+    (pinned half to each of `workers`, the processes accepting on `target`, if there
+    are several and not `kernel_spread`)."""
+    if connections == "shared":
+        return [grpc.insecure_channel(target) for _ in range(daemons)]
+    if len(workers) > 1 and not kernel_spread:
+        return [
+            pinned_channel(target, workers, workers[index % len(workers)])
+            for index in range(daemons)
+        ]
+    channels = [grpc_channel(target) for _ in range(daemons)]
+    for channel in channels:
+        grpc.channel_ready_future(channel).result(timeout=30)
+    return channels
+
+
+def grpc_senders(channels: Sequence[grpc.Channel]) -> list[Send]:
+    senders = []
+    for index, channel in enumerate(channels):
         call = channel.unary_unary(
             UPDATE_JOB,
             request_serializer=pd.UpdateJobRequest.SerializeToString,
@@ -79,18 +133,47 @@ def grpc_senders(target: str, daemons: int) -> tuple[list[grpc.Channel], list[Se
         ) -> pd.UpdateJobResponse:
             return call(request, metadata=metadata, timeout=60)
 
-        channels.append(channel)
         senders.append(send)
-    return channels, senders
+    return senders
 
 
-def row(name: str, result: LoadResult) -> list[object]:
+def run_turn(
+    pid: int,
+    target: str,
+    jobs: Sequence[Sequence[str]],
+    seconds: float,
+    args: argparse.Namespace,
+    used: list[dict[str, int]],
+    workers: Sequence[int] = (),
+) -> tuple[LoadResult, list[int], float]:
+    """One turn of the load on one server, on channels opened for it; with several
+    `workers` (the children of `pid`), their CPU is the server's. Returns the load's
+    result, the number of connections each worker held, and the whole machine's busy
+    CPU seconds meanwhile (this benchmark, the servers, and any other work)."""
+    channels = open_channels(target, args.daemons, args.connections, workers, args.kernel_spread)
+    split = list(connection_split(target, workers).values()) if len(workers) > 1 else []
+    before = tree_threads_cpu_s(pid) if workers else {}
+    busy = machine_busy_s()
+    result = run_load(pid, grpc_senders(channels), jobs, seconds, args.lines, used)
+    busy = machine_busy_s() - busy
+    if workers:
+        cpu = diff(tree_threads_cpu_s(pid), before)
+        result.server_cpu = {kind: value / result.seconds for kind, value in cpu.items()}
+    for channel in channels:
+        channel.close()
+    return result, split, busy
+
+
+def row(name: str, result: LoadResult, busy: float) -> list[object]:
+    server = sum(result.server_cpu.values())
     return [
         name,
         result.updates_per_s,
         result.lines_per_s,
-        sum(result.server_cpu.values()),
+        server,
         result.client_cpu,
+        busy - server - result.client_cpu,
+        busy,
     ]
 
 
@@ -100,9 +183,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=12.0, help="per server, in 2 turns")
     parser.add_argument("--lines", type=int, default=100)
     parser.add_argument("--jobs-per-daemon", type=int, default=16)
+    parser.add_argument(
+        "--workers",
+        type=worker_count,
+        default="1",
+        help="provd serve --workers: processes on the one port and file (auto: one per core)",
+    )
+    parser.add_argument(
+        "--connections",
+        choices=["auto", "shared", "per-daemon"],
+        default="auto",
+        help="one connection for all daemons, or one each (auto: shared with one worker)",
+    )
+    parser.add_argument(
+        "--kernel-spread",
+        action="store_true",
+        help="with several workers, let the kernel spread the connections (default: half each)",
+    )
     args = parser.parse_args()
+    if args.connections == "auto":
+        args.connections = "shared" if args.workers == "1" else "per-daemon"
     started_at = time.perf_counter()
     turn = args.seconds / 2
+    serve_args = [] if args.workers == "1" else ["--workers", args.workers]
 
     with tempfile.TemporaryDirectory(prefix="provd-bench-") as tmp:
         provd_db, peer_db = Path(tmp) / "provd.db", Path(tmp) / "peer.db"
@@ -111,38 +214,44 @@ def main() -> None:
             str(Path(__file__).with_name("peer_server.py")),
             str(peer_db),
         ]
-        with provd_server(provd_db) as provd, started(peer_command) as peer:
+        with provd_server(provd_db, *serve_args) as provd, started(peer_command) as peer:
+            workers = process_tree(provd.pid)[1:]
+            if serve_args:
+                log(f"peer: provd --workers {args.workers}: worker pids {workers}")
             log(f"peer: {args.daemons} daemons acquire {args.jobs_per_daemon} provd jobs each")
             provd_jobs = provd_held_jobs(provd.url, args.daemons, args.jobs_per_daemon)
             peer_jobs = [
                 [str(uuid.uuid4()) for _ in range(args.jobs_per_daemon)]
                 for _ in range(args.daemons)
             ]
-            provd_channels, provd_send = grpc_senders(provd.target, args.daemons)
-            peer_channels, peer_send = grpc_senders(peer.target, args.daemons)
             provd_used: list[dict[str, int]] = [{} for _ in range(args.daemons)]
             peer_used: list[dict[str, int]] = [{} for _ in range(args.daemons)]
-            log("peer: warm-up")
-            sent = {
-                "provd": run_load(
-                    provd.pid, provd_send, provd_jobs, 1.0, args.lines, provd_used
-                ).lines,
-                "baseline": run_load(
-                    peer.pid, peer_send, peer_jobs, 1.0, args.lines, peer_used
-                ).lines,
-            }
+
+            def provd_turn(seconds: float) -> tuple[LoadResult, list[int], float]:
+                return run_turn(
+                    provd.pid, provd.target, provd_jobs, seconds, args, provd_used, workers
+                )
+
+            def peer_turn(seconds: float) -> tuple[LoadResult, list[int], float]:
+                return run_turn(peer.pid, peer.target, peer_jobs, seconds, args, peer_used)
+
+            log(f"peer: warm-up ({args.connections} connections)")
+            sent = {"provd": provd_turn(1.0)[0].lines, "baseline": peer_turn(1.0)[0].lines}
             runs: dict[str, list[LoadResult]] = {"provd": [], "baseline": []}
+            busy = {"provd": 0.0, "baseline": 0.0}
+            splits: list[list[int]] = []
             for n in range(2):
                 log(f"peer: turn {n + 1}: provd, then baseline, {turn} s each")
-                runs["provd"].append(
-                    run_load(provd.pid, provd_send, provd_jobs, turn, args.lines, provd_used)
-                )
-                runs["baseline"].append(
-                    run_load(peer.pid, peer_send, peer_jobs, turn, args.lines, peer_used)
-                )
-            for channel in provd_channels + peer_channels:
-                channel.close()
-            rss = {"provd": provd.rss_mb(), "baseline": peer.rss_mb()}
+                for name, take_turn in (("provd", provd_turn), ("baseline", peer_turn)):
+                    result, split, busy_s = take_turn(turn)
+                    runs[name].append(result)
+                    busy[name] += busy_s
+                    if split:
+                        splits.append(split)
+            rss = {
+                "provd": sum(status_kb(pid, "VmRSS") for pid in process_tree(provd.pid)) / 1024,
+                "baseline": peer.rss_mb(),
+            }
         results = {name: combine(turns) for name, turns in runs.items()}
         for name, result in results.items():
             sent[name] += result.lines
@@ -150,11 +259,14 @@ def main() -> None:
 
     ratio = results["provd"].lines_per_s / results["baseline"].lines_per_s
     table(
-        f"peer: UpdateJob with {args.lines} lines from {args.daemons} grpcio daemons"
-        " (cpu in cores)",
-        ["server", "UpdateJob/s", "lines/s", "server cpu", "client cpu"],
-        [row(name, result) for name, result in results.items()],
+        f"peer: UpdateJob with {args.lines} lines from {args.daemons} grpcio daemons,"
+        f" provd --workers {args.workers}, {args.connections} connections (cpu in cores)",
+        ["server", "UpdateJob/s", "lines/s", "server cpu", "client cpu", "other", "machine"],
+        [row(name, result, busy[name] / result.seconds) for name, result in results.items()],
     )
+    if splits:
+        spread = "kernel" if args.kernel_spread else "pinned"
+        print(f"connections per provd worker, per turn ({spread}): {splits}")
     print(f"ratio provd/baseline = {ratio:.2f} (goal ≥ {GOAL_RATIO}: {goal(ratio >= GOAL_RATIO)})")
     for name in results:
         if stored[name] != sent[name]:
@@ -165,6 +277,10 @@ def main() -> None:
             "daemons": args.daemons,
             "lines_per_update": args.lines,
             "client": "grpcio",
+            "workers": args.workers,
+            "worker_pids": workers,
+            "connections": args.connections,
+            "connection_splits": splits,
             "provd_lines_per_s": round(results["provd"].lines_per_s),
             "baseline_lines_per_s": round(results["baseline"].lines_per_s),
             "provd_updates_per_s": round(results["provd"].updates_per_s, 1),
@@ -174,6 +290,10 @@ def main() -> None:
             "goal_met": ratio >= GOAL_RATIO,
             "provd_server_cpu_cores": rounded(results["provd"].server_cpu),
             "baseline_server_cpu_cores": round(sum(results["baseline"].server_cpu.values()), 2),
+            "client_cpu_cores": {name: round(r.client_cpu, 2) for name, r in results.items()},
+            "machine_busy_cores": {
+                name: round(busy[name] / r.seconds, 2) for name, r in results.items()
+            },
             "rss_mb": rounded(rss, 1),
             "lines_stored": stored,
             "machine": machine(),
