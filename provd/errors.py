@@ -49,6 +49,12 @@ class StoreClosed(ProvdError):
     """The store is shutting down and takes no more work."""
 
 
+class StoreBusy(ProvdError):
+    """Another program held the database's write lock longer than provd waits (SQLite's
+    busy timeout), so the write was not stored. Clients get `unavailable` and may
+    retry: nothing is broken."""
+
+
 class StoreFull(ResourceExhausted):
     """The database's disk had no room for a write, so none of it was stored.
 

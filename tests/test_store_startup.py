@@ -74,7 +74,12 @@ async def test_new_directory_and_files_are_private_whatever_the_umask(tmp_path: 
             stored = await store.put_file(ARCHIVE, TAR)
             await store.create_job(new_job(stored.hash))
             modes = {p.name: _mode(p) for p in path.parent.iterdir()}
-    assert modes == {"provd.db": 0o600, "provd.db-wal": 0o600, "provd.db-shm": 0o600}
+    assert modes == {
+        "provd.db": 0o600,
+        "provd.db-wal": 0o600,
+        "provd.db-shm": 0o600,
+        "provd.db-writer.lock": 0o600,  # the processes' turn-taking (_write_lock)
+    }
     assert _mode(path.parent) == 0o700
     assert _mode(path.parent.parent) == 0o777  # parents are made as `mkdir -p` would
 

@@ -24,6 +24,7 @@ CODES: dict[type[errors.ProvdError], Code] = {
     errors.PermissionDenied: Code.PERMISSION_DENIED,
     errors.ResourceExhausted: Code.RESOURCE_EXHAUSTED,
     errors.StoreClosed: Code.UNAVAILABLE,
+    errors.StoreBusy: Code.UNAVAILABLE,
 }
 
 

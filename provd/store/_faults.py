@@ -1,10 +1,12 @@
 """What a SQLite or file-system error means for the operator and for clients.
 
-Two kinds of failure get a message of their own instead of SQLite's terse text:
+Three kinds of failure get a message of their own instead of SQLite's terse text:
 
 - at run time, a write that found no room on the disk (`StoreFull`, which clients see
   as `resource_exhausted`): nothing is broken, and writes succeed again once space
   is freed;
+- at run time, a write that waited out SQLite's busy timeout because another program
+  held the write lock (`StoreBusy`, `unavailable`): it may be retried;
 - at start-up, a database that cannot be used as it is (`StoreUnusable`): one line
   that says what is wrong and what to do, which `provd serve` prints as is.
 """
@@ -16,7 +18,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from provd.errors import StoreFull, StoreUnusable
+from provd.errors import StoreBusy, StoreFull, StoreUnusable
 
 # I/O errors of writing or growing a file. Out of space surfaces as SQLITE_FULL on most
 # file systems, but a file-size limit (EFBIG), a quota, or ENOSPC from fsync (NFS,
@@ -66,10 +68,25 @@ def disk_full(error: BaseException, path: Path) -> StoreFull | None:
     return full
 
 
+def busy(error: BaseException, path: Path) -> StoreBusy | None:
+    """The `StoreBusy` that `error` means if SQLite gave up waiting for its lock."""
+    if not isinstance(error, sqlite3.Error) or (code := _code(error)) is None:
+        return None
+    if code & 0xFF != sqlite3.SQLITE_BUSY:
+        return None
+    stuck = StoreBusy(
+        f"another program kept {path} locked for writing too long, so this write was not"
+        " stored; retry it (provd's own processes take turns without this: look for"
+        " another program writing to the database)"
+    )
+    stuck.__cause__ = error
+    return stuck
+
+
 def translate(error: BaseException, path: Path) -> BaseException:
     """`error` as a caller of the store should see it: `StoreFull` for a full disk,
-    anything else unchanged."""
-    return disk_full(error, path) or error
+    `StoreBusy` for a lock held too long elsewhere, anything else unchanged."""
+    return disk_full(error, path) or busy(error, path) or error
 
 
 def unusable(error: sqlite3.Error, path: Path) -> StoreUnusable:

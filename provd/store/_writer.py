@@ -20,11 +20,13 @@ shared with the trio loop that serves the requests: fewer statements per write
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -61,10 +63,15 @@ class Writer:
         self,
         conn: sqlite3.Connection,
         translate: Callable[[BaseException], BaseException] = lambda error: error,
+        *,
+        process_lock: AbstractContextManager[None] | None = None,
     ) -> None:
-        """`translate` maps an error of a write to the one its caller gets."""
+        """`translate` maps an error of a write to the one its caller gets;
+        `process_lock` is held around each transaction, to take turns with the other
+        processes writing to the same file (`_write_lock.WriteLock`)."""
         self._conn = conn
         self._translate = translate
+        self._process_lock = process_lock or contextlib.nullcontext()
         self._queue: queue.SimpleQueue[_Write[Any] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
@@ -124,7 +131,8 @@ class Writer:
         waiting forever."""
         try:
             self._rollback()  # a transaction a failed batch could not end
-            results = self._transaction(batch)
+            with self._process_lock:
+                results = self._transaction(batch)
         except Exception as error:
             # The transaction failed as a whole: none of the batch was stored.
             self._rollback()

@@ -28,6 +28,7 @@ import trio
 from sqlite_utils import Database
 
 from provd import __version__
+from provd.errors import StoreUnusable
 from provd.model import (
     Allowance,
     Daemon,
@@ -53,6 +54,7 @@ from provd.store import _sql_jobs as jobs_sql
 from provd.store._files import create_database_file, tighten_database_files
 from provd.store._files import prepare_data_dir as prepare_data_dir
 from provd.store._readers import ReaderPool
+from provd.store._write_lock import WriteLock, write_lock_path
 from provd.store._writer import Writer
 from provd.store.migrations import is_another_apps, migrations, unknown_migrations
 
@@ -393,7 +395,15 @@ async def open_sqlite_store(
     except BaseException:
         conn.close()
         raise
-    writer = Writer(conn, partial(_faults.translate, path=path))
+    try:
+        process_lock = WriteLock(path)
+    except OSError as error:
+        readers.close()
+        conn.close()
+        raise StoreUnusable(
+            f"cannot create the write lock {write_lock_path(path)}: {error.strerror}"
+        ) from None
+    writer = Writer(conn, partial(_faults.translate, path=path), process_lock=process_lock)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_run_writer_thread, writer, name="provd-sqlite-writer")
@@ -404,6 +414,7 @@ async def open_sqlite_store(
     finally:
         readers.close()
         conn.close()
+        process_lock.close()
 
 
 async def _run_writer_thread(writer: Writer) -> None:
