@@ -195,15 +195,14 @@ class Dispatcher:
         result = None
         if request.WhichOneof("type") == "workspace_build" and request.workspace_build.state:
             result = api.JobResult(failed_state=request.workspace_build.state).SerializeToString()
+        error = _readable(request.error)
         line = server_line(
             "Failed",
-            f"The daemon failed the job: {request.error}"
-            if request.error
-            else "The daemon stopped the job.",
-            LogLevel.ERROR if request.error else LogLevel.WARN,
+            f"The daemon failed the job: {error}" if error else "The daemon stopped the job.",
+            LogLevel.ERROR if error else LogLevel.WARN,
         )
         await self._store.fail_job(
-            job_id, daemon.id, request.error, request.error_code, result, logs=[line]
+            job_id, daemon.id, error, _readable(request.error_code), result, logs=[line]
         )
         self._events.notify(job_id)
 
@@ -251,8 +250,17 @@ class Dispatcher:
             )
 
 
+def _readable(text: str) -> str:
+    """`text` from a daemon, meant for people (a log line, an error), with any NUL shown
+    as U+FFFD: PostgreSQL cannot store NUL in text, nor can SQLite's JSON functions,
+    which the SQLite store inserts log lines with."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def _cap(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters, with a visible marker when cut."""
+    """`text` made `_readable` and cut to `limit` characters, with a visible marker
+    when cut."""
+    text = _readable(text)
     return text if len(text) <= limit else text[: limit - len(TRUNCATED_MARK)] + TRUNCATED_MARK
 
 

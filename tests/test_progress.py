@@ -197,6 +197,20 @@ async def test_long_stage_and_output_are_cut_visibly(server: Server, nursery: tr
     assert (kept.stage, kept.output) == (exact.stage, exact.output)  # at the cap: untouched
 
 
+async def test_nul_in_lines_and_errors_is_shown_as_a_replacement_character(
+    server: Server, nursery: trio.Nursery
+) -> None:
+    """Protobuf strings may hold NUL; PostgreSQL text cannot. A daemon's log lines and
+    error show it as U+FFFD on every store, instead of failing the call."""
+    jobs, daemon, job_id = await start_job(server, nursery)
+    await daemon.update(job_id, logs=[log("before\x00after", "st\x00age")])
+    (line,) = await daemon_lines(jobs, job_id)
+    assert (line.stage, line.output) == ("st\ufffdage", "before\ufffdafter")
+    await daemon.fail(job_id, "bad\x00error", error_code="E\x00")
+    job = await jobs.get(job_id)
+    assert (job.error, job.error_code) == ("bad\ufffderror", "E\ufffd")
+
+
 async def test_total_log_cap_marks_once(make_server: ServerFactory, nursery: trio.Nursery) -> None:
     """Past the per-job cap lines are dropped with exactly one marker; updates still beat."""
     server = await make_server(limits=replace(Limits(), log_budget_bytes=2000))

@@ -501,28 +501,35 @@ def _store_lines(
     """Insert `logs` into job_logs and return what they cost against the job's log
     budget; the job's `log_bytes` is the caller's to update.
 
-    One statement for all lines: each line gets the id SQLite would have given it
-    (one more than the largest in the table), assigned here, so no line needs its
-    own INSERT … RETURNING. Writes are serialized on the writer's connection, so
+    One statement for all lines, fed one JSON array: SQLite walks it in C, so the
+    writer thread gives up the GIL once per batch. With `executemany` it gave it up
+    around every row's step and, with the trio loop busy, waited up to the switch
+    interval (5 ms) to get it back each time, holding the database's write lock all
+    along, which other processes on the file wait for (docs/performance.md, "Beyond
+    one process"). Each line gets the id SQLite would have given it (one more than
+    the largest in the table); writes are serialized on the writer's connection, so
     nothing else inserts between the look-up of the largest id and the insert.
     """
     if not logs:
         return 0
     (last_id,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM job_logs").fetchone()
-    conn.executemany(
-        "INSERT INTO job_logs (id, job_id, created_at, source, level, stage, output)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    rows = [
         [
-            (
-                log_id,
-                job_id,
-                now if line.created_at is None else line.created_at,
-                int(line.source),
-                int(line.level),
-                line.stage,
-                line.output,
-            )
-            for log_id, line in enumerate(logs, start=last_id + 1)
-        ],
+            now if line.created_at is None else line.created_at,
+            int(line.source),
+            int(line.level),
+            line.stage,
+            line.output,
+        ]
+        for line in logs
+    ]
+    # Lines hold no NUL (the service shows it as U+FFFD): SQLite's JSON functions
+    # would end a string there.
+    conn.execute(
+        "INSERT INTO job_logs (id, job_id, created_at, source, level, stage, output)"
+        " SELECT ? + key, ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+        " json_extract(value, '$[2]'), json_extract(value, '$[3]'),"
+        " json_extract(value, '$[4]') FROM json_each(?) ORDER BY key",
+        (last_id + 1, job_id, json.dumps(rows, ensure_ascii=False, separators=(",", ":"))),
     )
     return sum(map(log_size, logs))

@@ -33,7 +33,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from provd.errors import ProvdError, StoreClosed, StoreFull, StoreUnusable
+from provd.errors import InvalidArgument, ProvdError, StoreClosed, StoreFull, StoreUnusable
 from provd.model import (
     Allowance,
     Daemon,
@@ -134,6 +134,9 @@ def translate(error: BaseException, dsn: str) -> BaseException:
             "the PostgreSQL server's disk is full: free space there; provd takes writes again"
             " as soon as there is room"
         )
+    if isinstance(error, psycopg.DataError) and "NUL" in str(error):
+        # psycopg refuses to send it: PostgreSQL text cannot hold NUL.
+        return InvalidArgument("text sent to provd on PostgreSQL cannot contain NUL (0x00)")
     if isinstance(error, pg_errors.UniqueViolation | pg_errors.CheckViolation):
         return ValueError(_diagnostic(error, dsn))
     if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):

@@ -163,6 +163,25 @@ class TestUpdateJob(HolderChecks):
         read = await store.read_logs(job.id)
         assert [(line.output, line.created_at) for line in read[1:]] == [("a", now), ("b", 7)]
 
+    async def test_lines_come_back_exactly_as_sent(self, store: Store) -> None:
+        """Every character, every field, in order, with consecutive ids: quotes,
+        backslashes, JSON look-alikes, astral and separator characters, long lines.
+        (No NUL: the service shows it as U+FFFD before a store sees it.)"""
+        job = await make_running(store, "d1")
+        sent = [
+            log('say "hi" \\ {"a": [1]}', stage="Plan ☃"),
+            log("😀 \u2028 \u2029 \t\r\n end", source=LogSource.PROVISIONER),
+            log("x" * 5000, level=LogLevel.ERROR, created_at=123),
+            log("", stage=""),
+        ]
+        await update_logs(store, job, sent)
+        read = await store.read_logs(job.id)
+        assert [(line.stage, line.output, line.source, line.level) for line in read] == [
+            (line.stage, line.output, line.source, line.level) for line in sent
+        ]
+        assert read[2].created_at == 123
+        assert [line.id for line in read] == list(range(read[0].id, read[0].id + len(sent)))
+
     async def test_canceling_job_can_still_report(self, store: Store, clock: Clock) -> None:
         """A job asked to cancel is still its daemon's: updates land, it stays CANCELING."""
         job = await make_running(store, "d1")
