@@ -38,6 +38,8 @@ bench:
     {{python}} bench/scale.py
     {{python}} bench/logs.py
     {{python}} bench/peer.py
+    {{python}} bench/peer.py --workers auto
+    {{python}} bench/scale_out.py
     {{python}} bench/startup.py
 
 # Build dist/provd (one file) and dist/provd-onedir/ with PyInstaller; reproducible.
