@@ -9,6 +9,8 @@
         │   (unix datagrams on SQLite; LISTEN/NOTIFY, one thread, on PostgreSQL)
         ├── DaemonRegistry.run ── flushes last-seen times and stream leases, re-reads
         │   the daemons other processes see
+        ├── DaemonKeys.run ── flushes keys' last-used times, re-checks the keys of
+        │   open streams
         ├── reap_hung_jobs, reap_unroutable_jobs
         └── hypercorn.trio.serve ── one task per connection and request
 
@@ -33,6 +35,8 @@ from provd.dispatch import Dispatcher
 from provd.errors import StoreUnusable
 from provd.explain import explain_unroutable
 from provd.job_service import JobService
+from provd.key_revocations import KeyRevocations
+from provd.keys import DaemonKeys
 from provd.model import Queue
 from provd.reapers import reap_hung_jobs, reap_unroutable_jobs
 from provd.registry import DaemonRegistry
@@ -141,6 +145,10 @@ async def _serve_store(
     )
     wakeups.deliver_jobs_to(scheduler.job_available)
     registry = DaemonRegistry(store, heartbeat_interval=settings.heartbeat_interval_seconds)
+    # Deleting a daemon key ends its daemons' streams here, then in every other process.
+    revocations = KeyRevocations()
+    keys = DaemonKeys(store, revocations, announce_revoked=wakeups.key_revoked)
+    wakeups.deliver_key_revocations_to(revocations.revoke, keys.recheck)
 
     def explain(queue: Queue) -> str | None:
         return explain_unroutable(queue, registry.live_daemons())
@@ -159,6 +167,7 @@ async def _serve_store(
         registry,
         events,
         settings.limits,
+        keys=keys,
         unary_acquire_wait_seconds=settings.unary_acquire_wait_seconds,
     )
     app = build_app(
@@ -166,6 +175,7 @@ async def _serve_store(
         jobs=jobs,
         dispatcher=dispatcher,
         registry=registry,
+        keys=keys,
         admin_token=settings.admin_token,
         daemon_psk=settings.daemon_psk,
         cors_origins=settings.cors_origins,
@@ -174,6 +184,7 @@ async def _serve_store(
         await nursery.start(scheduler.run)
         await nursery.start(wakeups.run)
         await nursery.start(registry.run)
+        await nursery.start(keys.run)
         nursery.start_soon(reap_hung_jobs, store, events, settings.reapers)
         nursery.start_soon(reap_unroutable_jobs, store, registry, events, settings.reapers)
 

@@ -55,6 +55,8 @@ class ServerSettings:
     # A postgresql:// (or postgres://) URL: serve that database instead of `db_path`.
     postgres_url: str = ""
     admin_token: str = ""
+    # The daemons' pre-shared key; empty: off (`--daemon-psk off`), so that every
+    # daemon needs a daemon key (docs/keys.md).
     daemon_psk: str = ""
     # "normal" trades the last transactions before a power cut for speed.
     synchronous: Synchronous = "full"

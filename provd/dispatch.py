@@ -19,6 +19,7 @@ from provd.gen.provd.v1 import jobs_pb2 as api
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from provd.ids import parse_job_id
+from provd.keys import DaemonKeys
 from provd.model import (
     Daemon,
     Job,
@@ -62,11 +63,14 @@ class Dispatcher:
         events: JobEvents,
         limits: Limits = Limits(),
         *,
+        keys: DaemonKeys,
         unary_acquire_wait_seconds: float = 5.0,
     ) -> None:
-        """`unary_acquire_wait_seconds`: how long the deprecated unary AcquireJob waits
-        for a job before it answers with an empty one."""
+        """`keys` ends the waits of a deleted key's daemons. `unary_acquire_wait_seconds`:
+        how long the deprecated unary AcquireJob waits for a job before it answers with
+        an empty one."""
         self._store = store
+        self._keys = keys
         self._scheduler = scheduler
         self._registry = registry
         self._events = events
@@ -85,21 +89,32 @@ class Dispatcher:
         locked for this daemon. A job that cannot be sent is failed, saying why, and
         the wait goes on. If this task is cancelled while it holds a job, the job goes
         back to its queue. The caller must hand the message over or `release` the job.
+
+        If the daemon's key is deleted (on any process) the wait ends with
+        `Unauthenticated`, and a job claimed meanwhile goes back to its queue; the key
+        is read once more right before a job is returned, so a deletion committed
+        elsewhere whose wake-up is still on its way hands no job over either.
         """
-        with self._registry.connected(daemon):
+        with (
+            self._registry.connected(daemon),
+            self._keys.watch(daemon, cancel_requested) as key_watch,
+        ):
             while not cancel_requested.is_set() and trio.current_time() < deadline:
                 job = await self._scheduler.wait_for_job(
                     daemon, cancel_requested, deadline=deadline
                 )
                 if job is None:
-                    return None
+                    break
                 try:
                     message = await self._message_for(daemon, job)
+                    if message is not None:
+                        await self._keys.check_current(key_watch)
                 except BaseException:
                     await self.release(daemon, job)
                     raise
                 if message is not None:
                     return Acquired(job, message)
+            key_watch.check()
         return None
 
     async def acquire_unary(self, daemon: Daemon) -> pd.AcquiredJob:

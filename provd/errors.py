@@ -38,7 +38,16 @@ class FailedPrecondition(ProvdError):
 
 
 class PermissionDenied(ProvdError):
-    """The caller is authenticated but may not touch this job."""
+    """The caller is authenticated but may not do this: touch another daemon's job, or
+    claim more than its daemon key allows (the message names the header)."""
+
+
+class Unauthenticated(ProvdError):
+    """The caller's credential is missing, wrong, or was revoked (a deleted daemon key)."""
+
+
+class AlreadyExists(ProvdError):
+    """Something with this name exists already (a daemon key's name)."""
 
 
 class ResourceExhausted(ProvdError):

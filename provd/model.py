@@ -254,7 +254,12 @@ UNTAGGED: Mapping[str, str] = {"scope": SCOPE_ORGANIZATION, "owner": ""}
 
 @dataclass(frozen=True, slots=True)
 class Daemon:
-    """A provisioner daemon as it identifies itself on each call."""
+    """A provisioner daemon as it identifies itself on each call.
+
+    A daemon that presented a daemon key has its organization, owner and tags from the
+    key and its id from (key id, name): `key_id` names the key; a daemon on the
+    pre-shared key has none, and its id comes from (organization, name, owner).
+    """
 
     id: str
     organization: str
@@ -264,6 +269,7 @@ class Daemon:
     tags: Mapping[str, str]
     version: str = ""
     api_version: str = "1.0"
+    key_id: str = ""
 
     def can_run(self, queue: Queue) -> bool:
         return (
@@ -278,6 +284,27 @@ class DaemonRecord:
     daemon: Daemon
     created_at: int
     last_seen_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonKey:
+    """A daemon key: a credential that fixes who its daemons are (docs/keys.md).
+
+    Its daemons belong to `organization` and `owner` and have exactly `tags`
+    (normalized: scope and owner included); they may offer any of `provisioners`
+    (empty: any provisioner). Only the SHA-256 of the key's secret is stored
+    (`secret_sha256`, hex). `last_used_at` is 0 until a daemon used it.
+    """
+
+    id: str
+    name: str
+    organization: str
+    owner: str
+    provisioners: tuple[str, ...]
+    tags: Mapping[str, str]
+    secret_sha256: str
+    created_at: int
+    last_used_at: int = 0
 
 
 @dataclass(frozen=True, slots=True)

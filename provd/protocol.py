@@ -18,12 +18,18 @@ DEFAULT_URL = "http://127.0.0.1:8420"
 # -- headers a provisioner daemon sends on every call (docs/daemon-protocol.md) ----
 
 PSK_HEADER = "provd-daemon-psk"
+# A daemon key (docs/keys.md) instead of the PSK: it fixes the daemon's organization,
+# tags, owner and allowed provisioners.
+KEY_HEADER = "provd-daemon-key"
 NAME_HEADER = "provd-daemon-name"
 PROVISIONERS_HEADER = "provd-daemon-provisioners"
 TAGS_HEADER = "provd-daemon-tags"
 ORGANIZATION_HEADER = "provd-daemon-organization"
 API_VERSION_HEADER = "provd-api-version"
 VERSION_HEADER = "provd-daemon-version"
+
+# What every daemon key looks like: KEY_PREFIX, the key's id (no "_"), "_", the secret.
+KEY_PREFIX = "provd_key_"
 
 # -- limits ---------------------------------------------------------------------------
 

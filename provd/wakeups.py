@@ -1,7 +1,8 @@
 """One wake-up path for every process that serves the same store.
 
-What the service layer reacts to comes in two kinds: "a job is available in queue Q"
-(the schedulers must look) and "job J changed" (its log followers must re-read).
+What the service layer reacts to comes in three kinds: "a job is available in queue Q"
+(the schedulers must look), "job J changed" (its log followers must re-read) and
+"daemon key K was deleted" (the acquire streams its daemons hold open must end).
 `Wakeups` delivers each one in this process first, then hands it to a `Relay`, which
 carries it to the other processes sharing the store, where it is delivered locally
 (and never relayed again). The service layer sees only `Wakeups.job_available` and a
@@ -36,7 +37,7 @@ import secrets
 import socket
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
@@ -80,6 +81,13 @@ class JobReleased:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyRevoked:
+    """Daemon key `key_id` was deleted: end the acquire streams of its daemons."""
+
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Rescan:
     """Something changed that did not fit a message: re-read everything."""
 
@@ -89,7 +97,7 @@ class _Hello:
     """A relay-level greeting: the sender has just joined (never delivered)."""
 
 
-Wakeup = JobAvailable | JobChanged | JobReleased | Rescan
+Wakeup = JobAvailable | JobChanged | JobReleased | KeyRevoked | Rescan
 
 MAGIC = b"provd-wakeups/1\n"
 # Safe on every unix (macOS caps local datagrams at 2048 bytes) and within a
@@ -105,6 +113,8 @@ def _item(wakeup: Wakeup | _Hello) -> list[object]:
         return ["j", wakeup.job_id]
     if isinstance(wakeup, JobReleased):
         return ["r", wakeup.job_id]
+    if isinstance(wakeup, KeyRevoked):
+        return ["k", wakeup.key_id]
     if isinstance(wakeup, Rescan):
         return ["*"]
     return ["h"]
@@ -125,8 +135,27 @@ def _part(wakeup: Wakeup | _Hello) -> bytes:
     return part if len(part) <= _ROOM else _dump(_item(Rescan()))
 
 
+# Kinds added after `provd-wakeups/1` first shipped. A peer older than a kind refuses a
+# message holding it whole (`decode`), so these travel in messages of their own: such
+# a peer then loses only what it could not act on, never a job's wake-up beside it.
+_LATER_KINDS = (b'["k",',)
+
+
+def _is_later_kind(part: bytes) -> bool:
+    return part.startswith(_LATER_KINDS)
+
+
 def _pack(parts: Sequence[bytes]) -> list[bytes]:
-    """Encoded wake-ups as few messages as fit in `MAX_MESSAGE_BYTES` each, in order."""
+    """Encoded wake-ups as few messages as fit in `MAX_MESSAGE_BYTES` each, in order;
+    those of later kinds (`_LATER_KINDS`) in messages apart, after the others."""
+    later = [part for part in parts if _is_later_kind(part)]
+    if later:
+        first = [part for part in parts if not _is_later_kind(part)]
+        return _pack_in_order(first) + _pack_in_order(later)
+    return _pack_in_order(parts)
+
+
+def _pack_in_order(parts: Sequence[bytes]) -> list[bytes]:
     messages: list[bytes] = []
     batch: list[bytes] = []
     size = 0
@@ -180,6 +209,8 @@ def decode(message: bytes) -> list[Wakeup | _Hello]:
                 wakeups.append(JobChanged(_text(job_id)))
             case ["r", job_id]:
                 wakeups.append(JobReleased(_text(job_id)))
+            case ["k", key_id]:
+                wakeups.append(KeyRevoked(_text(key_id)))
             case ["*"]:
                 wakeups.append(Rescan())
             case ["h"]:
@@ -729,13 +760,23 @@ def _nobody_waits(queue: Queue) -> None:
     return None
 
 
+def _no_streams(key_id: str) -> None:
+    return None
+
+
+async def _nothing_to_recheck() -> None:
+    return None
+
+
 class Wakeups:
     """Deliver wake-ups here first, then relay them to the other processes.
 
     Wire it before serving: `events` goes to the services (its `notify` relays), the
     scheduler gets `job_released` as its `job_changed` and is handed back through
     `deliver_jobs_to`, and `job_available` replaces the scheduler's own for the
-    services. Run `run` in the server's nursery.
+    services; the daemon keys announce deletions through `key_revoked` and are
+    handed them through `deliver_key_revocations_to`. Run `run` in the server's
+    nursery.
     """
 
     def __init__(self, store: Store, relay: Relay | None = None) -> None:
@@ -743,12 +784,30 @@ class Wakeups:
         self._relay = relay
         self.events = JobEvents(relay=self._relay_job_changed)
         self._local_job_available: Callable[[Queue], None] = _nobody_waits
+        self._local_key_revoked: Callable[[str], None] = _no_streams
+        self._recheck_keys: Callable[[], Awaitable[None]] = _nothing_to_recheck
         self._nursery: trio.Nursery | None = None
         self._rescanning = self._rescan_again = False
 
     def deliver_jobs_to(self, job_available: Callable[[Queue], None]) -> None:
         """Where "a job is available in this queue" goes in this process (the scheduler)."""
         self._local_job_available = job_available
+
+    def deliver_key_revocations_to(
+        self, key_revoked: Callable[[str], None], recheck: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Where "daemon key K was deleted" goes in this process (`key_revoked`, which
+        ends its daemons' acquire streams), and what a rescan runs, since a lost
+        revocation is part of what it makes up for (`recheck`: read the keys of the
+        streams open here)."""
+        self._local_key_revoked = key_revoked
+        self._recheck_keys = recheck
+
+    def key_revoked(self, key_id: str) -> None:
+        """Daemon key `key_id` was deleted: end its daemons' streams here, then elsewhere."""
+        self._local_key_revoked(key_id)
+        if self._relay is not None:
+            self._relay.send(KeyRevoked(key_id))
 
     def job_available(self, queue: Queue) -> None:
         """A job is pending in `queue`: wake a scheduler group here, then elsewhere."""
@@ -802,10 +861,13 @@ class Wakeups:
                 self.events.wake(wakeup.job_id)
                 if self._nursery is not None:
                     self._nursery.start_soon(self._requeue, wakeup.job_id)
+            elif isinstance(wakeup, KeyRevoked):
+                self._local_key_revoked(wakeup.key_id)
             else:
                 self.events.wake_all()
                 if self._nursery is not None:
                     self._nursery.start_soon(self._rescan)
+                    self._nursery.start_soon(self._recheck)
 
     async def _requeue(self, job_id: str) -> None:
         try:
@@ -815,6 +877,12 @@ class Wakeups:
             return
         if job is not None and job.status is JobStatus.PENDING:
             self._local_job_available(Queue(job.organization, job.provisioner, job.tags))
+
+    async def _recheck(self) -> None:
+        try:
+            await self._recheck_keys()
+        except Exception:
+            logger.exception("re-reading the daemon keys of open streams for a rescan failed")
 
     async def _rescan(self) -> None:
         """Wake a group for every queue with pending jobs (coalesced: one at a time)."""

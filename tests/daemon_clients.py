@@ -52,7 +52,9 @@ class Acquisition:
 
 
 class TestDaemon:
-    """A daemon identity with a client; `acquire` opens one stream."""
+    """A daemon identity with a client; `acquire` opens one stream. It presents the
+    test PSK, or the daemon `key` when given (then empty `tags` and `organization`
+    are left out of its headers: the key supplies them)."""
 
     __test__ = False  # not a pytest class
 
@@ -66,12 +68,18 @@ class TestDaemon:
         organization: str = "",
         protocol: ProtocolType = ProtocolType.CONNECT,
         transport: str = "connect",
+        key: str = "",
     ) -> None:
         self.name = name
         self.url = server.url
         self.transport = transport
         self.headers = daemon_headers(
-            DAEMON_PSK, name=name, provisioners=provisioners, tags=tags, organization=organization
+            DAEMON_PSK,
+            key=key,
+            name=name,
+            provisioners=provisioners,
+            tags=tags,
+            organization=organization,
         )
         self.client: ProvisionerDaemonClientSync = daemon_client_for(
             server.url, self.headers, protocol=protocol

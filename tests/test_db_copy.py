@@ -1,7 +1,8 @@
 """`provd db copy SRC DST`: a SQLite database built through the store's own API is
 copied into an empty schema of the throwaway PostgreSQL cluster (tests/pg.py), and
 everything is read back through the PostgreSQL store: jobs equal, log lines with their
-ids, files, daemons, allowances; new rows after the copy get higher ids; a destination
+ids, files, daemons, daemon keys (a key made on SQLite authenticates on PostgreSQL),
+allowances; new rows after the copy get higher ids; a destination
 with data is refused; the password is never printed.
 
 Without PostgreSQL these tests are skipped saying why, except in CI (CI=true)."""
@@ -17,6 +18,8 @@ from urllib.parse import quote
 import pytest
 import trio
 
+from provd.key_revocations import KeyRevocations
+from provd.keys import DaemonKeys
 from provd.model import Allowance, Daemon, JobUpdate, LogLevel, LogSource
 from provd.store import Store
 from provd.store.copy import TABLES, CopyRefused, copy_sqlite_to_postgres
@@ -91,6 +94,9 @@ async def _populate(store: Store) -> None:
     await committed_build(store, workspace("ws-9", "owner-9", owner_groups=("devs",)), 4)
     await store.upsert_daemon(DAEMON)
     await store.upsert_daemon(Daemon("d-2", ORG, "server", "u-1", ("echo", "tf"), {"a": "b"}))
+    await store.upsert_daemon(
+        Daemon("d-3", ORG, "laptop", "", ("echo",), dict(TAGS), "2.0", "1.1", key_id="k-1")
+    )
     await store.set_allowance(Allowance(ORG, "user", "owner-9", 10))
     await store.set_allowance(Allowance(ORG, "group", "devs", 100))
 
@@ -112,14 +118,24 @@ async def _snapshot(store: Store) -> dict[str, object]:
             key=lambda item: item[0].id,
         ),
         "allowances": sorted(await store.list_allowances(ORG), key=repr),
+        "keys": await store.list_keys(),
         "queues": sorted(await store.pending_queues(), key=repr),
     }
+
+
+def _keys(store: Store) -> DaemonKeys:
+    return DaemonKeys(store, KeyRevocations(), announce_revoked=lambda key_id: None)
 
 
 async def test_copy_keeps_everything_and_new_ids_come_after(tmp_path: Path, pg_url: str) -> None:
     source = tmp_path / "provd.db"
     async with open_sqlite_store(source) as sqlite_store:
         await _populate(sqlite_store)
+        keys = _keys(sqlite_store)
+        used, secret = await keys.create("ci", ORG, owner="u-1", provisioners=["echo"])
+        await keys.create("other", "org-b", tags={"os": "linux"})
+        await keys.authenticate(secret)
+        await sqlite_store.touch_keys({used.id: 1_800_000_000_000})
         second = await sqlite_store.put_file(b"\x00second archive\xff" * 100, "application/zip")
         before = await _snapshot(sqlite_store)
         second_file = (
@@ -141,6 +157,8 @@ async def test_copy_keeps_everything_and_new_ids_come_after(tmp_path: Path, pg_u
     async with open_postgres_store(pg_url) as pg_store:
         after = await _snapshot(pg_store)
         assert after == before
+        assert len(after["keys"]) == 2  # type: ignore[arg-type]
+        assert await _keys(pg_store).authenticate(secret) == await pg_store.get_key(used.id)
         assert len(after["jobs"]) == 7  # type: ignore[arg-type]
         assert sum(len(lines) for lines in after["logs"].values()) >= 10  # type: ignore[attr-defined]
         assert (

@@ -127,6 +127,7 @@ ENTRY_POINTS = {
     "provd jobs list --help": _run_cli(["jobs", "list", "--help"]),
     "provd daemons --help": _run_cli(["daemons", "--help"]),
     "provd quota --help": _run_cli(["quota", "--help"]),
+    "provd keys --help": _run_cli(["keys", "--help"]),
     "provd files upload --help": _run_cli(["files", "upload", "--help"]),
     "provd daemon --help": _run_cli(["daemon", "--help"]),
 }
@@ -139,6 +140,7 @@ def test_the_entry_points_include_the_ones_that_matter() -> None:
         "provd.client.daemon.command",
         "provd.client.daemon.runner",
         "provd.client.cli.admin",
+        "provd.client.cli.keys",
         "provd.client.cli.context",
         "provd.client.cli.jobs",
         "provd.client.cli.output",
@@ -177,7 +179,12 @@ def test_command_help_loads_no_transport() -> None:
     pyqwest, tabulate or the archive code (the admin commands do import the generated
     protobuf messages they are written in)."""
     transport = ("trio", "asyncio", "connectrpc", "protobuf", "pyqwest", "tabulate", "tarfile")
-    for args in (["jobs", "--help"], ["jobs", "list", "--help"], ["quota", "--help"]):
+    for args in (
+        ["jobs", "--help"],
+        ["jobs", "list", "--help"],
+        ["quota", "--help"],
+        ["keys", "create", "--help"],
+    ):
         assert among(_loaded_after(_run_cli(args)), transport) == [], args
     daemon = _loaded_after(_run_cli(["daemon", "--help"]))
     assert among(daemon, (*transport, "google.protobuf", "provd.gen")) == []
@@ -223,6 +230,9 @@ async def test_admin_commands_load_no_connect_stack(server: Server) -> None:
         (["jobs", "logs", "--after", "0", "--json", "00000000-0000-0000-0000-000000000000"], env),
         (["daemons", "list"], env),
         (["quota", "list"], env),
+        (["keys", "create", "boundary"], env),
+        (["keys", "list"], env),
+        (["keys", "delete", "boundary"], env),
     ]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

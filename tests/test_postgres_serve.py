@@ -106,6 +106,27 @@ async def test_a_job_created_on_a_reaches_a_daemon_waiting_on_b(
     )
 
 
+async def test_a_daemon_key_deleted_through_a_is_refused_on_b(
+    make_server: ServerFactory, slow_polls: dict[str, object], nursery: trio.Nursery
+) -> None:
+    """Replicas: the key's daemon waits on B, the key is deleted through A; the relayed
+    revocation ends the stream on B with `unauthenticated` (well before B's own 5 s
+    re-check) and B refuses the daemon's next call."""
+    from connectrpc.code import Code
+
+    from tests.test_keys import Keys, refused, stream_error, waiting
+
+    a = await make_server(**slow_polls)
+    b = await make_server(**slow_polls)
+    daemon = TestDaemon(b, "on-b", key=(await Keys(a).create("ci")).secret)
+    stream = await waiting(b, daemon, nursery)
+    with trio.fail_after(3):
+        await Keys(a).delete("ci")
+        error = await stream_error(stream)
+    assert error.code == Code.UNAUTHENTICATED and "was deleted" in error.message
+    await refused(Code.UNAUTHENTICATED, daemon.update("00000000-0000-4000-8000-000000000000"))
+
+
 async def test_a_log_follower_on_a_sees_a_line_sent_through_b(
     make_server: ServerFactory, slow_polls: dict[str, object], nursery: trio.Nursery
 ) -> None:

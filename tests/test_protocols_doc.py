@@ -64,6 +64,7 @@ def check_buf(out: dict[str, str]) -> None:
         "provd.v1.JobService",
         "provd.v1.DaemonService",
         "provd.v1.QuotaService",
+        "provd.v1.KeyService",
     ):
         assert service in out["buf/list"].splitlines()
     # Three ListJobs answers; nothing was created yet.

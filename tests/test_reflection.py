@@ -27,6 +27,7 @@ SERVICES = [
     "grpc.reflection.v1alpha.ServerReflection",
     "provd.v1.DaemonService",
     "provd.v1.JobService",
+    "provd.v1.KeyService",
     "provd.v1.QuotaService",
     "provisionerd.ProvisionerDaemon",
 ]

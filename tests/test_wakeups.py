@@ -4,6 +4,7 @@ between them can deliver in time (every wait below has a generous timeout)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -25,6 +26,7 @@ from provd.wakeups import (
     JobAvailable,
     JobChanged,
     JobReleased,
+    KeyRevoked,
     Malformed,
     Rescan,
     Wakeup,
@@ -323,6 +325,33 @@ def test_encoding_round_trips_and_batches() -> None:
     assert [w for message in messages for w in decode(message)] == many
 
 
+def test_key_revocations_travel_in_messages_of_their_own() -> None:
+    """A provd older than daemon keys refuses a whole message holding a `k` item it
+    does not know; so `k` items never share a message with other kinds, and such a
+    peer loses only them. Everything still round-trips, the others first."""
+    queue = Queue("org", "echo", {"scope": "organization", "owner": ""})
+    wakeups: list[Wakeup] = [
+        JobChanged("j1"),
+        KeyRevoked("k1"),
+        JobAvailable(queue),
+        KeyRevoked("k2"),
+        Rescan(),
+    ]
+    messages = encode(wakeups)
+    assert len(messages) == 2
+    for message in messages:
+        kinds = {item[0] for item in json.loads(message[len(MAGIC) :])}
+        assert kinds == {"k"} or "k" not in kinds, kinds
+    assert [w for message in messages for w in decode(message)] == [
+        JobChanged("j1"),
+        JobAvailable(queue),
+        Rescan(),
+        KeyRevoked("k1"),
+        KeyRevoked("k2"),
+    ]
+    assert encode([JobChanged("j1")]) == [MAGIC + b'[["j","j1"]]']
+
+
 def test_a_wakeup_too_long_for_a_message_becomes_a_rescan() -> None:
     huge = JobAvailable(Queue("org", "echo", {f"k{i}": "v" * 250 for i in range(12)}))
     assert [w for m in encode([JobChanged("a"), huge]) for w in decode(m)] == [
@@ -333,7 +362,15 @@ def test_a_wakeup_too_long_for_a_message_becomes_a_rescan() -> None:
 
 @pytest.mark.parametrize(
     "message",
-    [b"", b"[]", MAGIC + b"[", MAGIC + b"{}", MAGIC + b'[["q","o","p",{"k":1}]]', MAGIC + b"[[]]"],
+    [
+        b"",
+        b"[]",
+        MAGIC + b"[",
+        MAGIC + b"{}",
+        MAGIC + b'[["q","o","p",{"k":1}]]',
+        MAGIC + b"[[]]",
+        MAGIC + b'[["k",1]]',
+    ],
 )
 def test_decode_refuses_what_is_not_a_wakeup(message: bytes) -> None:
     with pytest.raises(Malformed):

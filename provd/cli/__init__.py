@@ -65,6 +65,10 @@ COMMANDS: Mapping[str, LazyCommand] = {
     "daemons": LazyCommand(
         "provd.client.cli.admin:daemons", "The provisioner daemons provd has seen."
     ),
+    "keys": LazyCommand(
+        "provd.client.cli.keys:keys",
+        "Daemon keys: scoped, revocable credentials for provisioner daemons.",
+    ),
     "quota": LazyCommand(
         "provd.client.cli.admin:quota",
         "Workspace quota: daily credit allowances per user and group.",

@@ -29,8 +29,8 @@ def db() -> None:
 @click.argument("destination", metavar="DST")
 def copy_command(source: Path, destination: str) -> None:
     """Copy the SQLite database SRC into the PostgreSQL database DST (a postgresql://
-    URL), which must be empty: jobs, logs, files, queues, daemons and quota allowances,
-    in one transaction, then compare the row counts of every table.
+    URL), which must be empty: jobs, logs, files, queues, daemons, daemon keys and quota
+    allowances, in one transaction, then compare the row counts of every table.
 
     Stop `provd serve` on SRC first: writes made during the copy are not copied.
     """

@@ -201,6 +201,16 @@ class _WorkerCount(click.ParamType[int]):
     " (env PROVD_LOG_POLL_INTERVAL).",
 )
 @click.option(
+    "--daemon-psk",
+    "daemon_psk_mode",
+    type=click.Choice(["on", "off"], case_sensitive=False),
+    default="on",
+    show_default=True,
+    help="off: daemons must present a daemon key ('provd keys create'), the pre-shared"
+    " key is refused; also PROVD_DAEMON_PSK=off. on: daemons may use PROVD_DAEMON_PSK"
+    " or the daemon-psk file beside the database.",
+)
+@click.option(
     "--workers",
     envvar="PROVD_WORKERS",
     type=_WorkerCount(),
@@ -225,6 +235,7 @@ def serve_command(
     heartbeat_interval: float,
     poll_interval: float,
     log_poll_interval: float,
+    daemon_psk_mode: str,
     workers: int,
 ) -> None:
     """Run the provd server in the foreground."""
@@ -258,9 +269,9 @@ def serve_command(
     # not come from PROVD_ADMIN_TOKEN / PROVD_DAEMON_PSK), where the local CLI and
     # daemon look for them.
     db_path = credentials_db_path(db)
-    credentials_from_env = bool(
-        os.environ.get("PROVD_ADMIN_TOKEN") and os.environ.get("PROVD_DAEMON_PSK")
-    )
+    psk_from_env = os.environ.get("PROVD_DAEMON_PSK", "")
+    psk_off = daemon_psk_mode.lower() == "off" or psk_from_env.strip().lower() == "off"
+    credentials_from_env = bool(os.environ.get("PROVD_ADMIN_TOKEN") and (psk_off or psk_from_env))
     if not postgres_url or not credentials_from_env:
         try:
             # Before the credentials are written in it: the directory is made 0700.
@@ -273,8 +284,7 @@ def serve_command(
         postgres_url=postgres_url,
         admin_token=os.environ.get("PROVD_ADMIN_TOKEN")
         or load_or_create_secret(secret_path(db_path, ADMIN_TOKEN_FILE)),
-        daemon_psk=os.environ.get("PROVD_DAEMON_PSK")
-        or load_or_create_secret(secret_path(db_path, DAEMON_PSK_FILE)),
+        daemon_psk=daemon_psk(db_path, off=psk_off),
         synchronous="normal" if durability == "normal" else "full",
         limits=Limits(upload_max_bytes=upload_max_mib * MiB),
         shutdown_grace_seconds=shutdown_grace,
@@ -301,6 +311,18 @@ def serve_command(
         if message is None:
             raise
         _fail_to_start(message)
+
+
+def daemon_psk(db_path: Path, *, off: bool) -> str:
+    """The daemons' pre-shared key: "" when it is off (`--daemon-psk off`, or
+    PROVD_DAEMON_PSK=off: then no daemon-psk file is made either), else
+    PROVD_DAEMON_PSK, else the daemon-psk file beside the database (made on first
+    start)."""
+    if off:
+        return ""
+    return os.environ.get("PROVD_DAEMON_PSK") or load_or_create_secret(
+        secret_path(db_path, DAEMON_PSK_FILE)
+    )
 
 
 def _fail_to_start(message: str) -> NoReturn:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from provd.protocol import (
     API_VERSION_HEADER,
+    KEY_HEADER,
     NAME_HEADER,
     ORGANIZATION_HEADER,
     PROVISIONERS_HEADER,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
     from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
     from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
+    from provd.gen.provd.v1.keys_connect import KeyServiceClientSync
     from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
     from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
     from provd.gen.provisionerd.provisionerd_pb2 import CancelAcquire
@@ -116,6 +118,22 @@ def daemon_service_client(
     )
 
 
+def key_client(
+    url: str, admin_token: str | None, *, http_client: SyncClient | None = None
+) -> KeyServiceClientSync:
+    """A `KeyService` client (daemon keys) that sends `Authorization: Bearer <admin_token>`."""
+    from connectrpc.compat import google_protobuf_binary_codec
+
+    from provd.gen.provd.v1.keys_connect import KeyServiceClientSync
+
+    return KeyServiceClientSync(
+        url,
+        codec=google_protobuf_binary_codec(),
+        interceptors=[_bearer(admin_token)],
+        http_client=http_client,
+    )
+
+
 def quota_client(
     url: str, admin_token: str | None, *, http_client: SyncClient | None = None
 ) -> QuotaServiceClientSync:
@@ -144,8 +162,9 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def daemon_headers(
-    psk: str,
+    psk: str = "",
     *,
+    key: str = "",
     name: str,
     provisioners: Sequence[str] = ("echo",),
     tags: Mapping[str, str] | None = None,
@@ -153,14 +172,17 @@ def daemon_headers(
     api_version: str = "1.1",
     version: str = "",
 ) -> dict[str, str]:
-    """The headers a daemon identifies itself with on every call (api.md)."""
-    headers = {
-        PSK_HEADER: psk,
-        NAME_HEADER: name,
-        PROVISIONERS_HEADER: ",".join(provisioners),
-        TAGS_HEADER: ",".join(f"{k}={v}" for k, v in (tags or {}).items()),
-        API_VERSION_HEADER: api_version,
-    }
+    """The headers a daemon identifies itself with on every call (docs/daemon-protocol.md):
+    with a daemon `key` (docs/keys.md) if given, else with the pre-shared key `psk`.
+    With a key, empty `provisioners`, `tags` and `organization` are left out: the key
+    supplies them."""
+    headers = {KEY_HEADER: key} if key else {PSK_HEADER: psk}
+    headers[NAME_HEADER] = name
+    if provisioners or not key:
+        headers[PROVISIONERS_HEADER] = ",".join(provisioners)
+    if tags or not key:
+        headers[TAGS_HEADER] = ",".join(f"{k}={v}" for k, v in (tags or {}).items())
+    headers[API_VERSION_HEADER] = api_version
     if organization:
         headers[ORGANIZATION_HEADER] = organization
     if version:
@@ -170,8 +192,9 @@ def daemon_headers(
 
 def daemon_client(
     url: str,
-    psk: str,
+    psk: str = "",
     *,
+    key: str = "",
     name: str,
     provisioners: Sequence[str] = ("echo",),
     tags: Mapping[str, str] | None = None,
@@ -181,11 +204,13 @@ def daemon_client(
     protocol: ProtocolType | None = None,
     http_client: SyncClient | None = None,
 ) -> ProvisionerDaemonClientSync:
-    """A `ProvisionerDaemon` client that identifies itself with provd's daemon headers.
+    """A `ProvisionerDaemon` client that identifies itself with provd's daemon headers
+    (`daemon_headers`: a daemon `key`, or the pre-shared key `psk`).
 
     Bidirectional streams need HTTP/2: pass `http2_client()` (the default here)."""
     headers = daemon_headers(
         psk,
+        key=key,
         name=name,
         provisioners=provisioners,
         tags=tags,

@@ -10,6 +10,7 @@ from provd import model
 from provd.errors import InvalidArgument
 from provd.gen.provd.v1 import daemons_pb2 as dpb
 from provd.gen.provd.v1 import quota_pb2 as qpb
+from provd.keys import DaemonKeys
 from provd.registry import DaemonRegistry
 from provd.rpc import validate
 from provd.rpc.convert import timestamp
@@ -17,14 +18,20 @@ from provd.store import Store
 
 
 class DaemonServiceHandler:
-    def __init__(self, registry: DaemonRegistry) -> None:
+    def __init__(self, registry: DaemonRegistry, keys: DaemonKeys) -> None:
         self._registry = registry
+        self._keys = keys
 
     async def list_daemons(
         self, request: dpb.ListDaemonsRequest, ctx: RequestContext[Any, Any]
     ) -> dpb.ListDaemonsResponse:
         organization = validate.name(request.organization, "organization", required=False)
         views = await self._registry.list()
+        key_names = (
+            {key.id: key.name for key in await self._keys.list()}
+            if any(view.daemon.key_id for view in views)
+            else {}
+        )
         return dpb.ListDaemonsResponse(
             daemons=[
                 dpb.Daemon(
@@ -40,6 +47,8 @@ class DaemonServiceHandler:
                     current_job_id=view.current_job_id,
                     stale=view.stale,
                     connected=view.connected,
+                    key_id=view.daemon.key_id,
+                    key_name=key_names.get(view.daemon.key_id, ""),
                 )
                 for view in views
                 if not organization or view.daemon.organization == organization

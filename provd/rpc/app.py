@@ -24,18 +24,21 @@ from connectrpc.server import ConnectASGIApplication
 from provd.dispatch import Dispatcher
 from provd.gen.provd.v1.daemons_connect import DaemonServiceASGIApplication
 from provd.gen.provd.v1.jobs_connect import JobServiceASGIApplication
+from provd.gen.provd.v1.keys_connect import KeyServiceASGIApplication
 from provd.gen.provd.v1.quota_connect import QuotaServiceASGIApplication
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonASGIApplication
 from provd.job_service import JobService
+from provd.keys import DaemonKeys
 from provd.registry import DaemonRegistry
 from provd.rpc import connect_fixes  # noqa: F401 - applies the fix on import
 from provd.rpc.admin_handlers import DaemonServiceHandler, QuotaServiceHandler
-from provd.rpc.auth import BearerTokenAuth, DaemonKeyAuth
+from provd.rpc.auth import BearerTokenAuth, DaemonAuth
 from provd.rpc.codecs import codecs
 from provd.rpc.cors import with_cors
 from provd.rpc.errors import ErrorMapping
 from provd.rpc.http1 import DrainRequestBody
 from provd.rpc.job_handler import JobServiceHandler
+from provd.rpc.key_handler import KeyServiceHandler
 from provd.rpc.page_tokens import PageTokens
 from provd.rpc.provisionerd_handler import ProvisionerDaemonHandler
 from provd.rpc.reflection import reflection_apps
@@ -91,15 +94,17 @@ def build_app(
     jobs: JobService,
     dispatcher: Dispatcher,
     registry: DaemonRegistry,
+    keys: DaemonKeys,
     admin_token: str,
     daemon_psk: str,
     cors_origins: Sequence[str] = (),
 ) -> ASGIApp:
     """Assemble every service with its auth, error mapping and size limits, and the
-    HTTP middleware around them."""
+    HTTP middleware around them. Daemons authenticate with a daemon key from `keys`
+    or with `daemon_psk` (empty: the pre-shared key is off)."""
     errors = ErrorMapping()
-    daemon_handler = ProvisionerDaemonHandler(dispatcher, registry)
-    daemon_auth = DaemonKeyAuth(daemon_psk)
+    daemon_auth = DaemonAuth(daemon_psk, keys)
+    daemon_handler = ProvisionerDaemonHandler(dispatcher, registry, daemon_auth)
     admin: list[Interceptor] = [BearerTokenAuth(admin_token), errors]
     # JSON carries bytes as base64 (4/3 larger); leave room for the envelope too.
     upload_read_max = jobs.limits.upload_max_bytes * 4 // 3 + 64 * 1024
@@ -110,7 +115,10 @@ def build_app(
                 job_handler, interceptors=admin, read_max_bytes=upload_read_max, codecs=codecs()
             ),
             DaemonServiceASGIApplication(
-                DaemonServiceHandler(registry), interceptors=admin, codecs=codecs()
+                DaemonServiceHandler(registry, keys), interceptors=admin, codecs=codecs()
+            ),
+            KeyServiceASGIApplication(
+                KeyServiceHandler(keys, registry), interceptors=admin, codecs=codecs()
             ),
             QuotaServiceASGIApplication(
                 QuotaServiceHandler(store), interceptors=admin, codecs=codecs()

@@ -22,6 +22,8 @@ CODES: dict[type[errors.ProvdError], Code] = {
     errors.NotFound: Code.NOT_FOUND,
     errors.FailedPrecondition: Code.FAILED_PRECONDITION,
     errors.PermissionDenied: Code.PERMISSION_DENIED,
+    errors.Unauthenticated: Code.UNAUTHENTICATED,
+    errors.AlreadyExists: Code.ALREADY_EXISTS,
     errors.ResourceExhausted: Code.RESOURCE_EXHAUSTED,
     errors.StoreClosed: Code.UNAVAILABLE,
     errors.StoreBusy: Code.UNAVAILABLE,

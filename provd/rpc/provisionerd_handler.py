@@ -6,7 +6,9 @@ task watches the request stream (a `CancelAcquire`, its end, or a vanished clien
 all ask the wait to stop). It leaves the nursery with a decision, and only then
 yields, once: a yield inside a nursery is not allowed in trio, and it also keeps
 the one send in one obvious place. The handler keeps only the transport's rule: a
-job whose message was not handed over goes back to its queue.
+job whose message was not handed over goes back to its queue. (A stream whose daemon
+key is deleted meanwhile ends with `unauthenticated`, raised by the dispatcher, which
+gives back a job it claimed: nothing was handed over.)
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import trio
 from connectrpc.request import RequestContext
 
 from provd.dispatch import Acquired, Dispatcher
+from provd.errors import ProvdError
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.model import Daemon
 from provd.registry import DaemonRegistry
+from provd.rpc.auth import DaemonAuth
 from provd.rpc.identity import daemon_from_headers
 
 
@@ -44,12 +48,15 @@ class _RequestWatch:
 class ProvisionerDaemonHandler:
     """Implements the generated `ProvisionerDaemon` protocol."""
 
-    def __init__(self, dispatcher: Dispatcher, registry: DaemonRegistry) -> None:
+    def __init__(self, dispatcher: Dispatcher, registry: DaemonRegistry, auth: DaemonAuth) -> None:
+        """`auth` is the interceptor that admitted the call: it knows which daemon key
+        (if any) the call presented, and so who the daemon is."""
         self._dispatcher = dispatcher
         self._registry = registry
+        self._auth = auth
 
     async def _caller(self, ctx: RequestContext[Any, Any]) -> Daemon:
-        daemon = daemon_from_headers(ctx.request_headers)
+        daemon = daemon_from_headers(ctx.request_headers, self._auth.key_of(ctx))
         await self._registry.seen(daemon)
         return daemon
 
@@ -62,14 +69,20 @@ class ProvisionerDaemonHandler:
         daemon = await self._caller(ctx)
         stream = _RequestWatch()
         acquired: Acquired | None = None
+        refused: ProvdError | None = None
         handed_over = False
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(stream.watch, requests)
-                acquired = await self._dispatcher.acquire(daemon, stream.cancel_requested)
+                try:
+                    acquired = await self._dispatcher.acquire(daemon, stream.cancel_requested)
+                except ProvdError as error:  # its key was deleted: the one answer
+                    refused = error
                 nursery.cancel_scope.cancel()
             if stream.broken:
                 return  # nobody to answer
+            if refused is not None:
+                raise refused  # outside the nursery, so not in an exception group
             yield pd.AcquiredJob() if acquired is None else acquired.message
             handed_over = True
         finally:

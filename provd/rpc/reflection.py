@@ -28,11 +28,17 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
 from protobuf.wkt import FileDescriptorSet
 
-from provd.gen.provd.v1 import daemons_pb2, jobs_pb2, quota_pb2
+from provd.gen.provd.v1 import daemons_pb2, jobs_pb2, keys_pb2, quota_pb2
 from provd.gen.provisionerd import provisionerd_pb2
 
 # The files whose services reflection lists (their imports are served too).
-SERVED_FILES: tuple[ModuleType, ...] = (provisionerd_pb2, jobs_pb2, daemons_pb2, quota_pb2)
+SERVED_FILES: tuple[ModuleType, ...] = (
+    provisionerd_pb2,
+    jobs_pb2,
+    daemons_pb2,
+    quota_pb2,
+    keys_pb2,
+)
 
 
 def reflection_apps(

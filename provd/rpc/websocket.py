@@ -2,7 +2,7 @@
 bidirectional stream (browsers, HTTP/1.1-only proxies). See docs/websocket.md.
 
 `ws[s]://HOST:PORT/provisionerd.ProvisionerDaemon/<Method>`, with the same headers
-as over HTTP (PSK, daemon identity). Each WebSocket binary message carries one
+as over HTTP (daemon key or PSK, identity). Each WebSocket binary message carries one
 Connect envelope: a flags byte, a 4-byte big-endian length, then the protobuf
 message. The client sends its request message(s) and may end its side with an
 envelope flagged end-of-stream (0x02). The server sends its response message(s),
@@ -29,7 +29,7 @@ from google.protobuf.message import DecodeError, Message
 
 from provd import errors
 from provd.gen.provisionerd import provisionerd_pb2 as pd
-from provd.rpc.auth import DaemonKeyAuth
+from provd.rpc.auth import DaemonAuth
 from provd.rpc.errors import to_connect_error
 from provd.rpc.provisionerd_handler import ProvisionerDaemonHandler
 from provd.websocket_framing import (
@@ -87,7 +87,7 @@ class _Messages:
 class WebSocketTransport:
     """An ASGI app for `websocket` scopes that serves `ProvisionerDaemon`."""
 
-    def __init__(self, handler: ProvisionerDaemonHandler, auth: DaemonKeyAuth) -> None:
+    def __init__(self, handler: ProvisionerDaemonHandler, auth: DaemonAuth) -> None:
         self._handler = handler
         self._auth = auth
 

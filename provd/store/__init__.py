@@ -15,6 +15,7 @@ from typing import Protocol
 from provd.model import (
     Allowance,
     Daemon,
+    DaemonKey,
     DaemonRecord,
     Job,
     JobPage,
@@ -154,11 +155,13 @@ class Store(Protocol):
         """Daemon id -> the id of the job it is running."""
         ...
 
-    # -- daemons and quota -------------------------------------------------------
+    # -- daemons -----------------------------------------------------------------
 
     async def upsert_daemon(self, daemon: Daemon) -> None:
         """Record a daemon's identity and capabilities, seen now (a last-seen time
-        already stored that is later than now, another machine's clock, is kept)."""
+        already stored that is later than now, another machine's clock, is kept).
+        Its organization, name, owner and key are its identity, kept from its first
+        record; another id with the same identity is a `ValueError`."""
         ...
 
     async def touch_daemons(
@@ -170,12 +173,42 @@ class Store(Protocol):
         same daemon in any order never move its times back. Unknown ids are ignored."""
         ...
 
-    async def list_daemons(self) -> list[DaemonRecord]: ...
+    async def list_daemons(self) -> list[DaemonRecord]:
+        """Every stored daemon, by organization, name, owner, then key id."""
+        ...
 
     async def daemon_presence(self) -> list[DaemonPresence]:
         """Every stored daemon with its stream lease, in `list_daemons`' order: what a
         process needs to know of the daemons that other processes talk to."""
         ...
+
+    # -- daemon keys -------------------------------------------------------------
+
+    async def create_key(self, key: DaemonKey) -> None:
+        """Store a new daemon key. Raises `AlreadyExists` if a key has its name."""
+        ...
+
+    async def get_key(self, key_id: str) -> DaemonKey | None:
+        """The key with id `key_id`; None if there is none (never made, or deleted).
+        Read when a process first sees a key, and before a job is handed to one of its
+        daemons: one look-up by primary key."""
+        ...
+
+    async def list_keys(self) -> list[DaemonKey]:
+        """Every key, by organization, then name."""
+        ...
+
+    async def delete_key(self, name: str) -> DaemonKey | None:
+        """Delete the key named `name` and return it; None if there was none. The
+        records of its daemons stay (they keep its id)."""
+        ...
+
+    async def touch_keys(self, last_used: Mapping[str, int]) -> None:
+        """Record when keys (by id) were last used, in Unix ms; like `touch_daemons`,
+        only ever forward, and unknown ids are ignored."""
+        ...
+
+    # -- quota -------------------------------------------------------------------
 
     async def set_allowance(self, allowance: Allowance) -> None: ...
 

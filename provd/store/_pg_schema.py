@@ -136,6 +136,32 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "0002_daemon_stream_lease",
         ["ALTER TABLE daemons ADD COLUMN connected_until BIGINT NOT NULL DEFAULT 0"],
     ),
+    (
+        # Daemon keys (docs/keys.md), and which key each daemon used (empty for the
+        # pre-shared key); a daemon's name is unique within its key. The constraint
+        # dropped is 0001's, by the name PostgreSQL gave it. Replicas that start at
+        # once run this one after another under `migrate`'s advisory lock.
+        "0003_daemon_keys",
+        [
+            """
+            CREATE TABLE keys (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                organization TEXT NOT NULL,
+                owner TEXT NOT NULL DEFAULT '',
+                provisioners TEXT NOT NULL,
+                tags TEXT NOT NULL,
+                secret_sha256 TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                last_used_at BIGINT NOT NULL DEFAULT 0
+            )
+            """,
+            "ALTER TABLE daemons ADD COLUMN key_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE daemons DROP CONSTRAINT daemons_organization_name_owner_key",
+            "ALTER TABLE daemons ADD CONSTRAINT daemons_organization_name_owner_key_id_key"
+            " UNIQUE (organization, name, owner, key_id)",
+        ],
+    ),
 ]
 
 

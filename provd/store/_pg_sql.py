@@ -562,18 +562,19 @@ def _store_lines(conn: Conn, job_id: str, logs: Sequence[NewLogLine], now: int) 
 
 def upsert_daemon(conn: Conn, daemon: Daemon, now: int) -> None:
     known = conn.execute(
-        "SELECT id FROM daemons WHERE organization = %s AND name = %s AND owner = %s",
-        (daemon.organization, daemon.name, daemon.owner),
+        "SELECT id FROM daemons WHERE organization = %s AND name = %s AND owner = %s"
+        " AND key_id = %s",
+        (daemon.organization, daemon.name, daemon.owner, daemon.key_id),
     ).fetchone()
     if known is not None and known["id"] != daemon.id:
         raise ValueError(
             f"daemon {daemon.name!r} of {daemon.organization!r} (owner"
-            f" {daemon.owner!r}) is already stored with id {known['id']}"
+            f" {daemon.owner!r}, key {daemon.key_id!r}) is already stored with id {known['id']}"
         )
     conn.execute(
         "INSERT INTO daemons (id, organization, name, owner, provisioners, tags, version,"
-        " api_version, created_at, last_seen_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " api_version, created_at, last_seen_at, key_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (id) DO UPDATE SET provisioners = excluded.provisioners,"
         " tags = excluded.tags, version = excluded.version,"
         " api_version = excluded.api_version,"
@@ -589,6 +590,7 @@ def upsert_daemon(conn: Conn, daemon: Daemon, now: int) -> None:
             daemon.api_version,
             now,
             now,
+            daemon.key_id,
         ),
     )
 
@@ -614,8 +616,9 @@ def list_daemons(conn: Conn) -> list[DaemonRecord]:
 def daemon_presence(conn: Conn) -> list[DaemonPresence]:
     rows = conn.execute(
         "SELECT id, organization, name, owner, provisioners, tags, version, api_version,"
-        " created_at, last_seen_at, connected_until FROM daemons"
-        ' ORDER BY organization COLLATE "C", name COLLATE "C", owner COLLATE "C"'
+        " created_at, last_seen_at, connected_until, key_id FROM daemons"
+        ' ORDER BY organization COLLATE "C", name COLLATE "C", owner COLLATE "C",'
+        ' key_id COLLATE "C"'
     )
     return [DaemonPresence(_daemon_record(row), row["connected_until"]) for row in rows]
 
@@ -631,6 +634,7 @@ def _daemon_record(row: DictRow) -> DaemonRecord:
             tags=json.loads(row["tags"]),
             version=row["version"],
             api_version=row["api_version"],
+            key_id=row["key_id"],
         ),
         created_at=row["created_at"],
         last_seen_at=row["last_seen_at"],

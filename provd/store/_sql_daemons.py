@@ -14,9 +14,19 @@ from provd.store._sql_jobs import held_job
 
 
 def upsert_daemon(conn: sqlite3.Connection, daemon: Daemon, now: int) -> None:
+    known = conn.execute(
+        "SELECT id FROM daemons WHERE organization = ? AND name = ? AND owner = ? AND key_id = ?",
+        (daemon.organization, daemon.name, daemon.owner, daemon.key_id),
+    ).fetchone()
+    if known is not None and known["id"] != daemon.id:
+        # As on every backend: a name is unique within its organization, owner and key.
+        raise ValueError(
+            f"daemon {daemon.name!r} of {daemon.organization!r} (owner"
+            f" {daemon.owner!r}, key {daemon.key_id!r}) is already stored with id {known['id']}"
+        )
     conn.execute(
         "INSERT INTO daemons (id, organization, name, owner, provisioners, tags, version,"
-        " api_version, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " api_version, created_at, last_seen_at, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET provisioners = excluded.provisioners,"
         " tags = excluded.tags, version = excluded.version,"
         " api_version = excluded.api_version,"
@@ -32,6 +42,7 @@ def upsert_daemon(conn: sqlite3.Connection, daemon: Daemon, now: int) -> None:
             daemon.api_version,
             now,
             now,
+            daemon.key_id,
         ),
     )
 
@@ -59,8 +70,8 @@ def list_daemons(conn: sqlite3.Connection) -> list[DaemonRecord]:
 def daemon_presence(conn: sqlite3.Connection) -> list[DaemonPresence]:
     rows = conn.execute(
         "SELECT id, organization, name, owner, provisioners, tags, version, api_version,"
-        " created_at, last_seen_at, connected_until FROM daemons"
-        " ORDER BY organization, name, owner"
+        " created_at, last_seen_at, connected_until, key_id FROM daemons"
+        " ORDER BY organization, name, owner, key_id"
     )
     return [DaemonPresence(_record(row), row["connected_until"]) for row in rows]
 
@@ -76,6 +87,7 @@ def _record(row: sqlite3.Row) -> DaemonRecord:
             tags=json.loads(row["tags"]),
             version=row["version"],
             api_version=row["api_version"],
+            key_id=row["key_id"],
         ),
         created_at=row["created_at"],
         last_seen_at=row["last_seen_at"],

@@ -25,10 +25,17 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from provd.errors import FailedPrecondition, NotFound, PermissionDenied, StoreClosed
+from provd.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    StoreClosed,
+)
 from provd.model import (
     Allowance,
     Daemon,
+    DaemonKey,
     DaemonRecord,
     Job,
     JobPage,
@@ -68,6 +75,7 @@ class MemoryDatabase:
     queues: set[QueueKey] = field(default_factory=set)  # every queue that had a job
     daemons: dict[str, DaemonRecord] = field(default_factory=dict)
     connected_until: dict[str, int] = field(default_factory=dict)  # by daemon id
+    keys: dict[str, DaemonKey] = field(default_factory=dict)  # by id
     allowances: dict[tuple[str, str, str], int] = field(default_factory=dict)
     last_seq: int = 0
     last_log_id: int = 0
@@ -346,7 +354,7 @@ class MemoryStore:
             if job.holder_id is not None and job.daemon_id is not None
         }
 
-    # -- daemons and quota ---------------------------------------------------
+    # -- daemons -------------------------------------------------------------
 
     async def upsert_daemon(self, daemon: Daemon) -> None:
         now = self._now()
@@ -356,21 +364,22 @@ class MemoryStore:
         if known is not None:
             identity = known.daemon
             stored = dataclasses.replace(
-                stored, organization=identity.organization, name=identity.name, owner=identity.owner
+                stored,
+                organization=identity.organization,
+                name=identity.name,
+                owner=identity.owner,
+                key_id=identity.key_id,
             )
             last_seen = max(now, known.last_seen_at)
             db.daemons[daemon.id] = DaemonRecord(stored, known.created_at, last_seen)
             return
         for record in db.daemons.values():
             other = record.daemon
-            if (other.organization, other.name, other.owner) == (
-                daemon.organization,
-                daemon.name,
-                daemon.owner,
-            ):
+            if _identity(other) == _identity(daemon):
                 raise ValueError(
                     f"daemon {daemon.name!r} of {daemon.organization!r} (owner"
-                    f" {daemon.owner!r}) is already stored with id {other.id}"
+                    f" {daemon.owner!r}, key {daemon.key_id!r}) is already stored with id"
+                    f" {other.id}"
                 )
         db.daemons[daemon.id] = DaemonRecord(stored, now, now)
 
@@ -400,6 +409,43 @@ class MemoryStore:
             DaemonPresence(record, db.connected_until.get(record.daemon.id, 0))
             for record in _sorted_daemons(db)
         ]
+
+    # -- daemon keys ---------------------------------------------------------
+
+    async def create_key(self, key: DaemonKey) -> None:
+        db = await self._enter()
+        if key.id in db.keys or any(k.name == key.name for k in db.keys.values()):
+            raise AlreadyExists(f"name: a daemon key named {key.name!r} exists already")
+        db.keys[key.id] = _copy_key(key)
+
+    async def get_key(self, key_id: str) -> DaemonKey | None:
+        db = await self._enter()
+        key = db.keys.get(key_id)
+        return None if key is None else _copy_key(key)
+
+    async def list_keys(self) -> list[DaemonKey]:
+        db = await self._enter()
+        ordered = sorted(db.keys.values(), key=lambda k: (k.organization, k.name))
+        return [_copy_key(key) for key in ordered]
+
+    async def delete_key(self, name: str) -> DaemonKey | None:
+        db = await self._enter()
+        for key in db.keys.values():
+            if key.name == name:
+                return db.keys.pop(key.id)
+        return None
+
+    async def touch_keys(self, last_used: Mapping[str, int]) -> None:
+        if not last_used:  # like SQLite: nothing to write, even once closed
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        db = await self._enter()
+        for key_id, used in last_used.items():
+            key = db.keys.get(key_id)
+            if key is not None and used > key.last_used_at:
+                db.keys[key_id] = dataclasses.replace(key, last_used_at=used)
+
+    # -- quota ---------------------------------------------------------------
 
     async def set_allowance(self, allowance: Allowance) -> None:
         db = await self._enter()
@@ -573,13 +619,22 @@ def _copy(job: Job) -> Job:
     return dataclasses.replace(job, tags=dict(job.tags), trace_metadata=dict(job.trace_metadata))
 
 
+def _identity(daemon: Daemon) -> tuple[str, str, str, str]:
+    """What is unique among stored daemons (besides the id): a name within its
+    organization, owner and key."""
+    return (daemon.organization, daemon.name, daemon.owner, daemon.key_id)
+
+
 def _sorted_daemons(db: MemoryDatabase) -> list[DaemonRecord]:
     """Copies of the daemons' records in `list_daemons`' order."""
-    records = sorted(
-        db.daemons.values(),
-        key=lambda r: (r.daemon.organization, r.daemon.name, r.daemon.owner),
-    )
+    records = sorted(db.daemons.values(), key=lambda r: _identity(r.daemon))
     return [dataclasses.replace(r, daemon=_copy_daemon(r.daemon)) for r in records]
+
+
+def _copy_key(key: DaemonKey) -> DaemonKey:
+    return dataclasses.replace(
+        key, provisioners=tuple(key.provisioners), tags=dict(sorted(key.tags.items()))
+    )
 
 
 def _copy_daemon(daemon: Daemon) -> Daemon:

@@ -175,3 +175,52 @@ def daemon_stream_lease(db: Database) -> None:
     ever did): every process serving the database renews it for its own streams, so
     each can tell that a daemon is connected to another (`provd.registry`)."""
     db.execute("ALTER TABLE daemons ADD COLUMN connected_until INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations(name="0004_daemon_keys")
+def daemon_keys(db: Database) -> None:
+    """Daemon keys (docs/keys.md), and which key each daemon used (`key_id`, empty for
+    the pre-shared key). A daemon's name is unique within its key: the daemons table
+    is rebuilt (SQLite cannot change a UNIQUE constraint in place) with
+    (organization, name, owner, key_id) unique instead of (organization, name, owner)."""
+    db.execute(
+        """
+        CREATE TABLE keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            organization TEXT NOT NULL,
+            owner TEXT NOT NULL DEFAULT '',
+            provisioners TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            secret_sha256 TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            last_used_at INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE daemons_with_keys (
+            id TEXT PRIMARY KEY,
+            organization TEXT NOT NULL,
+            name TEXT NOT NULL,
+            owner TEXT NOT NULL DEFAULT '',
+            provisioners TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            version TEXT NOT NULL DEFAULT '',
+            api_version TEXT NOT NULL DEFAULT '',
+            created_at INTEGER NOT NULL,
+            last_seen_at INTEGER NOT NULL,
+            connected_until INTEGER NOT NULL DEFAULT 0,
+            key_id TEXT NOT NULL DEFAULT '',
+            UNIQUE (organization, name, owner, key_id)
+        )
+        """
+    )
+    columns = (
+        "id, organization, name, owner, provisioners, tags, version, api_version,"
+        " created_at, last_seen_at, connected_until"
+    )
+    db.execute(f"INSERT INTO daemons_with_keys ({columns}) SELECT {columns} FROM daemons")
+    db.execute("DROP TABLE daemons")
+    db.execute("ALTER TABLE daemons_with_keys RENAME TO daemons")

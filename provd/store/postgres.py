@@ -5,7 +5,8 @@ transaction on a pooled connection in a worker thread (psycopg's async API does 
 run under trio), at most as many at once as the pool has connections. A claim is one
 `UPDATE … WHERE seq = (SELECT … FOR UPDATE SKIP LOCKED)`, so replicas claiming at once
 take different jobs; each holder check locks the job's row in the transaction that
-then changes it. The SQL lives in `_pg_sql`, the schema's migrations in `_pg_schema`.
+then changes it. The SQL lives in `_pg_sql` (and `_pg_keys` for daemon keys), the
+schema's migrations in `_pg_schema`.
 
 Like SQLite's writes, a call runs to its end even if its caller is cancelled (it is
 shielded, and the worker thread is never abandoned), so the caller learns its outcome.
@@ -37,6 +38,7 @@ from provd.errors import InvalidArgument, ProvdError, StoreClosed, StoreFull, St
 from provd.model import (
     Allowance,
     Daemon,
+    DaemonKey,
     DaemonRecord,
     Job,
     JobPage,
@@ -54,6 +56,7 @@ from provd.model import (
     now_ms,
 )
 from provd.store import DaemonPresence, Store
+from provd.store import _pg_keys as keys_sql
 from provd.store import _pg_sql as sql
 from provd.store._pg_schema import migrate
 
@@ -333,7 +336,7 @@ class PostgresStore:
     async def running_jobs_by_daemon(self) -> dict[str, str]:
         return await self._run(sql.running_jobs_by_daemon)
 
-    # -- daemons and quota ---------------------------------------------------
+    # -- daemons -------------------------------------------------------------
 
     async def upsert_daemon(self, daemon: Daemon) -> None:
         await self._run(partial(sql.upsert_daemon, daemon=daemon, now=self._now()))
@@ -357,6 +360,28 @@ class PostgresStore:
 
     async def daemon_presence(self) -> list[DaemonPresence]:
         return await self._run(sql.daemon_presence)
+
+    # -- daemon keys ---------------------------------------------------------
+
+    async def create_key(self, key: DaemonKey) -> None:
+        await self._run(partial(keys_sql.create_key, key=key))
+
+    async def get_key(self, key_id: str) -> DaemonKey | None:
+        return await self._run(partial(keys_sql.get_key, key_id=key_id))
+
+    async def list_keys(self) -> list[DaemonKey]:
+        return await self._run(keys_sql.list_keys)
+
+    async def delete_key(self, name: str) -> DaemonKey | None:
+        return await self._run(partial(keys_sql.delete_key, name=name))
+
+    async def touch_keys(self, last_used: Mapping[str, int]) -> None:
+        if not last_used:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        await self._run(partial(keys_sql.touch_keys, last_used=dict(last_used)))
+
+    # -- quota ---------------------------------------------------------------
 
     async def set_allowance(self, allowance: Allowance) -> None:
         await self._run(partial(sql.set_allowance, allowance=allowance))

@@ -4,8 +4,8 @@ Durability is `synchronous=FULL` unless the caller opts into NORMAL: a job we
 acknowledged must survive power loss, not only a crash of provd. Writes go through
 `Writer` (group commit on one connection, `BEGIN IMMEDIATE`); reads run on their
 own connections in worker threads, so no SQLite call ever blocks the trio loop.
-The SQL itself lives in `_sql_jobs` and `_sql_daemons`; this class only decides
-where each piece runs.
+The SQL itself lives in `_sql_jobs`, `_sql_daemons` and `_sql_keys`; this class only
+decides where each piece runs.
 
 Opening checks everything it can before serving: the data directory and the files are
 created private (`_files`), and a database that cannot be used as it is raises one
@@ -32,6 +32,7 @@ from provd.errors import StoreUnusable
 from provd.model import (
     Allowance,
     Daemon,
+    DaemonKey,
     DaemonRecord,
     Job,
     JobPage,
@@ -51,6 +52,7 @@ from provd.model import (
 from provd.store import DaemonPresence, _faults
 from provd.store import _sql_daemons as daemons_sql
 from provd.store import _sql_jobs as jobs_sql
+from provd.store import _sql_keys as keys_sql
 from provd.store._files import create_database_file, tighten_database_files
 from provd.store._files import prepare_data_dir as prepare_data_dir
 from provd.store._readers import ReaderPool
@@ -315,7 +317,7 @@ class SQLiteStore:
             partial(jobs_sql.read_logs, job_id=job_id, after=after, limit=limit)
         )
 
-    # -- daemons and quota ---------------------------------------------------
+    # -- daemons -------------------------------------------------------------
 
     async def upsert_daemon(self, daemon: Daemon) -> None:
         await self._writer.write(
@@ -339,6 +341,26 @@ class SQLiteStore:
 
     async def daemon_presence(self) -> list[DaemonPresence]:
         return await self._readers.read(daemons_sql.daemon_presence)
+
+    # -- daemon keys ---------------------------------------------------------
+
+    async def create_key(self, key: DaemonKey) -> None:
+        await self._writer.write(partial(keys_sql.create_key, key=key))
+
+    async def get_key(self, key_id: str) -> DaemonKey | None:
+        return await self._readers.read(partial(keys_sql.get_key, key_id=key_id))
+
+    async def list_keys(self) -> list[DaemonKey]:
+        return await self._readers.read(keys_sql.list_keys)
+
+    async def delete_key(self, name: str) -> DaemonKey | None:
+        return await self._writer.write(partial(keys_sql.delete_key, name=name))
+
+    async def touch_keys(self, last_used: Mapping[str, int]) -> None:
+        if last_used:
+            await self._writer.write(partial(keys_sql.touch_keys, last_used=dict(last_used)))
+
+    # -- quota ---------------------------------------------------------------
 
     async def set_allowance(self, allowance: Allowance) -> None:
         await self._writer.write(partial(daemons_sql.set_allowance, allowance=allowance))

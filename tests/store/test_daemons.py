@@ -8,6 +8,7 @@ import random
 from functools import partial
 from typing import Any
 
+import pytest
 import trio
 
 from provd.model import Daemon, DaemonRecord
@@ -76,6 +77,20 @@ class TestUpsertDaemon:
         await store.upsert_daemon(dataclasses.replace(first, name="renamed", version="v9"))
         (record,) = await store.list_daemons()
         assert (record.daemon.name, record.daemon.version) == ("alpha", "v9")
+
+    async def test_a_name_is_unique_within_its_key(self, store: Store) -> None:
+        """Daemons of one organization, name and owner but different keys (or the
+        pre-shared key) are different daemons, each with its key; the same key and name
+        under another id is refused."""
+        on_psk = daemon()
+        on_key = daemon(id="id-alpha-k1", key_id="k1")
+        on_other_key = daemon(id="id-alpha-k2", key_id="k2")
+        for each in (on_psk, on_key, on_other_key):
+            await store.upsert_daemon(each)
+        listed = [r.daemon for r in await store.list_daemons()]
+        assert listed == [on_psk, on_key, on_other_key]  # ordered by key last
+        with pytest.raises(ValueError):
+            await store.upsert_daemon(daemon(id="id-impostor", key_id="k1"))
 
     async def test_caller_cannot_change_the_record(self, store: Store) -> None:
         tags = dict(UNTAGGED)

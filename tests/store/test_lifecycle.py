@@ -13,6 +13,7 @@ from provd.errors import StoreClosed
 from provd.model import (
     Allowance,
     Daemon,
+    DaemonKey,
     Job,
     JobQuery,
     JobStatus,
@@ -39,6 +40,7 @@ from .support import (
 )
 
 DAEMON = Daemon("id-a", "org-a", "a", "", ("echo",), dict(TAGS))
+KEY = DaemonKey("key-a", "ci", "org-a", "", ("echo",), dict(TAGS), "0" * 64, 1)
 
 Call = Callable[[Store, Job], Awaitable[object]]
 CALLS: dict[str, Call] = {
@@ -65,6 +67,11 @@ CALLS: dict[str, Call] = {
     "touch_daemons": lambda s, j: s.touch_daemons({DAEMON.id: j.created_at}),
     "list_daemons": lambda s, j: s.list_daemons(),
     "daemon_presence": lambda s, j: s.daemon_presence(),
+    "create_key": lambda s, j: s.create_key(KEY),
+    "get_key": lambda s, j: s.get_key(KEY.id),
+    "list_keys": lambda s, j: s.list_keys(),
+    "delete_key": lambda s, j: s.delete_key(KEY.name),
+    "touch_keys": lambda s, j: s.touch_keys({KEY.id: j.created_at}),
     "set_allowance": lambda s, j: s.set_allowance(Allowance("org-a", "user", "u", 1)),
     "delete_allowance": lambda s, j: s.delete_allowance("org-a", "user", "u"),
     "list_allowances": lambda s, j: s.list_allowances("org-a"),

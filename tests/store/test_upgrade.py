@@ -1,6 +1,8 @@
-"""A database migrated by the provd before the stream lease (SQLite migration
-0003_daemon_stream_lease, PostgreSQL 0002_daemon_stream_lease) is brought up to date
-when it is opened: its daemons are kept, each with no lease, and leases work."""
+"""A database migrated by an older provd is brought up to date when it is opened:
+before the stream lease (SQLite migration 0003_daemon_stream_lease, PostgreSQL
+0002_daemon_stream_lease) its daemons are kept, each with no lease, and leases work;
+before daemon keys (SQLite 0004_daemon_keys, PostgreSQL 0003_daemon_keys) its daemons
+are kept, and keys and their daemons work."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 import trio
 
-from provd.model import Daemon
+from provd.model import Daemon, DaemonKey
 
 from .conftest import Clock, StoreFactory
 from .support import TAGS
@@ -61,3 +63,71 @@ async def test_the_previous_schema_gains_the_lease(
         await store.touch_daemons({}, connected_until={DAEMON.id: clock() + 15_000})
         (presence,) = await store.daemon_presence()
         assert presence.connected_until == clock() + 15_000
+
+
+def downgrade_sqlite_keys(path: Any) -> None:
+    """Undo SQLite migration 0004_daemon_keys: no keys table, no key_id, and the old
+    UNIQUE (organization, name, owner) on the daemons."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    columns = (
+        "id, organization, name, owner, provisioners, tags, version, api_version,"
+        " created_at, last_seen_at, connected_until"
+    )
+    try:
+        conn.execute("BEGIN")
+        conn.execute("DROP TABLE keys")
+        conn.execute(
+            "CREATE TABLE old_daemons (id TEXT PRIMARY KEY, organization TEXT NOT NULL,"
+            " name TEXT NOT NULL, owner TEXT NOT NULL DEFAULT '', provisioners TEXT NOT NULL,"
+            " tags TEXT NOT NULL, version TEXT NOT NULL DEFAULT '',"
+            " api_version TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL,"
+            " last_seen_at INTEGER NOT NULL, connected_until INTEGER NOT NULL DEFAULT 0,"
+            " UNIQUE (organization, name, owner))"
+        )
+        conn.execute(f"INSERT INTO old_daemons ({columns}) SELECT {columns} FROM daemons")
+        conn.execute("DROP TABLE daemons")
+        conn.execute("ALTER TABLE old_daemons RENAME TO daemons")
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = '0004_daemon_keys'")
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def downgrade_postgres_keys(dsn: str) -> None:
+    """Undo PostgreSQL migration 0003_daemon_keys."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+        conn.execute("DROP TABLE keys")
+        conn.execute("ALTER TABLE daemons DROP COLUMN key_id")  # drops its constraint too
+        conn.execute(
+            "ALTER TABLE daemons ADD CONSTRAINT daemons_organization_name_owner_key"
+            " UNIQUE (organization, name, owner)"
+        )
+        conn.execute("DELETE FROM provd_migrations WHERE name = '0003_daemon_keys'")
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)], indirect=True
+)
+async def test_the_previous_schema_gains_daemon_keys(
+    backend: str, open_store: StoreFactory, clock: Clock
+) -> None:
+    """Its daemons are kept (on the pre-shared key, with their leases), and keys and
+    a key's daemon of the same name as one of them work."""
+    async with open_store() as store:
+        await store.upsert_daemon(DAEMON)
+        await store.touch_daemons({}, connected_until={DAEMON.id: clock() + 15_000})
+        before = await store.daemon_presence()
+    assert isinstance(open_store, partial)
+    downgrade = downgrade_sqlite_keys if backend == "sqlite" else downgrade_postgres_keys
+    await trio.to_thread.run_sync(downgrade, open_store.args[0])
+    async with open_store() as store:
+        assert await store.daemon_presence() == before
+        assert await store.list_keys() == []
+        key = DaemonKey("k1", "ci", "org-a", "", (), dict(TAGS), "ab" * 32, clock())
+        await store.create_key(key)
+        assert await store.get_key("k1") == key
+        on_key = Daemon("id-k1-old", "org-a", "old", "", ("echo",), dict(TAGS), key_id="k1")
+        await store.upsert_daemon(on_key)
+        assert [p.record.daemon for p in await store.daemon_presence()] == [DAEMON, on_key]

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     # The generated connectrpc clients' types: the light clients have their methods.
     from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
     from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
+    from provd.gen.provd.v1.keys_connect import KeyServiceClientSync
     from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,6 +66,11 @@ class Connection:
         from provd.gen.provd.v1 import daemons_pb2
 
         return cast("DaemonServiceClientSync", self._client(daemons_pb2, "DaemonService"))
+
+    def keys(self) -> KeyServiceClientSync:
+        from provd.gen.provd.v1 import keys_pb2
+
+        return cast("KeyServiceClientSync", self._client(keys_pb2, "KeyService"))
 
     def quota(self) -> QuotaServiceClientSync:
         from provd.gen.provd.v1 import quota_pb2

@@ -18,6 +18,7 @@ from provd.client.cli.output import (
     JOB_TYPES,
     job_row,
     json_option,
+    key_values,
     log_line,
     print_fields,
     print_job,
@@ -29,20 +30,6 @@ from provd.client.cli.output import (
 )
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
-
-
-def key_values(
-    ctx: click.Context, param: click.Parameter, values: Sequence[str]
-) -> list[tuple[str, str]]:
-    """Repeated `key=value` options (the value may contain '=' and may be empty)."""
-    pairs = []
-    for value in values:
-        key, sep, rest = value.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{value!r} is not {param.metavar or 'key=value'}")
-        pairs.append((key, rest))
-    return pairs
-
 
 ARCHIVE_PATH = click.Path(exists=True, path_type=Path)
 

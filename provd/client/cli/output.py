@@ -30,9 +30,25 @@ if TYPE_CHECKING:
 
     # Types only: `provd jobs …` need not load the other services' messages.
     from provd.gen.provd.v1 import daemons_pb2 as dpb
+    from provd.gen.provd.v1 import keys_pb2 as kpb
     from provd.gen.provd.v1 import quota_pb2 as qpb
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def key_values(
+    ctx: click.Context, param: click.Parameter, values: Sequence[str]
+) -> list[tuple[str, str]]:
+    """Repeated `key=value` options (the value may contain '=' and may be empty): a
+    click callback."""
+    pairs = []
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{value!r} is not {param.metavar or 'key=value'}")
+        pairs.append((key, rest))
+    return pairs
+
 
 # The CLI's names for job types (`--type`), and back.
 JOB_TYPES = {
@@ -292,6 +308,7 @@ DAEMON_HEADERS = (
     "STATE",
     "JOB",
     "LAST SEEN",
+    "KEY",
 )
 
 
@@ -306,7 +323,15 @@ def daemon_row(daemon: dpb.Daemon) -> tuple[str, ...]:
         daemon_state(daemon),
         daemon.current_job_id,
         ago(daemon.last_seen_at),
+        daemon_key(daemon),
     )
+
+
+def daemon_key(daemon: dpb.Daemon) -> str:
+    """The daemon key a daemon used: its name, its id once deleted, '' for the PSK."""
+    if not daemon.key_id:
+        return ""
+    return daemon.key_name or f"{daemon.key_id} (deleted)"
 
 
 def daemon_state(daemon: dpb.Daemon) -> str:
@@ -329,3 +354,41 @@ def allowance_row(allowance: qpb.Allowance) -> tuple[str, ...]:
         allowance.group,
         str(allowance.allowance),
     )
+
+
+KEY_HEADERS = (
+    "NAME",
+    "ORGANIZATION",
+    "OWNER",
+    "PROVISIONERS",
+    "TAGS",
+    "CREATED",
+    "LAST USED",
+    "DAEMONS",
+)
+
+
+def key_row(key: kpb.Key) -> tuple[str, ...]:
+    return (
+        key.name,
+        key.organization,
+        key.owner,
+        ",".join(key.provisioners) or "any",
+        pairs(key.tags),
+        when(key.created_at),
+        ago(key.last_used_at),
+        str(key.daemons_connected),
+    )
+
+
+def key_fields(key: kpb.Key) -> list[tuple[str, object]]:
+    """One key as `print_fields` shows it."""
+    return [
+        ("name", key.name),
+        ("id", key.id),
+        ("organization", key.organization),
+        ("owner", key.owner),
+        ("provisioners", ",".join(key.provisioners) or "any"),
+        ("tags", pairs(key.tags)),
+        ("created", when(key.created_at)),
+    ]

@@ -8,16 +8,20 @@ so that `provd daemon --help` and the rest of the CLI do not pay for it.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from provd.protocol import DEFAULT_URL
+from provd.protocol import DEFAULT_URL, KEY_PREFIX
 from provd.secrets import DAEMON_PSK_FILE, credentials_db_path, read_secret, secret_path
 
 if TYPE_CHECKING:
+    from connectrpc.errors import ConnectError
+
     from provd.client.daemon.runner import DaemonSettings
 
 
@@ -40,6 +44,29 @@ def _join_urls(values: tuple[str, ...]) -> str:
     if not urls:
         raise click.BadParameter("no URL given", param_hint="--url")
     return ",".join(urls)
+
+
+def _resolve_key(key_file: Path | None) -> str:
+    """The daemon key from --key-file, else PROVD_DAEMON_KEY; "" if neither is given."""
+    if key_file is not None:
+        try:
+            key = key_file.read_text().strip()
+        except OSError as error:
+            raise click.BadParameter(
+                f"cannot read {key_file}: {error.strerror}", param_hint="--key-file"
+            ) from None
+        where, hint = str(key_file), "--key-file"
+        if not key:
+            raise click.BadParameter(f"{where} is empty", param_hint=hint)
+    else:
+        key = os.environ.get("PROVD_DAEMON_KEY", "").strip()
+        where, hint = "PROVD_DAEMON_KEY", "PROVD_DAEMON_KEY"
+    if key and not key.startswith(KEY_PREFIX):
+        raise click.BadParameter(
+            f"{where} does not hold a daemon key ({KEY_PREFIX}…, as 'provd keys create' prints it)",
+            param_hint=hint,
+        )
+    return key
 
 
 def _resolve_psk(psk: str | None, db_path: str | None) -> str:
@@ -68,10 +95,19 @@ def _resolve_psk(psk: str | None, db_path: str | None) -> str:
     " one stops answering.",
 )
 @click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A file holding a daemon key ('provd keys create' prints it), or the key itself"
+    " in PROVD_DAEMON_KEY. provd takes the organization, owner and tags from it; it is"
+    " sent instead of the pre-shared key.",
+)
+@click.option(
     "--psk",
     envvar="PROVD_DAEMON_PSK",
     default=None,
-    help="The daemon pre-shared key  [default: the daemon-psk file beside --db]",
+    help="The daemon pre-shared key, when no daemon key is given"
+    "  [default: the daemon-psk file beside --db]",
 )
 @click.option(
     "--db",
@@ -127,6 +163,7 @@ def _resolve_psk(psk: str | None, db_path: str | None) -> str:
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 def daemon_command(
     urls: tuple[str, ...],
+    key_file: Path | None,
     psk: str | None,
     db_path: str | None,
     name: str | None,
@@ -152,9 +189,11 @@ def daemon_command(
         format="%(asctime)s provd daemon: %(message)s",
         datefmt="%H:%M:%S",
     )
+    key = _resolve_key(key_file)
     settings = DaemonSettings(
         url=_join_urls(urls),
-        psk=_resolve_psk(psk, db_path),
+        key=key,
+        psk="" if key else _resolve_psk(psk, db_path),
         name=name or socket.gethostname(),
         provisioners=tuple(p.strip() for p in provisioners.split(",") if p.strip()),
         tags=_parse_tags(tags),
@@ -165,11 +204,24 @@ def daemon_command(
     try:
         trio.run(_run_until_signalled, settings)
     except* ConnectError as group:
-        error = group.exceptions[0]
-        assert isinstance(error, ConnectError)
+        error = _first_connect_error(group)
         raise click.ClickException(
             f"provd at {settings.url} refused this daemon: {error.code.value}: {error.message}"
         ) from None
+
+
+def _first_connect_error(group: BaseExceptionGroup[ConnectError]) -> ConnectError:
+    """The first ConnectError in `group`, however deep (nurseries nest groups)."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return _first_connect_error(error)
+        return error
+    raise AssertionError("an empty exception group")
+
+
+def _key_id(key: str) -> str:
+    """The id part of a daemon key (never its secret), for the log."""
+    return key[len(KEY_PREFIX) :].partition("_")[0]
 
 
 async def _run_until_signalled(settings: DaemonSettings) -> None:
@@ -196,11 +248,12 @@ async def _run_until_signalled(settings: DaemonSettings) -> None:
 
         await nursery.start(watch_signals)
         log.info(
-            "%r takes %s jobs from %s (%d at a time)",
+            "%r takes %s jobs from %s (%d at a time)%s",
             settings.name,
             ",".join(settings.provisioners),
             ", then ".join(settings.urls),
             settings.jobs,
+            f", with daemon key {_key_id(settings.key)}" if settings.key else "",
         )
         await run_daemon(settings, stop)
         log.info("stopped")

@@ -36,6 +36,7 @@ class DaemonSettings:
     # One provd URL, or several replicas' comma-separated in order of preference:
     # a transport failure moves the daemon to the next (see connection.py).
     url: str
+    # The pre-shared key; ignored when `key` is set.
     psk: str
     name: str
     provisioners: tuple[str, ...] = ("echo",)
@@ -46,6 +47,9 @@ class DaemonSettings:
     # "connect": acquire over an HTTP/2 stream; "websocket": over provd's WebSocket
     # transport (unary calls then use HTTP/1.1, which needs no bidi stream).
     transport: str = "connect"
+    # A daemon key (docs/keys.md), sent instead of the PSK: provd takes the
+    # organization, owner and tags from it (`organization` and `tags` left empty).
+    key: str = ""
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -73,6 +77,7 @@ async def run_daemon(
     """Serve jobs until `stop` is set and every running job has ended."""
     headers = daemon_headers(
         settings.psk,
+        key=settings.key,
         name=settings.name,
         provisioners=settings.provisioners,
         tags=settings.tags,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16provd/v1/daemons.proto\x12\x08provd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\x12ListDaemonsRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\"\xe7\x02\n\x06\x44\x61\x65mon\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0corganization\x18\x03 \x01(\t\x12\x14\n\x0cprovisioners\x18\x04 \x03(\t\x12(\n\x04tags\x18\x05 \x03(\x0b\x32\x1a.provd.v1.Daemon.TagsEntry\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x07 \x01(\t\x12\x30\n\x0clast_seen_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63urrent_job_id\x18\t \x01(\t\x12\r\n\x05stale\x18\n \x01(\x08\x12\x11\n\tconnected\x18\x0b \x01(\x08\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x13ListDaemonsResponse\x12!\n\x07\x64\x61\x65mons\x18\x01 \x03(\x0b\x32\x10.provd.v1.Daemon2`\n\rDaemonService\x12O\n\x0bListDaemons\x12\x1c.provd.v1.ListDaemonsRequest\x1a\x1d.provd.v1.ListDaemonsResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16provd/v1/daemons.proto\x12\x08provd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\x12ListDaemonsRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\"\x89\x03\n\x06\x44\x61\x65mon\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0corganization\x18\x03 \x01(\t\x12\x14\n\x0cprovisioners\x18\x04 \x03(\t\x12(\n\x04tags\x18\x05 \x03(\x0b\x32\x1a.provd.v1.Daemon.TagsEntry\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x07 \x01(\t\x12\x30\n\x0clast_seen_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63urrent_job_id\x18\t \x01(\t\x12\r\n\x05stale\x18\n \x01(\x08\x12\x11\n\tconnected\x18\x0b \x01(\x08\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\r \x01(\t\x12\x10\n\x08key_name\x18\x0e \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x13ListDaemonsResponse\x12!\n\x07\x64\x61\x65mons\x18\x01 \x03(\x0b\x32\x10.provd.v1.Daemon2`\n\rDaemonService\x12O\n\x0bListDaemons\x12\x1c.provd.v1.ListDaemonsRequest\x1a\x1d.provd.v1.ListDaemonsResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,11 +39,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTDAEMONSREQUEST']._serialized_start=69
   _globals['_LISTDAEMONSREQUEST']._serialized_end=111
   _globals['_DAEMON']._serialized_start=114
-  _globals['_DAEMON']._serialized_end=473
-  _globals['_DAEMON_TAGSENTRY']._serialized_start=430
-  _globals['_DAEMON_TAGSENTRY']._serialized_end=473
-  _globals['_LISTDAEMONSRESPONSE']._serialized_start=475
-  _globals['_LISTDAEMONSRESPONSE']._serialized_end=531
-  _globals['_DAEMONSERVICE']._serialized_start=533
-  _globals['_DAEMONSERVICE']._serialized_end=629
+  _globals['_DAEMON']._serialized_end=507
+  _globals['_DAEMON_TAGSENTRY']._serialized_start=464
+  _globals['_DAEMON_TAGSENTRY']._serialized_end=507
+  _globals['_LISTDAEMONSRESPONSE']._serialized_start=509
+  _globals['_LISTDAEMONSRESPONSE']._serialized_end=565
+  _globals['_DAEMONSERVICE']._serialized_start=567
+  _globals['_DAEMONSERVICE']._serialized_end=663
 # @@protoc_insertion_point(module_scope)

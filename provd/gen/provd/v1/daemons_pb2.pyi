@@ -16,7 +16,7 @@ class ListDaemonsRequest(_message.Message):
     def __init__(self, organization: _Optional[str] = ...) -> None: ...
 
 class Daemon(_message.Message):
-    __slots__ = ("id", "name", "organization", "provisioners", "tags", "version", "api_version", "last_seen_at", "current_job_id", "stale", "connected", "created_at")
+    __slots__ = ("id", "name", "organization", "provisioners", "tags", "version", "api_version", "last_seen_at", "current_job_id", "stale", "connected", "created_at", "key_id", "key_name")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,8 @@ class Daemon(_message.Message):
     STALE_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_NAME_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     organization: str
@@ -48,7 +50,9 @@ class Daemon(_message.Message):
     stale: bool
     connected: bool
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., organization: _Optional[str] = ..., provisioners: _Optional[_Iterable[str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., version: _Optional[str] = ..., api_version: _Optional[str] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_job_id: _Optional[str] = ..., stale: _Optional[bool] = ..., connected: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    key_id: str
+    key_name: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., organization: _Optional[str] = ..., provisioners: _Optional[_Iterable[str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., version: _Optional[str] = ..., api_version: _Optional[str] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_job_id: _Optional[str] = ..., stale: _Optional[bool] = ..., connected: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_id: _Optional[str] = ..., key_name: _Optional[str] = ...) -> None: ...
 
 class ListDaemonsResponse(_message.Message):
     __slots__ = ("daemons",)
