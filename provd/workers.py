@@ -284,7 +284,7 @@ async def supervise(
 
     # Migrate and check the store once, before N processes open it at the same time.
     async with open_store(settings):
-        pass
+        logger.debug("the store at %s is migrated and usable", settings.database)
     sockets = bind_listeners(settings.listen, count)
     try:
         workers = [Worker(index, settings, sock) for index, sock in enumerate(sockets)]
