@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import trio
 
-from provd.errors import ProvdError, StoreClosed, StoreFull, tolerate_full_disk
+from provd.errors import ProvdError, StoreClosed, tolerate_full_disk
 from provd.model import Daemon, now_ms
 from provd.store import DaemonPresence, Store
 
@@ -204,7 +204,7 @@ class DaemonRegistry:
             with trio.CancelScope(shield=True):
                 try:
                     await self._flush(renew_leases=False)
-                except (StoreClosed, StoreFull) as error:
+                except ProvdError as error:  # closed, full, unreachable, or gone
                     logger.warning("last-seen times were not saved at exit: %s", error)
 
     async def _flush(self, *, renew_leases: bool) -> None:

@@ -11,8 +11,9 @@ import logging
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -205,9 +206,24 @@ def daemon_command(
         trio.run(_run_until_signalled, settings)
     except* ConnectError as group:
         error = _first_connect_error(group)
-        raise click.ClickException(
-            f"provd at {settings.url} refused this daemon: {error.code.value}: {error.message}"
-        ) from None
+        click.echo(
+            f"Error: provd at {settings.url} refused this daemon:"
+            f" {error.code.value}: {error.message}",
+            err=True,
+        )
+        _exit_at_once(1)
+
+
+def _exit_at_once(status: int) -> NoReturn:
+    """Exit without the interpreter's finalization. A refusal cancels the other slots'
+    calls, whose worker threads are abandoned inside the HTTP client's native code;
+    finalizing while one of them returns aborts the process ("PyGILState_Release:
+    thread state must be current"), turning exit status 1 into a SIGABRT. Everything
+    worth keeping is written: the log flushes each line, and std streams are flushed
+    here."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _first_connect_error(group: BaseExceptionGroup[ConnectError]) -> ConnectError:
