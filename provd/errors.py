@@ -83,10 +83,14 @@ class StoreUnusable(ProvdError):
 
 
 @contextmanager
-def tolerate_full_disk(logger: logging.Logger, task: str) -> Iterator[None]:
-    """Run one pass of a background task (`task` names it) that a full disk must not
-    end: `StoreFull` is logged and the task goes on; its next pass tries again."""
+def tolerate_store_outage(logger: logging.Logger, task: str) -> Iterator[None]:
+    """One pass of a background task (`task` names it) that neither a full disk
+    (`StoreFull`) nor a database that cannot be reached (`StoreClosed`, PostgreSQL's
+    `StoreUnreachable`) may end: the error is logged and the next pass tries again. A
+    store closed at shutdown is no concern: the task is cancelled before it closes."""
     try:
         yield
     except StoreFull as error:
         logger.warning("%s could not write: %s", task, error)
+    except StoreClosed as error:
+        logger.warning("%s could not reach the database: %s", task, error)

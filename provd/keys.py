@@ -38,11 +38,10 @@ from contextlib import contextmanager
 
 import trio
 
-from provd.errors import Unauthenticated
+from provd.errors import Unauthenticated, tolerate_store_outage
 from provd.key_revocations import KeyRevocations, Watch, revoked_message
 from provd.model import SCOPE_USER, Daemon, DaemonKey, normalize_tags, now_ms
 from provd.protocol import KEY_PREFIX
-from provd.registry import tolerate_store_outage
 from provd.store import Store
 
 logger = logging.getLogger(__name__)

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 
 import trio
 
+from provd.errors import tolerate_store_outage
 from provd.events import JobEvents
 from provd.explain import explain_unroutable
 from provd.model import LogLevel, now_ms, server_line
 from provd.protocol import JobErrorCode
-from provd.registry import DaemonRegistry, tolerate_store_outage
+from provd.registry import DaemonRegistry
 from provd.store import Store
 
 logger = logging.getLogger(__name__)

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import trio
 
-from provd.errors import ProvdError, StoreClosed, tolerate_full_disk
+from provd.errors import ProvdError, tolerate_store_outage
 from provd.model import Daemon, now_ms
 from provd.store import DaemonPresence, Store
 
@@ -58,19 +58,6 @@ logger = logging.getLogger(__name__)
 # How far ahead a stream lease runs, in flush intervals: a flush that fails or comes
 # late (a busy database) does not end the leases it would have renewed.
 LEASE_FLUSH_INTERVALS = 3
-
-
-@contextmanager
-def tolerate_store_outage(logger: logging.Logger, task: str) -> Iterator[None]:
-    """One pass of a background task that neither a full disk nor a database that
-    cannot be reached (`StoreClosed`, PostgreSQL's `StoreUnreachable`) may end: the
-    error is logged and the next pass tries again. A store closed at shutdown is no
-    concern: the task is cancelled before the store closes."""
-    try:
-        with tolerate_full_disk(logger, task):
-            yield
-    except StoreClosed as error:
-        logger.warning("%s could not reach the database: %s", task, error)
 
 
 @dataclass(frozen=True, slots=True)
