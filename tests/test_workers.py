@@ -404,8 +404,12 @@ async def test_storm_over_two_workers_each_job_once_each_stream_answered_once(
             async with trio.open_nursery() as creating:
                 for connection in creators:
                     creating.start_soon(create, connection, 125)
+            # Cancel only once every daemon waits again: one that took a last job may
+            # still be completing it, and the stream it opens next would go uncanceled.
             with trio.fail_after(120):
-                while len(delivered) < len(created):
+                while len(delivered) < len(created) or any(
+                    acquisition.ended.is_set() for acquisition in open_streams.values()
+                ):
                     await trio.sleep(0.02)
             for acquisition in open_streams.values():
                 acquisition.requests.close()  # the protocol's cancel
@@ -495,6 +499,11 @@ async def test_sigkill_of_a_worker_mid_run_loses_no_acknowledged_job(tmp_path: P
                         assert job_id not in delivered, job
                     else:
                         assert delivered[job_id] and len(delivered[job_id]) == 1, job_id
+            # As in the storm: a daemon still returning from its last complete would
+            # open a stream after the cancels below, so wait until all wait again.
+            with trio.fail_after(30):
+                while any(acquisition.ended.is_set() for acquisition in waiting.values()):
+                    await trio.sleep(0.02)
             for acquisition in waiting.values():
                 acquisition.requests.close()
         assert len(acknowledged) >= 100  # at most a call or two died with the worker
