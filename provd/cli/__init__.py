@@ -74,6 +74,10 @@ COMMANDS: Mapping[str, LazyCommand] = {
         "Workspace quota: daily credit allowances per user and group.",
     ),
     "version": LazyCommand("provd.client.cli.admin:version", "Print provd's version."),
+    "examples": LazyCommand(
+        "provd.cli.examples:examples",
+        "Echo templates that come with provd: list them, or extract them to a folder.",
+    ),
     "db": LazyCommand("provd.cli.db:db", "Move provd's data between databases."),
     "_worker": LazyCommand(
         "provd.cli.serve:worker_command",

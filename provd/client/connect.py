@@ -12,7 +12,7 @@ are imported by the functions that use them.
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -58,24 +58,28 @@ class StaticHeaders:
         return None
 
 
-def http_transport(*, http2: bool = True) -> SyncHTTPTransport:
+def http_transport(*, http2: bool = True, urls: Iterable[str] | None = None) -> SyncHTTPTransport:
     """A transport of our own, to close when done (its threads must not outlive the
-    program). HTTP/2 is prior knowledge for http:// and ALPN for https://; the
-    system's CAs (and SSL_CERT_FILE) are trusted, as by the default client."""
-    from pyqwest import HTTPVersion, SyncHTTPTransport
+    program). HTTP/2 is prior knowledge for http:// and ALPN for https://. It trusts
+    the system's CAs (with SSL_CERT_FILE and SSL_CERT_DIR), or certifi's when the
+    system has none; given `urls` that are all http://, it needs no CAs at all
+    (`provd.client.tls_roots`). Every pyqwest transport of provd's is made here."""
+    from pyqwest import HTTPVersion
+
+    from provd.client.tls_roots import sync_http_transport
 
     if http2:
-        return SyncHTTPTransport(http_version=HTTPVersion.HTTP2, tls_include_system_certs=True)
-    return SyncHTTPTransport(tls_include_system_certs=True)
+        return sync_http_transport(urls=urls, http_version=HTTPVersion.HTTP2)
+    return sync_http_transport(urls=urls)
 
 
-def http2_client() -> SyncClient:
+def http2_client(url: str | None = None) -> SyncClient:
     """An HTTP client that speaks cleartext HTTP/2 (prior knowledge) to http:// URLs,
-    and HTTP/2 over TLS to https:// ones, trusting the system's CAs (and SSL_CERT_FILE,
-    as the default client does)."""
+    and HTTP/2 over TLS to https:// ones, trusting CAs as `http_transport` does (none
+    needed if `url` is http://)."""
     from pyqwest import SyncClient
 
-    return SyncClient(http_transport())
+    return SyncClient(http_transport(urls=None if url is None else [url]))
 
 
 def job_client(
@@ -241,7 +245,7 @@ def daemon_client_for(
         protocol=ProtocolType.CONNECT if protocol is None else protocol,
         codec=google_protobuf_binary_codec(),
         interceptors=[StaticHeaders(headers)],
-        http_client=http_client or http2_client(),
+        http_client=http_client or http2_client(url),
     )
 
 

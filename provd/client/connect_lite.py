@@ -22,7 +22,8 @@ What it implements, from https://connectrpc.com/docs/protocol:
   are read as they arrive and yielded one by one, until the end-of-stream envelope
   (flag 0x02), whose JSON may hold an error.
 - http:// and https:// (`ssl.create_default_context()`: the system's CAs, and
-  `SSL_CERT_FILE`/`SSL_CERT_DIR`, as pyqwest's clients trust them; ALPN `http/1.1`).
+  `SSL_CERT_FILE`/`SSL_CERT_DIR`, as pyqwest's clients trust them, or certifi's CAs
+  when the system has none, `provd.client.tls_roots`; ALPN `http/1.1`).
 - A timeout (`DEFAULT_TIMEOUT`, per socket operation): for connecting, for sending,
   for the answer's headers and for reading a unary answer; a stream's messages may
   take as long as the server takes (a followed job may wait for a daemon for hours).
@@ -345,12 +346,13 @@ _ssl_context: ssl.SSLContext | None = None
 
 def default_ssl_context() -> ssl.SSLContext:
     """The standard library's default client context (system CAs, SSL_CERT_FILE,
-    SSL_CERT_DIR), offering HTTP/1.1 through ALPN; made once per process."""
+    SSL_CERT_DIR; certifi's CAs on a system without any: `tls_roots`), offering
+    HTTP/1.1 through ALPN; made once per process."""
     global _ssl_context
     if _ssl_context is None:
-        import ssl
+        from provd.client.tls_roots import client_ssl_context
 
-        context = ssl.create_default_context()
+        context = client_ssl_context()
         context.set_alpn_protocols(["http/1.1"])
         _ssl_context = context
     return _ssl_context

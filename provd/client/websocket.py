@@ -57,12 +57,18 @@ class WebSocketAcquisition:
         """Open the stream and return every answer provd sent (exactly one)."""
         from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
+        from provd.client.tls_roots import client_ssl_context
+
         answers = self.answers
         end: dict[str, Any] = {}
+        # wss://: the system's CAs, or the bundled ones on a system without any.
+        ssl_context = client_ssl_context() if self._url.startswith("wss://") else None
         broken: BaseException | None = None
         try:
             async with (
-                open_websocket_url(self._url, extra_headers=self._headers) as ws,
+                open_websocket_url(
+                    self._url, ssl_context=ssl_context, extra_headers=self._headers
+                ) as ws,
                 trio.open_nursery() as nursery,
             ):
 

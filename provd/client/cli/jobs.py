@@ -31,7 +31,27 @@ from provd.client.cli.output import (
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 
-ARCHIVE_PATH = click.Path(exists=True, path_type=Path)
+
+class ArchiveSource(click.Path):
+    """An archive or directory that exists, or `example:NAME`, one of the echo
+    templates that come with provd (`provd examples list`): with it, the executable
+    alone is enough to create a job."""
+
+    def __init__(self) -> None:
+        super().__init__(exists=True, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.startswith("example:"):
+            from provd.cli.examples import resolve_archive
+
+            try:
+                value = resolve_archive(value)
+            except click.BadParameter as error:
+                self.fail(error.message, param, ctx)
+        return super().convert(value, param, ctx)
+
+
+ARCHIVE_PATH = ArchiveSource()
 
 
 def upload(connection: Connection, path: Path) -> pb.UploadFileResponse:
@@ -65,6 +85,7 @@ def files_upload(connection: Connection, path: Path, as_json: bool) -> None:
     PATH is a .tar or .zip file (a .tar.gz or .tgz is decompressed first), or a
     directory, which is packed into a tar: sorted names, mtime 0, no owners, so the
     same tree always gets the same hash. The same content is stored once.
+    `example:NAME` is one of the examples that come with provd (provd examples list).
 
     \b
     Example:
@@ -97,7 +118,8 @@ def jobs() -> None:
 @click.option(
     "--archive",
     type=ARCHIVE_PATH,
-    help="Upload this archive or directory first (instead of --file).",
+    help="Upload this archive or directory first (instead of --file); example:NAME is"
+    " a bundled example (provd examples list).",
 )
 @click.option("--provisioner", default="echo", show_default=True, help="Provisioner type.")
 @click.option("--organization", default="", help="Organization  [default: default]")
@@ -182,8 +204,9 @@ def jobs_create(
     """Queue a job for a provisioner daemon and print it.
 
     The template comes from --file (a hash from `provd files upload`) or --archive
-    (uploaded first). With --follow, the job's logs follow as `provd jobs logs
-    --follow` prints them (with --json: the job on one line, then one line per log).
+    (uploaded first; `--archive example:hello` uses a bundled example). With
+    --follow, the job's logs follow as `provd jobs logs --follow` prints them (with
+    --json: the job on one line, then one line per log).
 
     \b
     Example:

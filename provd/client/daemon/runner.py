@@ -86,7 +86,9 @@ async def run_daemon(
     )
     over_websocket = settings.transport == "websocket"
     # Over WebSocket only the acquire stream needs it; unary calls go over HTTP/1.1.
-    transport = http_transport(http2=not over_websocket)
+    urls = settings.urls or (settings.url,)
+    # http:// URLs only: no CA roots needed, so none are loaded (minimal systems).
+    transport = http_transport(http2=not over_websocket, urls=urls)
     http_client = SyncClient(transport)
     endpoints = [
         Endpoint(
@@ -94,7 +96,7 @@ async def run_daemon(
             daemon_client_for(url, headers, http_client=http_client),
             websocket=(url, headers) if over_websocket else None,
         )
-        for url in settings.urls or (settings.url,)
+        for url in urls
     ]
     connection = DaemonConnection(endpoints)
     available = dict(provisioners if provisioners is not None else builtin_provisioners())
