@@ -27,6 +27,10 @@ lint:
     {{venv}}/bin/ruff format --check provd tests proto bench
     {{venv}}/bin/mypy provd
 
+# Rewrite the settings table of docs/operations.md from `provd serve`'s options.
+settings-doc:
+    {{python}} -m provd.cli.settings --write docs/operations.md
+
 # Run the server on the default address and database.
 run *ARGS:
     {{venv}}/bin/provd serve {{ARGS}}

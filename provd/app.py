@@ -11,19 +11,24 @@
         │   the daemons other processes see
         ├── DaemonKeys.run ── flushes keys' last-used times, re-checks the keys of
         │   open streams
-        ├── reap_hung_jobs, reap_unroutable_jobs
+        ├── Health.run ── the /readyz store probes (provd/rpc/health.py)
+        ├── reap_hung_jobs, reap_unroutable_jobs, run_retention
+        ├── hypercorn.trio.serve on --metrics-listen, if set ── /metrics, /readyz
         └── hypercorn.trio.serve ── one task per connection and request
 
-Shutdown is cancellation: the shutdown trigger makes hypercorn stop accepting and
-give in-flight requests a grace period, then everything below is cancelled and
+Shutdown is cancellation: the shutdown trigger turns /readyz to 503, makes hypercorn
+stop accepting and give in-flight requests a grace period, then everything below is cancelled and
 the store finishes its queued writes before the file is closed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import trio
 from hypercorn.config import Config
@@ -37,14 +42,19 @@ from provd.explain import explain_unroutable
 from provd.job_service import JobService
 from provd.key_revocations import KeyRevocations
 from provd.keys import DaemonKeys
+from provd.logging_setup import HTTP_LOGGER
+from provd.metrics import Metrics
 from provd.model import Queue
 from provd.reapers import reap_hung_jobs, reap_unroutable_jobs
 from provd.registry import DaemonRegistry
+from provd.retention import run_retention
 from provd.rpc.app import build_app
 from provd.rpc.connections import limited_config
+from provd.rpc.health import Health, PlainApp, metrics_endpoint
 from provd.scheduler import Scheduler
 from provd.store import Store
 from provd.store.sqlite import open_sqlite_store
+from provd.tracing import open_tracing
 from provd.wakeups import DatagramRelay, Relay, RelayProvider, Wakeups
 
 # hypercorn closes a connection after 1,000 requests by default, HTTP/2 included,
@@ -59,6 +69,8 @@ class Running:
     url: str
     db_path: str  # the SQLite file, or the PostgreSQL URL without its password
     scheduler: Scheduler
+    # Where `/metrics` is served when not on the main port (`--metrics-listen`).
+    metrics_url: str | None = None
 
 
 def hypercorn_config(settings: ServerSettings) -> Config:
@@ -74,12 +86,29 @@ def hypercorn_config(settings: ServerSettings) -> Config:
     config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
     config.graceful_timeout = settings.shutdown_grace_seconds
     config.accesslog = None
-    config.errorlog = "-"
+    # hypercorn's lines go through provd's logging, in its format (provd.logging_setup).
+    config.errorlog = logging.getLogger(HTTP_LOGGER)
     if settings.tls_cert is not None and settings.tls_key is not None:
         # TLS on the one port; ALPN offers h2 first, so gRPC clients get HTTP/2.
         config.certfile = str(settings.tls_cert)
         config.keyfile = str(settings.tls_key)
         config.alpn_protocols = ["h2", "http/1.1"]
+    return config
+
+
+def metrics_hypercorn_config(settings: ServerSettings) -> Config:
+    """hypercorn's config for the `--metrics-listen` address: plain HTTP (meant for
+    loopback and internal networks), the main port's connection limits."""
+    config = limited_config(settings.connections)
+    if settings.metrics_listen_fd is not None:
+        config.bind = [f"fd://{settings.metrics_listen_fd}"]
+    else:
+        host, port = parse_listen(settings.metrics_listen)
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
+    config.graceful_timeout = 0
+    config.accesslog = None
+    config.errorlog = logging.getLogger(HTTP_LOGGER)
     return config
 
 
@@ -150,9 +179,13 @@ async def _serve_store(
     keys = DaemonKeys(store, revocations, announce_revoked=wakeups.key_revoked)
     wakeups.deliver_key_revocations_to(revocations.revoke, keys.recheck)
 
+    # provd's own spans, when the OTEL_* environment asks for them (provd.tracing).
+    tracing = open_tracing(dict(settings.otel_environment)) if settings.otel_environment else None
+
     def explain(queue: Queue) -> str | None:
         return explain_unroutable(queue, registry.live_daemons())
 
+    metrics = Metrics()
     jobs = JobService(
         store,
         events,
@@ -160,6 +193,7 @@ async def _serve_store(
         job_available=wakeups.job_available,
         explain_unroutable=explain,
         log_poll_interval_seconds=settings.log_poll_interval_seconds,
+        metrics=metrics,
     )
     dispatcher = Dispatcher(
         store,
@@ -169,7 +203,23 @@ async def _serve_store(
         settings.limits,
         keys=keys,
         unary_acquire_wait_seconds=settings.unary_acquire_wait_seconds,
+        on_handed_over=None if tracing is None else tracing.job_handed_over,
+        metrics=metrics,
     )
+    # /readyz turns 503 the moment the drain begins, before in-flight requests end;
+    # /metrics is on the main port unless `--metrics-listen` gives it an address.
+    health = Health(store)
+    separate_metrics = bool(settings.metrics_listen) or settings.metrics_listen_fd is not None
+    plain_endpoints = {
+        "/readyz": health.readyz,
+        "/metrics": metrics_endpoint(metrics, store, registry),
+    }
+    main_endpoints = {"/readyz": health.readyz} if separate_metrics else plain_endpoints
+
+    async def shutdown_then_drain() -> None:
+        await (shutdown_trigger or trio.sleep_forever)()
+        health.draining()
+
     app = build_app(
         store=store,
         jobs=jobs,
@@ -179,23 +229,63 @@ async def _serve_store(
         admin_token=settings.admin_token,
         daemon_psk=settings.daemon_psk,
         cors_origins=settings.cors_origins,
+        metrics=metrics,
+        endpoints=main_endpoints,
     )
+    if tracing is not None:
+        app = tracing.around(app)
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run)
         await nursery.start(wakeups.run)
         await nursery.start(registry.run)
         await nursery.start(keys.run)
-        nursery.start_soon(reap_hung_jobs, store, events, settings.reapers)
-        nursery.start_soon(reap_unroutable_jobs, store, registry, events, settings.reapers)
+        await nursery.start(health.run)
+        if tracing is not None:
+            await nursery.start(tracing.run)
+        nursery.start_soon(
+            partial(reap_hung_jobs, store, events, settings.reapers, metrics=metrics)
+        )
+        nursery.start_soon(
+            partial(
+                reap_unroutable_jobs, store, registry, events, settings.reapers, metrics=metrics
+            )
+        )
+        nursery.start_soon(run_retention, store, settings.retain_seconds)
 
         async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
             await hypercorn_serve(
                 app,
                 hypercorn_config(settings),
-                shutdown_trigger=shutdown_trigger or trio.sleep_forever,
+                shutdown_trigger=shutdown_then_drain,
                 task_status=task_status,
             )
             nursery.cancel_scope.cancel()  # served its last request: stop the rest
 
+        metrics_url = None
+        if separate_metrics:
+            # Up until the main port has drained: it answers /readyz (503) meanwhile.
+            metrics_app: Any = PlainApp({**plain_endpoints, "/healthz": health.healthz})
+            metrics_url = (
+                await nursery.start(
+                    partial(
+                        hypercorn_serve,
+                        metrics_app,
+                        metrics_hypercorn_config(settings),
+                        shutdown_trigger=trio.sleep_forever,
+                    )
+                )
+            )[0]
+        # SQLite's group commits (other backends have no such hook).
+        observe_commits = getattr(store, "observe_commits", None)
+        if observe_commits is not None:
+            observe_commits(metrics.store_commit)
         binds = await nursery.start(serve_http)
-        task_status.started(Running(url=binds[0], db_path=settings.database, scheduler=scheduler))
+        health.ready()
+        task_status.started(
+            Running(
+                url=binds[0],
+                db_path=settings.database,
+                scheduler=scheduler,
+                metrics_url=metrics_url,
+            )
+        )

@@ -1,7 +1,8 @@
-"""provd's settings: one frozen object, from defaults < environment < flags.
+"""provd's settings: one frozen object, from defaults < settings file < environment < flags.
 
-The CLI resolves flags and environment (click's `envvar`); everything below the
-CLI receives a finished `ServerSettings` and never reads the environment itself.
+The CLI resolves flags, environment (click's `envvar`) and the TOML file of `--config`
+(click's `default_map`, provd.cli.settings); everything below the CLI receives a
+finished `ServerSettings` and never reads the environment itself.
 """
 
 from __future__ import annotations
@@ -80,6 +81,19 @@ class ServerSettings:
     # Browser origins allowed to call provd (CORS); empty: no CORS headers at all.
     # "*" allows any origin.
     cors_origins: tuple[str, ...] = ()
+    # Completed jobs older than this are deleted (provd.retention); 0 keeps everything.
+    retain_seconds: float = 30 * 86_400.0
+    # How provd's log lines look and which are written (provd.logging_setup); a worker
+    # of `provd serve --workers` configures its logging from these.
+    log_format: str = "text"
+    log_level: str = "info"
+    # The OTEL_* environment when it asks for spans (provd.tracing); empty: no tracing.
+    otel_environment: tuple[tuple[str, str], ...] = ()
+    # HOST:PORT that serves /metrics (and /healthz, /readyz) instead of the main port;
+    # empty: /metrics is on the main port. Plain HTTP, no credentials.
+    metrics_listen: str = ""
+    # A listening socket to serve it on instead (a worker gets one from its supervisor).
+    metrics_listen_fd: int | None = None
 
     @property
     def database(self) -> str:

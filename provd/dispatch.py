@@ -8,8 +8,9 @@ carries the same ones) and raises `provd.errors`. Who the caller is comes in as 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -38,6 +39,9 @@ from provd.registry import DaemonRegistry
 from provd.scheduler import Scheduler
 from provd.store import Store
 
+if TYPE_CHECKING:
+    from provd.metrics import Metrics
+
 _JOB_TYPES = "workspaceBuild, templateImport or templateDryRun"
 # Checked for every log line: look-ups, not lists rebuilt per line.
 _LOG_SOURCES = frozenset(pd.LogSource.values())
@@ -65,11 +69,16 @@ class Dispatcher:
         *,
         keys: DaemonKeys,
         unary_acquire_wait_seconds: float = 5.0,
+        on_handed_over: Callable[[Job, Daemon], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """`keys` ends the waits of a deleted key's daemons. `unary_acquire_wait_seconds`:
         how long the deprecated unary AcquireJob waits for a job before it answers with
-        an empty one."""
+        an empty one. `on_handed_over` hears of each job `acquire` returns (tracing)."""
         self._store = store
+        self._on_handed_over = on_handed_over
+        # Counts dispatch latency, completions and log lines (provd.metrics).
+        self._metrics = metrics
         self._keys = keys
         self._scheduler = scheduler
         self._registry = registry
@@ -113,6 +122,10 @@ class Dispatcher:
                     await self.release(daemon, job)
                     raise
                 if message is not None:
+                    if self._on_handed_over is not None:
+                        self._on_handed_over(job, daemon)
+                    if self._metrics is not None:
+                        self._metrics.job_dispatched(job)
                     return Acquired(job, message)
             key_watch.check()
         return None
@@ -156,9 +169,11 @@ class Dispatcher:
 
     async def _fail_undeliverable(self, daemon: Daemon, job: Job, reason: str, code: str) -> None:
         error = f"provd could not send this job to a daemon: {reason}"
-        await self._store.fail_job(
+        failed = await self._store.fail_job(
             job.id, daemon.id, error, code, logs=[server_line("Acquire", error, LogLevel.ERROR)]
         )
+        if self._metrics is not None:
+            self._metrics.job_completed(failed)
         self._events.notify(job.id)
 
     # -- progress ------------------------------------------------------------------
@@ -198,6 +213,8 @@ class Dispatcher:
         )
         if logs or template_variables is not None:
             self._events.notify(job_id)
+        if logs and self._metrics is not None:
+            self._metrics.log_lines(len(logs), overflowed=job.logs_overflowed)
         if missing:
             raise FailedPrecondition(
                 f"required template variables need values: {', '.join(missing)}",
@@ -216,10 +233,12 @@ class Dispatcher:
             f"The daemon failed the job: {error}" if error else "The daemon stopped the job.",
             LogLevel.ERROR if error else LogLevel.WARN,
         )
-        await self._store.fail_job(
+        failed = await self._store.fail_job(
             job_id, daemon.id, error, _readable(request.error_code), result, logs=[line]
         )
         self._events.notify(job_id)
+        if self._metrics is not None:
+            self._metrics.job_completed(failed)
 
     async def complete_job(self, daemon: Daemon, request: pd.CompletedJob) -> None:
         job_id = parse_job_id(request.job_id, "jobId")
@@ -231,10 +250,12 @@ class Dispatcher:
         job = await self._store.get_job(job_id)
         if job is not None and job.holder_id == daemon.id and job.type.value != kind:
             raise InvalidArgument(f"type: job {job_id} is a {job.type.value}, not a {kind}")
-        await self._store.complete_job(
+        completed = await self._store.complete_job(
             job_id, daemon.id, result.SerializeToString(deterministic=True)
         )
         self._events.notify(job_id)
+        if self._metrics is not None:
+            self._metrics.job_completed(completed)
 
     async def commit_quota(
         self, daemon: Daemon, request: pd.CommitQuotaRequest

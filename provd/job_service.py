@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -31,6 +32,9 @@ from provd.model import (
     server_line,
 )
 from provd.store import Store
+
+if TYPE_CHECKING:
+    from provd.metrics import Metrics
 
 LOG_PAGE = 500
 
@@ -64,9 +68,12 @@ class JobService:
         *,
         job_available: Callable[[Queue], None] = _nobody_to_wake,
         explain_unroutable: Callable[[Queue], str | None] = _no_explanation,
+        metrics: Metrics | None = None,
     ) -> None:
         """`job_available` wakes a daemon waiting for jobs of a queue (the scheduler);
-        `explain_unroutable` says what no connected daemon offers for a queue, or None."""
+        `explain_unroutable` says what no connected daemon offers for a queue, or None;
+        `metrics` counts jobs created and canceled while pending."""
+        self._metrics = metrics
         self._store = store
         self._events = events
         self.limits = limits
@@ -111,6 +118,8 @@ class JobService:
             )
         job = await self._store.create_job(new, lines)
         self._job_available(queue)
+        if self._metrics is not None:
+            self._metrics.job_created(job)
         return await self.view(job)
 
     async def get_job(self, job_id: str) -> JobView:
@@ -138,6 +147,8 @@ class JobService:
         note = server_line("Cancel", "Cancel requested through the job API", LogLevel.WARN)
         job = await self._store.cancel_job(job_id, [note])
         self._events.notify(job_id)
+        if self._metrics is not None:
+            self._metrics.job_completed(job)  # a pending job: canceled at once
         return await self.view(job)
 
     async def stream_logs(

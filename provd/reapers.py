@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -31,6 +32,9 @@ from provd.model import LogLevel, now_ms, server_line
 from provd.protocol import JobErrorCode
 from provd.registry import DaemonRegistry
 from provd.store import Store
+
+if TYPE_CHECKING:
+    from provd.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ async def reap_hung_jobs(
     settings: ReaperSettings,
     *,
     now: Callable[[], int] = now_ms,
+    metrics: Metrics | None = None,
 ) -> None:
     """Every interval, fail the running jobs not updated for the hang timeout."""
     timeout = settings.hang_timeout_seconds
@@ -79,6 +84,8 @@ async def reap_hung_jobs(
             for job in failed:
                 logger.warning("job %s hung on daemon %s; failed it", job.id, job.daemon_id)
                 events.notify(job.id)
+            if metrics is not None:
+                metrics.reaped("hung", failed)
 
 
 async def reap_unroutable_jobs(
@@ -88,6 +95,7 @@ async def reap_unroutable_jobs(
     settings: ReaperSettings,
     *,
     now: Callable[[], int] = now_ms,
+    metrics: Metrics | None = None,
 ) -> None:
     """Every interval, fail the jobs pending for the pending timeout in a queue that no
     live daemon, on any process, can take; never during the first stale interval after
@@ -101,7 +109,9 @@ async def reap_unroutable_jobs(
         if trio.current_time() < judging_from:
             continue
         with tolerate_store_outage(logger, "the pending reaper"):
-            await _fail_unroutable(store, registry, events, pending_for_seconds=timeout, now=now())
+            await _fail_unroutable(
+                store, registry, events, pending_for_seconds=timeout, now=now(), metrics=metrics
+            )
 
 
 async def _fail_unroutable(
@@ -111,6 +121,7 @@ async def _fail_unroutable(
     *,
     pending_for_seconds: float,
     now: int,
+    metrics: Metrics | None = None,
 ) -> None:
     """One pass of the pending reaper: fail what waited `pending_for_seconds` in a
     queue that no live daemon can take."""
@@ -134,3 +145,5 @@ async def _fail_unroutable(
         for job in failed:
             logger.warning("job %s was unroutable; failed it", job.id)
             events.notify(job.id)
+        if metrics is not None:
+            metrics.reaped("unroutable", failed)

@@ -28,10 +28,12 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import shutil
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -145,12 +147,25 @@ def describe_exit(returncode: int) -> str:
 
 
 class Worker:
-    """One worker slot: keeps a `provd _worker` process running on `sock`."""
+    """One worker slot: keeps a `provd _worker` process running on `sock` (and on
+    `metrics_sock`, the `--metrics-listen` address, if there is one)."""
 
-    def __init__(self, index: int, settings: ServerSettings, sock: socket.socket) -> None:
+    def __init__(
+        self,
+        index: int,
+        settings: ServerSettings,
+        sock: socket.socket,
+        *,
+        metrics_sock: socket.socket | None = None,
+        metrics_dir: str | None = None,
+    ) -> None:
+        """`metrics_dir`: where the workers keep their metric values, so that a scrape
+        of any one of them adds up all of theirs (provd.metrics)."""
         self.index = index
         self._settings = settings
         self._sock = sock
+        self._metrics_sock = metrics_sock
+        self._metrics_dir = metrics_dir
         self.process: trio.Process | None = None
         self.restarts = 0
         # Set when the worker ended on a signal from us or on its own with status 0.
@@ -190,7 +205,11 @@ class Worker:
         lifeline_read, lifeline_write = os.pipe()
         spec = WorkerSpec(
             index=self.index,
-            settings=replace(self._settings, listen_fd=self._sock.fileno()),
+            settings=replace(
+                self._settings,
+                listen_fd=self._sock.fileno(),
+                metrics_listen_fd=self._metrics_sock.fileno() if self._metrics_sock else None,
+            ),
             ready_fd=ready_write,
         )
         try:
@@ -218,12 +237,20 @@ class Worker:
         self, stdin_fd: int, ready_fd: int, *, task_status: trio.TaskStatus[trio.Process]
     ) -> None:
         result = None
+        env: Mapping[str, str] | None = None
+        if self._metrics_dir is not None:
+            # Read by prometheus-client when the worker first imports it.
+            env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir}
+        fds: tuple[int, ...] = (self._sock.fileno(), ready_fd)
+        if self._metrics_sock is not None:
+            fds += (self._metrics_sock.fileno(),)
         try:
             result = await trio.run_process(
                 worker_command(),
                 stdin=stdin_fd,
                 check=False,
-                pass_fds=(self._sock.fileno(), ready_fd),
+                env=env,
+                pass_fds=fds,
                 # Terminal signals (Ctrl-C) reach the supervisor only, which drains
                 # each worker once.
                 start_new_session=True,
@@ -235,6 +262,12 @@ class Worker:
             if code is None and self.process is not None:
                 code = self.process.returncode
             self.drained_cleanly = code in (0, None)
+            if self._metrics_dir is not None and self.process is not None:
+                # Its counters stay (they count toward the totals); what only a live
+                # process may report goes.
+                from prometheus_client.multiprocess import mark_process_dead
+
+                mark_process_dead(self.process.pid, self._metrics_dir)  # type: ignore[no-untyped-call]
 
     async def _drain(self, process: trio.Process) -> None:
         process.send_signal(signal.SIGTERM)
@@ -267,6 +300,8 @@ class Supervised:
 
     url: str
     workers: list[Worker]
+    # The `--metrics-listen` address, when there is one.
+    metrics_url: str | None = None
 
 
 async def supervise(
@@ -286,20 +321,42 @@ async def supervise(
     async with open_store(settings):
         logger.debug("the store at %s is migrated and usable", settings.database)
     sockets = bind_listeners(settings.listen, count)
+    metrics_sockets: list[socket.socket] = []
+    # The workers' metric values, added up by whichever worker is scraped (removed at
+    # exit: counters start from zero with the server, as in one process).
+    metrics_dir = tempfile.mkdtemp(prefix="provd-metrics-")
     try:
-        workers = [Worker(index, settings, sock) for index, sock in enumerate(sockets)]
+        if settings.metrics_listen:
+            metrics_sockets = bind_listeners(settings.metrics_listen, count)
+        workers = [
+            Worker(
+                index,
+                settings,
+                sock,
+                metrics_sock=metrics_sockets[index] if metrics_sockets else None,
+                metrics_dir=metrics_dir,
+            )
+            for index, sock in enumerate(sockets)
+        ]
         async with trio.open_nursery() as nursery:
             async with trio.open_nursery() as starting:
                 for worker in workers:
                     starting.start_soon(nursery.start, worker.run)
             tls = settings.tls_cert is not None
-            task_status.started(Supervised(url=listen_url(sockets[0], tls), workers=workers))
+            task_status.started(
+                Supervised(
+                    url=listen_url(sockets[0], tls),
+                    workers=workers,
+                    metrics_url=listen_url(metrics_sockets[0], False) if metrics_sockets else None,
+                )
+            )
             await shutdown_trigger()
             nursery.cancel_scope.cancel()
         return all(worker.drained_cleanly for worker in workers)
     finally:
-        for sock in {id(sock): sock for sock in sockets}.values():
+        for sock in {id(sock): sock for sock in [*sockets, *metrics_sockets]}.values():
             sock.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 # -- inside a worker -----------------------------------------------------------------

@@ -45,6 +45,8 @@ SERVER_MODULES = (
     "provd.rpc",
     "provd.app",
     "provd.config",
+    "provd.metrics",
+    "prometheus_client",
     "hypercorn",
     "sqlite_utils",
     "h2",
@@ -66,6 +68,7 @@ HEAVY_MODULES = (
     "zipfile",
     "provd.model",
     "provd.client",
+    "prometheus_client",
 )
 PACKAGE = Path(provd.__file__).parent
 
@@ -189,7 +192,25 @@ def test_command_help_loads_no_transport() -> None:
     daemon = _loaded_after(_run_cli(["daemon", "--help"]))
     assert among(daemon, (*transport, "google.protobuf", "provd.gen")) == []
     serve = _loaded_after(_run_cli(["serve", "--help"]))
-    assert among(serve, ("trio", "hypercorn", "provd.app", "provd.store")) == []
+    assert among(serve, ("trio", "hypercorn", "provd.app", "provd.store", *METRICS_MODULES)) == []
+
+
+# prometheus-client is the server's, loaded when it serves (provd.metrics): not by
+# `provd serve --help`, the database commands or the modules the CLI's settings use.
+METRICS_MODULES = ("prometheus_client", "provd.metrics")
+
+
+def test_only_serving_loads_prometheus_client() -> None:
+    """The modules every server command shares (settings, the store, the service
+    layer) and `provd db --help` leave prometheus-client alone; the app loads it."""
+    for code in (
+        "import provd.config, provd.store.sqlite, provd.dispatch, provd.job_service",
+        "import provd.reapers, provd.registry, provd.workers, provd.cli.serve",
+        _run_cli(["db", "--help"]),
+        _run_cli(["db", "copy", "--help"]),
+    ):
+        assert among(_loaded_after(code), METRICS_MODULES) == [], code
+    assert "prometheus_client" in _loaded_after("import provd.app")
 
 
 def test_a_command_loads_only_its_own_module() -> None:

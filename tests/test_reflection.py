@@ -25,6 +25,7 @@ from tests.conftest import Server
 SERVICES = [
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
+    "provd.v1.BackupService",
     "provd.v1.DaemonService",
     "provd.v1.JobService",
     "provd.v1.KeyService",

@@ -79,6 +79,9 @@ COMMANDS: Mapping[str, LazyCommand] = {
         "Echo templates that come with provd: list them, or extract them to a folder.",
     ),
     "db": LazyCommand("provd.cli.db:db", "Move provd's data between databases."),
+    "backup": LazyCommand(
+        "provd.cli.backup:backup", "Copy the server's SQLite database to FILE while it serves."
+    ),
     "_worker": LazyCommand(
         "provd.cli.serve:worker_command",
         "A worker process of `provd serve --workers` (started by it, not by people).",

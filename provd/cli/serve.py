@@ -11,6 +11,7 @@ what to do, and exit status 2, never a traceback.
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 import signal
@@ -22,7 +23,20 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from provd import __version__
-from provd.protocol import DEFAULT_LISTEN, MiB
+from provd.cli.settings import (
+    CONFIG_FILE_META,
+    effective_settings,
+    format_effective_settings,
+    load_config_file,
+)
+from provd.logging_setup import LOG_FORMATS, LOG_LEVELS, configure_logging
+from provd.protocol import (
+    DEFAULT_LISTEN,
+    LOG_BUDGET_BYTES,
+    PAYLOAD_MAX_BYTES,
+    UPLOAD_MAX_BYTES,
+    MiB,
+)
 from provd.secrets import (
     ADMIN_TOKEN_FILE,
     DAEMON_PSK_FILE,
@@ -34,6 +48,8 @@ from provd.secrets import (
 
 if TYPE_CHECKING:
     from provd.config import ServerSettings
+
+logger = logging.getLogger("provd.serve")
 
 
 class _Seconds(click.ParamType[float | None]):
@@ -48,8 +64,9 @@ class _Seconds(click.ParamType[float | None]):
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> float | None:
-        if value is None or isinstance(value, float):
-            return value
+        if value is None:
+            return None
+        # Floats are checked too: a settings file gives them as they are.
         text = str(value).strip().lower()
         if self.allow_off and text == "off":
             return None
@@ -63,6 +80,13 @@ class _Seconds(click.ParamType[float | None]):
         return seconds
 
 
+class _CommaList(click.types.StringParamType):
+    """A repeatable string option whose environment variable is comma-separated."""
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [item.strip() for item in rv.split(",") if item.strip()]
+
+
 class _WorkerCount(click.ParamType[int]):
     """`--workers`: a positive number, or `auto` (one per core)."""
 
@@ -71,8 +95,6 @@ class _WorkerCount(click.ParamType[int]):
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> int:
-        if isinstance(value, int):
-            return value
         from provd.workers import worker_count
 
         try:
@@ -81,11 +103,46 @@ class _WorkerCount(click.ParamType[int]):
             self.fail(str(error), param, ctx)
 
 
-@click.command("serve")
+class _Duration(click.ParamType[float]):
+    """`--retain`: 30d, 12h, 90m, 45s or seconds (fractions allowed); 0: forever."""
+
+    name = "duration"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        # Floats are checked too: a settings file gives them as they are.
+        from provd.retention import parse_duration
+
+        try:
+            return parse_duration(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+@click.command("serve", context_settings={"auto_envvar_prefix": "PROVD"})
+@click.option(
+    "--config",
+    envvar="PROVD_CONFIG",
+    metavar="FILE",
+    is_eager=True,
+    expose_value=False,
+    callback=load_config_file,
+    help="A TOML file of settings: each key a flag below without its dashes"
+    " (hang-timeout = 300); flags and environment variables win over it (env PROVD_CONFIG).",
+)
+@click.option(
+    "--print-config",
+    is_flag=True,
+    allow_from_autoenv=False,
+    help="Print every setting, its value and where it came from (flag, env, file or"
+    " default), secrets masked, and exit without starting.",
+)
 @click.option(
     "--listen",
     envvar="PROVD_LISTEN",
     default=DEFAULT_LISTEN,
+    metavar="HOST:PORT",
     show_default=True,
     help="HOST:PORT to listen on (port 0 picks a free one).",
 )
@@ -95,31 +152,56 @@ class _WorkerCount(click.ParamType[int]):
     envvar="PROVD_DB",
     default=None,
     metavar="PATH|URL",
+    show_default="$XDG_DATA_HOME/provd/provd.db",
     help="SQLite database file, or a postgresql://user:password@host/dbname URL (also"
-    " postgres://) to serve a PostgreSQL database (env PROVD_DB)."
-    "  [default: $XDG_DATA_HOME/provd/provd.db]",
+    " postgres://) to serve a PostgreSQL database (env PROVD_DB).",
 )
 @click.option(
     "--durability",
+    envvar="PROVD_DURABILITY",
     type=click.Choice(["full", "normal"]),
     default="full",
     show_default=True,
     help="full: every acknowledged write survives power loss;"
-    " normal: it survives a crash of provd only.",
+    " normal: it survives a crash of provd only (env PROVD_DURABILITY).",
 )
 @click.option(
     "--upload-max-mib",
+    envvar="PROVD_UPLOAD_MAX_MIB",
     type=click.IntRange(min=1),
-    default=100,
+    default=UPLOAD_MAX_BYTES // MiB,
     show_default=True,
-    help="Largest template archive accepted.",
+    metavar="MIB",
+    help="Largest template archive accepted (env PROVD_UPLOAD_MAX_MIB).",
+)
+@click.option(
+    "--payload-max-mib",
+    envvar="PROVD_PAYLOAD_MAX_MIB",
+    type=click.IntRange(min=1),
+    default=PAYLOAD_MAX_BYTES // MiB,
+    show_default=True,
+    metavar="MIB",
+    help="Largest job message sent to a daemon (archive and inputs); a job over it fails."
+    " Raise it only for daemons that accept larger messages (env PROVD_PAYLOAD_MAX_MIB).",
+)
+@click.option(
+    "--log-budget-mib",
+    envvar="PROVD_LOG_BUDGET_MIB",
+    type=click.IntRange(min=1),
+    default=LOG_BUDGET_BYTES // MiB,
+    show_default=True,
+    metavar="MIB",
+    help="Log output kept per job; past it lines are dropped and one line says so"
+    " (env PROVD_LOG_BUDGET_MIB).",
 )
 @click.option(
     "--shutdown-grace",
+    envvar="PROVD_SHUTDOWN_GRACE",
     type=click.FloatRange(min=0),
     default=2.0,
     show_default=True,
-    help="Seconds in-flight requests get to finish on SIGINT/SIGTERM.",
+    metavar="SECONDS",
+    help="Seconds in-flight requests get to finish on SIGINT/SIGTERM (env PROVD_SHUTDOWN_GRACE).",
 )
 @click.option(
     "--tls-cert",
@@ -138,15 +220,19 @@ class _WorkerCount(click.ParamType[int]):
 @click.option(
     "--cors-origin",
     "cors_origins",
+    envvar="PROVD_CORS_ORIGINS",
+    type=_CommaList(),
     multiple=True,
+    show_default="none, no CORS headers",
+    metavar="ORIGIN",
     help="Browser origin allowed to call provd, e.g. https://app.example.com"
-    " (repeatable; '*' for any; env PROVD_CORS_ORIGINS, comma-separated)."
-    "  [default: none, no CORS headers]",
+    " (repeatable; '*' for any; env PROVD_CORS_ORIGINS, comma-separated).",
 )
 @click.option(
     "--max-connections-per-peer",
     envvar="PROVD_MAX_CONNECTIONS_PER_PEER",
     type=click.IntRange(min=1),
+    metavar="N",
     default=128,
     show_default=True,
     help="Connections one client address may hold; raise it for many daemons behind one"
@@ -203,12 +289,33 @@ class _WorkerCount(click.ParamType[int]):
 @click.option(
     "--daemon-psk",
     "daemon_psk_mode",
+    envvar="PROVD_DAEMON_PSK_MODE",
     type=click.Choice(["on", "off"], case_sensitive=False),
     default="on",
     show_default=True,
     help="off: daemons must present a daemon key ('provd keys create'), the pre-shared"
     " key is refused; also PROVD_DAEMON_PSK=off. on: daemons may use PROVD_DAEMON_PSK"
-    " or the daemon-psk file beside the database.",
+    " or the daemon-psk file beside the database (env PROVD_DAEMON_PSK_MODE).",
+)
+@click.option(
+    "--retain",
+    envvar="PROVD_RETAIN",
+    type=_Duration(),
+    default="30d",
+    show_default=True,
+    metavar="DURATION",
+    help="Completed jobs older than this are deleted with their logs, then archives no job"
+    " uses; 30d, 12h, 90m or seconds; 0 keeps everything (env PROVD_RETAIN).",
+)
+@click.option(
+    "--metrics-listen",
+    envvar="PROVD_METRICS_LISTEN",
+    default="",
+    show_default="none, /metrics on the main port",
+    metavar="HOST:PORT",
+    help="Serve /metrics (and /healthz, /readyz) on this address, plain HTTP, instead"
+    " of the main port; meant for loopback or an internal network (env"
+    " PROVD_METRICS_LISTEN).",
 )
 @click.option(
     "--workers",
@@ -220,11 +327,31 @@ class _WorkerCount(click.ParamType[int]):
     help="Processes serving the one address and database; auto: one per core. More"
     " than one adds a supervisor that restarts a worker that dies (env PROVD_WORKERS).",
 )
+@click.option(
+    "--log-format",
+    envvar="PROVD_LOG_FORMAT",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="text: one line per record for people; json: one JSON object per line"
+    " (env PROVD_LOG_FORMAT).",
+)
+@click.option(
+    "--log-level",
+    envvar="PROVD_LOG_LEVEL",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="The least severe log lines written, on stderr (env PROVD_LOG_LEVEL).",
+)
 def serve_command(
+    print_config: bool,
     listen: str,
     db: str | None,
     durability: str,
     upload_max_mib: int,
+    payload_max_mib: int,
+    log_budget_mib: int,
     shutdown_grace: float,
     tls_cert: Path | None,
     tls_key: Path | None,
@@ -236,9 +363,18 @@ def serve_command(
     poll_interval: float,
     log_poll_interval: float,
     daemon_psk_mode: str,
+    metrics_listen: str,
     workers: int,
+    retain: float,
+    log_format: str,
+    log_level: str,
 ) -> None:
     """Run the provd server in the foreground."""
+    if print_config:
+        _print_config(db)
+        return
+    # First, so that whatever is logged while starting is in the format asked for.
+    configure_logging(log_format, log_level.lower())
     import trio
 
     from provd.config import ServerSettings, parse_listen
@@ -253,13 +389,15 @@ def serve_command(
         parse_listen(listen)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--listen") from None
+    if metrics_listen:
+        try:
+            parse_listen(metrics_listen)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--metrics-listen") from None
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if tls_cert is not None and tls_key is not None:
         _check_tls(tls_cert, tls_key)
-    if not cors_origins:
-        env_origins = os.environ.get("PROVD_CORS_ORIGINS", "")
-        cors_origins = tuple(o for o in (o.strip() for o in env_origins.split(",")) if o)
     try:
         cors_origins = tuple(parse_origin(origin) for origin in cors_origins)
     except ValueError as error:
@@ -286,7 +424,11 @@ def serve_command(
         or load_or_create_secret(secret_path(db_path, ADMIN_TOKEN_FILE)),
         daemon_psk=daemon_psk(db_path, off=psk_off),
         synchronous="normal" if durability == "normal" else "full",
-        limits=Limits(upload_max_bytes=upload_max_mib * MiB),
+        limits=Limits(
+            upload_max_bytes=upload_max_mib * MiB,
+            payload_max_bytes=payload_max_mib * MiB,
+            log_budget_bytes=log_budget_mib * MiB,
+        ),
         shutdown_grace_seconds=shutdown_grace,
         tls_cert=tls_cert.resolve() if tls_cert else None,
         tls_key=tls_key.resolve() if tls_key else None,
@@ -298,6 +440,11 @@ def serve_command(
         heartbeat_interval_seconds=heartbeat_interval,
         poll_interval_seconds=poll_interval,
         log_poll_interval_seconds=log_poll_interval,
+        retain_seconds=retain,
+        log_format=log_format,
+        log_level=log_level.lower(),
+        otel_environment=_otel_environment(),
+        metrics_listen=metrics_listen,
     )
     try:
         if workers > 1:
@@ -311,6 +458,44 @@ def serve_command(
         if message is None:
             raise
         _fail_to_start(message)
+
+
+def _otel_environment() -> tuple[tuple[str, str], ...]:
+    """The OTEL_* variables when they ask for spans and `provd[otel]` is installed;
+    when it is not, one line says why the endpoint is ignored."""
+    from provd.tracing import otel_environment, tracing_installed
+
+    wanted = otel_environment(os.environ)
+    if wanted and not tracing_installed():
+        click.echo(
+            "provd: an OTLP endpoint is set but provd[otel] is not installed; no spans"
+            " are exported (pip install 'provd[otel]')",
+            err=True,
+        )
+        return ()
+    return wanted
+
+
+def _print_config(db: str | None) -> None:
+    """`--print-config`: every setting as TOML with its source, then the credentials,
+    which come from the environment or from files beside the database (never shown)."""
+    ctx = click.get_current_context()
+    click.echo(f"# provd {__version__}: the settings of 'provd serve', each with its source")
+    if ctx.meta.get(CONFIG_FILE_META):
+        click.echo(f"# settings file: {ctx.meta[CONFIG_FILE_META]}")
+    click.echo(format_effective_settings(effective_settings(ctx)))
+    db_path = credentials_db_path(db)
+    for name, env, file in (
+        ("admin token", "PROVD_ADMIN_TOKEN", ADMIN_TOKEN_FILE),
+        ("daemon PSK", "PROVD_DAEMON_PSK", DAEMON_PSK_FILE),
+    ):
+        value = os.environ.get(env, "")
+        if value.strip().lower() == "off" and env == "PROVD_DAEMON_PSK":
+            click.echo(f"# {name}: off  # env {env}")
+        elif value:
+            click.echo(f"# {name}: ***  # env {env}")
+        else:
+            click.echo(f"# {name}: ***  # file {secret_path(db_path, file)}")
 
 
 def daemon_psk(db_path: Path, *, off: bool) -> str:
@@ -388,7 +573,7 @@ async def _serve_until_signalled(settings: ServerSettings) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             task_status.started()
             async for signum in signals:
-                click.echo(f"provd: {signal.Signals(signum).name}, shutting down", err=True)
+                logger.info("%s, shutting down", signal.Signals(signum).name)
                 stop.set()
                 return
 
@@ -399,6 +584,8 @@ async def _serve_until_signalled(settings: ServerSettings) -> None:
         )
         click.echo(f"provd {__version__} listening on {running.url}")
         click.echo(f"database: {running.db_path}")
+        if running.metrics_url:
+            click.echo(f"metrics on {running.metrics_url}/metrics")
         sys.stdout.flush()
 
 
@@ -418,7 +605,7 @@ async def _supervise_until_signalled(settings: ServerSettings, count: int) -> bo
             async for signum in signals:
                 if not stop.is_set():
                     name = signal.Signals(signum).name
-                    click.echo(f"provd: {name}, draining {count} workers", err=True)
+                    logger.info("%s, draining %d workers", name, count)
                 stop.set()
 
     async with trio.open_nursery() as nursery:
@@ -435,6 +622,8 @@ async def _supervise_until_signalled(settings: ServerSettings, count: int) -> bo
         pids = ", ".join(str(w.process.pid) for w in supervised.workers if w.process)
         click.echo(f"provd {__version__} listening on {supervised.url} ({count} workers: {pids})")
         click.echo(f"database: {settings.database}")
+        if supervised.metrics_url:
+            click.echo(f"metrics on {supervised.metrics_url}/metrics")
         sys.stdout.flush()
     return clean
 
@@ -447,6 +636,10 @@ def worker_command() -> None:
     from provd.workers import read_spec, run_worker
 
     spec = read_spec()
+    # The supervisor's log format and level, and the worker's number on every line.
+    configure_logging(
+        spec.settings.log_format, spec.settings.log_level, fields={"worker": spec.index}
+    )
     try:
         trio.run(run_worker, spec)
     except BaseException as error:

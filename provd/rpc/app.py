@@ -14,7 +14,7 @@ A gRPC request over HTTP/1.1 (a proxy that downgraded it, curl without
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +22,7 @@ from connectrpc.interceptor import Interceptor
 from connectrpc.server import ConnectASGIApplication
 
 from provd.dispatch import Dispatcher
+from provd.gen.provd.v1.backup_connect import BackupServiceASGIApplication
 from provd.gen.provd.v1.daemons_connect import DaemonServiceASGIApplication
 from provd.gen.provd.v1.jobs_connect import JobServiceASGIApplication
 from provd.gen.provd.v1.keys_connect import KeyServiceASGIApplication
@@ -29,13 +30,16 @@ from provd.gen.provd.v1.quota_connect import QuotaServiceASGIApplication
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonASGIApplication
 from provd.job_service import JobService
 from provd.keys import DaemonKeys
+from provd.metrics import Metrics, RpcMetrics
 from provd.registry import DaemonRegistry
 from provd.rpc import connect_fixes  # noqa: F401 - applies the fix on import
 from provd.rpc.admin_handlers import DaemonServiceHandler, QuotaServiceHandler
 from provd.rpc.auth import BearerTokenAuth, DaemonAuth
+from provd.rpc.backup_handler import BackupServiceHandler
 from provd.rpc.codecs import codecs
 from provd.rpc.cors import with_cors
 from provd.rpc.errors import ErrorMapping
+from provd.rpc.health import Endpoint
 from provd.rpc.http1 import DrainRequestBody
 from provd.rpc.job_handler import JobServiceHandler
 from provd.rpc.key_handler import KeyServiceHandler
@@ -57,13 +61,18 @@ _GRPC_UNIMPLEMENTED = b"12"
 
 
 class ServiceRouter:
-    """Routes `/<package.Service>/<Method>` to the app serving that service."""
+    """Routes `/<package.Service>/<Method>` to the app serving that service, and the
+    plain `endpoints` (`/readyz`, `/metrics`: rpc/health.py) by their path."""
 
     def __init__(
-        self, apps: Sequence[ConnectASGIApplication[Any]], websocket: ASGIApp | None = None
+        self,
+        apps: Sequence[ConnectASGIApplication[Any]],
+        websocket: ASGIApp | None = None,
+        endpoints: Mapping[str, Endpoint] | None = None,
     ) -> None:
         self._apps = {app.path: app for app in apps}
         self._websocket = websocket
+        self._endpoints = dict(endpoints or {})
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -76,6 +85,10 @@ class ServiceRouter:
             path: str = scope["path"]
             if path == "/healthz":
                 await _plain(send, 200, b"ok\n")
+                return
+            endpoint = self._endpoints.get(path)
+            if endpoint is not None:
+                await endpoint(send)
                 return
             app = self._apps.get(path[: path.rfind("/")])
             if app is not None:
@@ -98,14 +111,19 @@ def build_app(
     admin_token: str,
     daemon_psk: str,
     cors_origins: Sequence[str] = (),
+    metrics: Metrics | None = None,
+    endpoints: Mapping[str, Endpoint] | None = None,
 ) -> ASGIApp:
     """Assemble every service with its auth, error mapping and size limits, and the
     HTTP middleware around them. Daemons authenticate with a daemon key from `keys`
-    or with `daemon_psk` (empty: the pre-shared key is off)."""
+    or with `daemon_psk` (empty: the pre-shared key is off). `metrics` counts and
+    times every RPC; `endpoints` are plain HTTP paths (rpc/health.py)."""
     errors = ErrorMapping()
     daemon_auth = DaemonAuth(daemon_psk, keys)
     daemon_handler = ProvisionerDaemonHandler(dispatcher, registry, daemon_auth)
-    admin: list[Interceptor] = [BearerTokenAuth(admin_token), errors]
+    # First in every list: its on_end runs last and sees the status the client gets.
+    counted: list[Interceptor] = [] if metrics is None else [RpcMetrics(metrics)]
+    admin: list[Interceptor] = [*counted, BearerTokenAuth(admin_token), errors]
     # JSON carries bytes as base64 (4/3 larger); leave room for the envelope too.
     upload_read_max = jobs.limits.upload_max_bytes * 4 // 3 + 64 * 1024
     job_handler = JobServiceHandler(jobs, PageTokens.from_admin_token(admin_token))
@@ -123,13 +141,17 @@ def build_app(
             QuotaServiceASGIApplication(
                 QuotaServiceHandler(store), interceptors=admin, codecs=codecs()
             ),
+            BackupServiceASGIApplication(
+                BackupServiceHandler(store), interceptors=admin, codecs=codecs()
+            ),
             ProvisionerDaemonASGIApplication(
-                daemon_handler, interceptors=[daemon_auth, errors], codecs=codecs()
+                daemon_handler, interceptors=[*counted, daemon_auth, errors], codecs=codecs()
             ),
             # No auth: reflection describes the schema (public, in proto/), never data.
             *reflection_apps(),
         ],
-        websocket=WebSocketTransport(daemon_handler, daemon_auth),
+        websocket=WebSocketTransport(daemon_handler, daemon_auth, metrics),
+        endpoints=endpoints,
     )
     return with_cors(DrainRequestBody(router), cors_origins)
 

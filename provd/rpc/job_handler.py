@@ -20,6 +20,7 @@ from provd.model import JobQuery, JobType, NewJob
 from provd.rpc import validate
 from provd.rpc.convert import STATUS_FROM_PB, job_to_pb, log_to_pb
 from provd.rpc.page_tokens import PageTokens
+from provd.rpc.trace_context import trace_metadata_from_headers
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -43,7 +44,13 @@ class JobServiceHandler:
     async def create_job(
         self, request: pb.CreateJobRequest, ctx: RequestContext[Any, Any]
     ) -> pb.Job:
-        return job_to_pb(await self._jobs.create_job(new_job_from_pb(request)))
+        new_job = new_job_from_pb(request)
+        if not new_job.trace_metadata:
+            # The caller's W3C trace context, so that the daemon continues its trace.
+            traced = trace_metadata_from_headers(ctx.request_headers)
+            if traced:
+                new_job = replace(new_job, trace_metadata=traced)
+        return job_to_pb(await self._jobs.create_job(new_job))
 
     async def get_job(self, request: pb.GetJobRequest, ctx: RequestContext[Any, Any]) -> pb.Job:
         return job_to_pb(await self._jobs.get_job(parse_job_id(request.id, "id")))

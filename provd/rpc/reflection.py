@@ -28,7 +28,7 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
 from protobuf.wkt import FileDescriptorSet
 
-from provd.gen.provd.v1 import daemons_pb2, jobs_pb2, keys_pb2, quota_pb2
+from provd.gen.provd.v1 import backup_pb2, daemons_pb2, jobs_pb2, keys_pb2, quota_pb2
 from provd.gen.provisionerd import provisionerd_pb2
 
 # The files whose services reflection lists (their imports are served too).
@@ -38,6 +38,7 @@ SERVED_FILES: tuple[ModuleType, ...] = (
     daemons_pb2,
     quota_pb2,
     keys_pb2,
+    backup_pb2,
 )
 
 

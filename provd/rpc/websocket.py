@@ -17,9 +17,10 @@ the CORS layer around the whole app (rpc/cors.py), before this route accepts any
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -39,6 +40,9 @@ from provd.websocket_framing import (
     envelope,
     parse_envelope,
 )
+
+if TYPE_CHECKING:
+    from provd.metrics import Metrics
 
 # method -> (request type, response type, bidi?)
 _METHODS: dict[str, tuple[type[Message], type[Message], bool]] = {
@@ -87,14 +91,19 @@ class _Messages:
 class WebSocketTransport:
     """An ASGI app for `websocket` scopes that serves `ProvisionerDaemon`."""
 
-    def __init__(self, handler: ProvisionerDaemonHandler, auth: DaemonAuth) -> None:
+    def __init__(
+        self, handler: ProvisionerDaemonHandler, auth: DaemonAuth, metrics: Metrics | None = None
+    ) -> None:
+        """`metrics` counts and times each call, as `RpcMetrics` does over HTTP."""
         self._handler = handler
         self._auth = auth
+        self._metrics = metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
         await send({"type": "websocket.accept"})
+        started = time.perf_counter()
         error: ConnectError | None = None
         try:
             await self._serve(scope, receive, send)
@@ -102,11 +111,26 @@ class WebSocketTransport:
             error = raised
         except errors.ProvdError as raised:
             error = to_connect_error(raised)
+        if self._metrics is not None:
+            self._count(scope["path"], error, time.perf_counter() - started)
         try:
             await send({"type": "websocket.send", "bytes": end_of_stream(error)})
             await send({"type": "websocket.close", "code": 1000})
         except Exception:  # the client is gone; there is no one to tell
             return
+
+    def _count(self, path: str, error: ConnectError | None, seconds: float) -> None:
+        """Count the call; a path that names no method counts as one label, not one
+        per path a client made up."""
+        service, _, method = path.lstrip("/").partition("/")
+        known = service == PROVISIONER_DAEMON_SERVICE and method in _METHODS
+        assert self._metrics is not None
+        self._metrics.rpc(
+            f"{service}/{method}" if known else "unknown",
+            "websocket",
+            "ok" if error is None else str(error.code.value),
+            seconds,
+        )
 
     async def _serve(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         service, _, method = scope["path"].lstrip("/").partition("/")

@@ -31,7 +31,7 @@ from provd.model import (
     StoredFile,
 )
 
-__all__ = ["DaemonPresence", "Store"]
+__all__ = ["DaemonPresence", "Purged", "Store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,15 @@ class DaemonPresence:
 
     record: DaemonRecord
     connected_until: int
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """What one `Store.purge_expired` call deleted: jobs, their log lines, and files."""
+
+    jobs: int = 0
+    logs: int = 0
+    files: int = 0
 
 
 class Store(Protocol):
@@ -103,6 +112,15 @@ class Store(Protocol):
 
     async def pending_summary(self) -> list[PendingSummary]:
         """For each queue with pending jobs: how many, and when the oldest was created."""
+        ...
+
+    async def purge_expired(self, completed_before: int, files_before: int, limit: int) -> Purged:
+        """Retention: delete up to `limit` completed jobs (succeeded, failed, canceled)
+        that completed before `completed_before` (Unix ms), oldest first, with their
+        logs, keeping the latest build of each workspace (quota counts its cost). If
+        that left no expired job, also up to `limit` files that no job references and
+        that were stored before `files_before` (the grace period of an upload whose job
+        is not created yet). Idempotent, and safe to run from several processes at once."""
         ...
 
     # -- the daemon protocol: each call checks that `daemon_id` holds the job --

@@ -162,6 +162,16 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             " UNIQUE (organization, name, owner, key_id)",
         ],
     ),
+    (
+        # What retention (`Store.purge_expired`) seeks by: completed jobs by completion
+        # time, and the jobs of a file (unreferenced files, and the foreign-key check
+        # when one is deleted).
+        "0004_retention_indexes",
+        [
+            "CREATE INDEX jobs_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL",
+            "CREATE INDEX jobs_file ON jobs (file_hash)",
+        ],
+    ),
 ]
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg import Connection, Cursor
+from psycopg import errors as pg_errors
 from psycopg.rows import DictRow
 
 from provd.errors import FailedPrecondition, NotFound, PermissionDenied
@@ -42,7 +43,7 @@ from provd.model import (
     WorkspaceRef,
     tags_key,
 )
-from provd.store import DaemonPresence
+from provd.store import DaemonPresence, Purged
 from provd.store._rules import DESTROY, FAILED_WITHOUT_REASON, cut_to_budget, log_size
 
 Conn = Connection[DictRow]
@@ -171,7 +172,14 @@ def select_job(conn: Conn, job_id: str, *, lock: bool = False) -> Job | None:
 
 
 def create_job(conn: Conn, job: NewJob, logs: Sequence[NewLogLine], now: int) -> Job:
-    if conn.execute("SELECT 1 FROM files WHERE hash = %s", (job.file_hash,)).fetchone() is None:
+    # Locked (FOR KEY SHARE) until the job is inserted: retention, deleting the file
+    # at the same time, either waits for this job or has deleted the file first.
+    if (
+        conn.execute(
+            "SELECT 1 FROM files WHERE hash = %s FOR KEY SHARE", (job.file_hash,)
+        ).fetchone()
+        is None
+    ):
         raise NotFound(f"fileHash: no file {job.file_hash} has been uploaded")
     if conn.execute("SELECT 1 FROM jobs WHERE id = %s", (job.id,)).fetchone() is not None:
         raise ValueError(f"a job with id {job.id} already exists")
@@ -329,6 +337,59 @@ def pending_summary(conn: Conn) -> list[PendingSummary]:
         if row is not None and row["count"]:
             summaries.append(PendingSummary(queue, row["count"], row["oldest"]))
     return summaries
+
+
+# -- retention -----------------------------------------------------------------------
+
+# A build that is the latest of its workspace: quota counts its cost, so retention keeps it.
+LATEST_BUILD = (
+    "workspace_id IS NOT NULL AND seq = (SELECT MAX(seq) FROM jobs AS k"
+    " WHERE k.organization = j.organization AND k.workspace_owner_id = j.workspace_owner_id"
+    " AND k.workspace_id = j.workspace_id)"
+)
+
+
+def purge_expired(conn: Conn, completed_before: int, files_before: int, limit: int) -> Purged:
+    """`Store.purge_expired`. Replicas purging at once lock disjoint batches (`SKIP
+    LOCKED`). A file is locked before it is deleted and `create_job` locks the file it
+    names, so a job created meanwhile either keeps its file or finds it gone
+    (`NotFound`), never a foreign-key error; should one still slip through, that file
+    stays, alone (a savepoint). Space is reused once autovacuum has run."""
+    ids = [
+        row["id"]
+        for row in conn.execute(
+            f"SELECT id FROM jobs AS j WHERE completed_at < %s AND NOT ({LATEST_BUILD})"
+            " ORDER BY completed_at LIMIT %s FOR UPDATE OF j SKIP LOCKED",
+            (completed_before, limit),
+        )
+    ]
+    logs = 0
+    if ids:
+        logs = conn.execute("DELETE FROM job_logs WHERE job_id = ANY(%s)", (ids,)).rowcount
+        conn.execute("DELETE FROM jobs WHERE id = ANY(%s)", (ids,))
+    if len(ids) >= limit:
+        return Purged(jobs=len(ids), logs=logs)
+    hashes = [
+        row["hash"]
+        for row in conn.execute(
+            "SELECT hash FROM files AS f WHERE created_at < %s"
+            " AND NOT EXISTS (SELECT 1 FROM jobs WHERE file_hash = f.hash)"
+            " LIMIT %s FOR UPDATE SKIP LOCKED",
+            (files_before, limit),
+        )
+    ]
+    files = 0
+    for file_hash in hashes:
+        try:
+            with conn.transaction():
+                files += conn.execute(
+                    "DELETE FROM files WHERE hash = %s"
+                    " AND NOT EXISTS (SELECT 1 FROM jobs WHERE file_hash = %s)",
+                    (file_hash, file_hash),
+                ).rowcount
+        except pg_errors.ForeignKeyViolation:
+            pass  # a job created meanwhile references it: it stays
+    return Purged(jobs=len(ids), logs=logs, files=files)
 
 
 # -- the daemon protocol ------------------------------------------------------------

@@ -31,6 +31,7 @@ from provd.model import (
     WorkspaceRef,
     tags_key,
 )
+from provd.store import Purged
 from provd.store._rules import FAILED_WITHOUT_REASON, cut_to_budget, log_size
 
 JOB_COLUMNS = (
@@ -301,6 +302,52 @@ def pending_summary(conn: sqlite3.Connection) -> list[PendingSummary]:
         if count:
             summaries.append(PendingSummary(queue, count, oldest))
     return summaries
+
+
+# -- retention -----------------------------------------------------------------------
+
+# A build that is the latest of its workspace: quota counts its cost, so retention keeps it.
+LATEST_BUILD = (
+    "workspace_id IS NOT NULL AND seq = (SELECT MAX(seq) FROM jobs AS k"
+    " WHERE k.organization = j.organization AND k.workspace_owner_id = j.workspace_owner_id"
+    " AND k.workspace_id = j.workspace_id)"
+)
+
+
+def purge_expired(
+    conn: sqlite3.Connection, completed_before: int, files_before: int, limit: int
+) -> Purged:
+    """`Store.purge_expired` in the writer's transaction: seeks in `jobs_completed`,
+    `job_logs_job` and `jobs_file`, so its cost follows what it deletes, not the
+    table sizes. Pages it frees go on the file's free list and later inserts reuse
+    them (the schema leaves auto_vacuum off: the file does not shrink, it stops
+    growing)."""
+    ids = [
+        row[0]
+        for row in conn.execute(
+            f"SELECT id FROM jobs AS j WHERE completed_at < ? AND NOT ({LATEST_BUILD})"
+            " ORDER BY completed_at LIMIT ?",
+            (completed_before, limit),
+        )
+    ]
+    logs = 0
+    if ids:
+        batch = json.dumps(ids)
+        logs = conn.execute(
+            "DELETE FROM job_logs WHERE job_id IN (SELECT value FROM json_each(?))", (batch,)
+        ).rowcount
+        conn.execute("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (batch,))
+    if len(ids) >= limit:
+        return Purged(jobs=len(ids), logs=logs)
+    # The CASE looks at created_at (stored after the data, so reading it walks the
+    # blob's overflow pages) only for files that no job references.
+    files = conn.execute(
+        "DELETE FROM files WHERE hash IN (SELECT hash FROM files AS f WHERE CASE"
+        " WHEN EXISTS (SELECT 1 FROM jobs WHERE file_hash = f.hash) THEN 0"
+        " ELSE f.created_at < ? END LIMIT ?)",
+        (files_before, limit),
+    ).rowcount
+    return Purged(jobs=len(ids), logs=logs, files=files)
 
 
 # -- the daemon protocol ------------------------------------------------------------

@@ -25,6 +25,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ class Writer:
         self._queue: queue.SimpleQueue[_Write[Any] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
+        # Told of each batch, on this thread: (seconds the transaction took, writes).
+        self.on_commit: Callable[[float, int], None] | None = None
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in a write transaction and return what it returned.
@@ -129,6 +132,7 @@ class Writer:
         """Run `batch` in one transaction and deliver every write's outcome, whatever
         fails: an exception escaping here would kill the thread and leave its callers
         waiting forever."""
+        started = time.perf_counter()
         try:
             self._rollback()  # a transaction a failed batch could not end
             with self._process_lock:
@@ -137,7 +141,13 @@ class Writer:
             # The transaction failed as a whole: none of the batch was stored.
             self._rollback()
             results = [outcome.Error(error) for _ in batch]
+        elapsed = time.perf_counter() - started
         _deliver(batch, [self._translated(result) for result in results])
+        if self.on_commit is not None:
+            try:
+                self.on_commit(elapsed, len(batch))
+            except Exception:
+                logger.exception("the commit observer failed")
 
     def _transaction(self, batch: list[_Write[Any]]) -> list[outcome.Outcome[Any]]:
         conn = self._conn

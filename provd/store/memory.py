@@ -54,7 +54,7 @@ from provd.model import (
     now_ms,
     tags_key,
 )
-from provd.store import DaemonPresence, Store
+from provd.store import DaemonPresence, Purged, Store
 from provd.store._rules import DESTROY, FAILED_WITHOUT_REASON, cut_to_budget, log_size
 
 __all__ = ["MemoryDatabase", "MemoryStore", "open_memory_store"]
@@ -235,6 +235,41 @@ class MemoryStore:
                 queue = Queue(key[0], key[1], json.loads(key[2]))
                 summaries.append(PendingSummary(queue, len(waiting), min(waiting)))
         return summaries
+
+    async def purge_expired(self, completed_before: int, files_before: int, limit: int) -> Purged:
+        db = await self._enter()
+        latest: dict[tuple[str, str, str], str] = {}  # workspace -> its latest build's id
+        for job in db.jobs.values():  # seq order: the last one wins
+            if job.workspace is not None:
+                ws = job.workspace
+                latest[(job.organization, ws.owner_id, ws.workspace_id)] = job.id
+        kept = set(latest.values())
+        expired = sorted(
+            (
+                job
+                for job in db.jobs.values()
+                if job.completed_at is not None
+                and job.completed_at < completed_before
+                and job.id not in kept
+            ),
+            key=lambda job: job.completed_at or 0,
+        )[:limit]
+        logs = 0
+        for job in expired:
+            logs += len(db.logs.pop(job.id))
+            del db.log_bytes[job.id]
+            del db.jobs[job.id]
+        if len(expired) >= limit:
+            return Purged(jobs=len(expired), logs=logs)
+        referenced = {job.file_hash for job in db.jobs.values()}
+        orphans = [
+            file_hash
+            for file_hash, (stored, _) in db.files.items()
+            if file_hash not in referenced and stored.created_at < files_before
+        ][:limit]
+        for file_hash in orphans:
+            del db.files[file_hash]
+        return Purged(jobs=len(expired), logs=logs, files=len(orphans))
 
     async def read_logs(self, job_id: str, after: int = 0, limit: int = 1000) -> list[LogLine]:
         db = await self._enter()

@@ -224,3 +224,12 @@ def daemon_keys(db: Database) -> None:
     db.execute(f"INSERT INTO daemons_with_keys ({columns}) SELECT {columns} FROM daemons")
     db.execute("DROP TABLE daemons")
     db.execute("ALTER TABLE daemons_with_keys RENAME TO daemons")
+
+
+@migrations(name="0005_retention_indexes")
+def retention_indexes(db: Database) -> None:
+    """What retention (`Store.purge_expired`) seeks by: completed jobs by completion
+    time, and the jobs of a file, so that finding unreferenced files, and SQLite's
+    foreign-key check when one is deleted, never scan the jobs."""
+    db.execute("CREATE INDEX jobs_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL")
+    db.execute("CREATE INDEX jobs_file ON jobs (file_hash)")

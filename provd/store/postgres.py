@@ -55,7 +55,7 @@ from provd.model import (
     StoredFile,
     now_ms,
 )
-from provd.store import DaemonPresence, Store
+from provd.store import DaemonPresence, Purged, Store
 from provd.store import _pg_keys as keys_sql
 from provd.store import _pg_sql as sql
 from provd.store._pg_schema import migrate
@@ -250,6 +250,16 @@ class PostgresStore:
 
     async def pending_summary(self) -> list[PendingSummary]:
         return await self._run(sql.pending_summary)
+
+    async def purge_expired(self, completed_before: int, files_before: int, limit: int) -> Purged:
+        return await self._run(
+            partial(
+                sql.purge_expired,
+                completed_before=completed_before,
+                files_before=files_before,
+                limit=limit,
+            )
+        )
 
     async def read_logs(self, job_id: str, after: int = 0, limit: int = 1000) -> list[LogLine]:
         return await self._run(partial(sql.read_logs, job_id=job_id, after=after, limit=limit))

@@ -49,7 +49,7 @@ from provd.model import (
     StoredFile,
     now_ms,
 )
-from provd.store import DaemonPresence, _faults
+from provd.store import DaemonPresence, Purged, _faults
 from provd.store import _sql_daemons as daemons_sql
 from provd.store import _sql_jobs as jobs_sql
 from provd.store import _sql_keys as keys_sql
@@ -156,6 +156,11 @@ class SQLiteStore:
         self._readers = readers
         self._clock = clock
 
+    def observe_commits(self, observer: Callable[[float, int], None] | None) -> None:
+        """Call `observer(seconds, writes)` after each group commit, on the writer
+        thread (provd.metrics counts them); None stops."""
+        self._writer.on_commit = observer
+
     # -- files ---------------------------------------------------------------
 
     async def put_file(self, data: bytes, mimetype: str) -> StoredFile:
@@ -213,6 +218,16 @@ class SQLiteStore:
 
     async def pending_summary(self) -> list[PendingSummary]:
         return await self._readers.read(jobs_sql.pending_summary)
+
+    async def purge_expired(self, completed_before: int, files_before: int, limit: int) -> Purged:
+        return await self._writer.write(
+            partial(
+                jobs_sql.purge_expired,
+                completed_before=completed_before,
+                files_before=files_before,
+                limit=limit,
+            )
+        )
 
     # -- the daemon protocol -------------------------------------------------
 
@@ -394,6 +409,34 @@ class SQLiteStore:
                 daemons_sql.commit_quota, job_id=job_id, daemon_id=daemon_id, daily_cost=daily_cost
             )
         )
+
+    # -- backup (not part of `Store`: PostgreSQL has pg_dump) ------------------
+
+    async def backup_to(self, target: Path) -> int:
+        """Write a consistent copy of the database into the new, empty file `target`
+        while the store keeps serving (`backup_database`); return its number of jobs."""
+        return await trio.to_thread.run_sync(backup_database, self.path, target)
+
+
+def backup_database(path: Path, target: Path) -> int:
+    """Copy the database at `path` into the new, empty file `target` with SQLite's online
+    backup API and return how many jobs the copy holds. One step on a read-only
+    connection of its own: the copy is one snapshot, and writers go on meanwhile (WAL).
+    The copy is left in rollback-journal mode, a single self-contained file. Blocking:
+    run it in a worker thread."""
+    source = _connect(path, "normal")
+    try:
+        source.execute("PRAGMA query_only = ON")
+        copy = sqlite3.connect(target, isolation_level=None)
+        try:
+            source.backup(copy)  # pages=-1: everything in one step, one snapshot
+            copy.execute("PRAGMA journal_mode = DELETE")
+            (jobs,) = copy.execute("SELECT count(*) FROM jobs").fetchone()
+        finally:
+            copy.close()
+    finally:
+        source.close()
+    return int(jobs)
 
 
 @asynccontextmanager
