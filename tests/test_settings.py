@@ -149,6 +149,54 @@ def test_each_setting_is_read_from_its_env_var() -> None:
     assert rows["log-level"] == ('"debug"', "env PROVD_LOG_LEVEL")
 
 
+# A value other than the default for every setting, as the command line gives it and as
+# TOML writes it, and how --print-config shows it. A new option must be added here: the
+# test below fails until it is, so no setting can miss its flag, variable or file key.
+NON_DEFAULT: dict[str, tuple[str, str, str]] = {
+    "listen": ("127.0.0.1:9999", '"127.0.0.1:9999"', '"127.0.0.1:9999"'),
+    "db": ("{tmp}/other.db", '"{tmp}/other.db"', '"{tmp}/other.db"'),
+    "durability": ("normal", '"normal"', '"normal"'),
+    "upload-max-mib": ("7", "7", "7"),
+    "payload-max-mib": ("8", "8", "8"),
+    "log-budget-mib": ("9", "9", "9"),
+    "shutdown-grace": ("3.5", "3.5", "3.5"),
+    "tls-cert": ("{tmp}/cert.pem", '"{tmp}/cert.pem"', '"{tmp}/cert.pem"'),
+    "tls-key": ("{tmp}/key.pem", '"{tmp}/key.pem"', '"{tmp}/key.pem"'),
+    "cors-origin": ("https://a.example", '["https://a.example"]', '["https://a.example"]'),
+    "max-connections-per-peer": ("5", "5", "5"),
+    "hang-timeout": ("41", "41", "41.0"),
+    "pending-timeout": ("off", '"off"', '"off"'),
+    "heartbeat-interval": ("4", "4", "4.0"),
+    "poll-interval": ("6", "6", "6.0"),
+    "log-poll-interval": ("0.5", "0.5", "0.5"),
+    "daemon-psk": ("off", '"off"', '"off"'),
+    "retain": ("12h", '"12h"', "43200.0"),
+    "metrics-listen": ("127.0.0.1:9100", '"127.0.0.1:9100"', '"127.0.0.1:9100"'),
+    "workers": ("3", "3", "3"),
+    "log-format": ("json", '"json"', '"json"'),
+    "log-level": ("debug", '"debug"', '"debug"'),
+}
+
+
+def test_non_default_values_cover_every_setting() -> None:
+    assert sorted(NON_DEFAULT) == sorted(toml_key(o) for o in settings_of(serve_command))
+
+
+@pytest.mark.parametrize("key", sorted(NON_DEFAULT))
+def test_each_setting_from_its_flag_its_env_var_and_the_file(tmp_path: Path, key: str) -> None:
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / name).write_text("not read before the server starts")
+    given, in_toml, shown = (text.format(tmp=tmp_path) for text in NON_DEFAULT[key])
+    (option,) = [o for o in settings_of(serve_command) if toml_key(o) == key]
+    flag = max(option.opts, key=len)
+    variable = env_name(option)
+    config = write_config(tmp_path, f"{key} = {in_toml}\n")
+    assert print_config(flag, given)[key] == (shown, "flag")
+    assert print_config(env={variable: given})[key] == (shown, f"env {variable}")
+    assert print_config("--config", str(config))[key] == (shown, f"file {config}")
+    assert print_config()[key][1] == "default"
+
+
 # -- precedence ----------------------------------------------------------------------------
 
 
