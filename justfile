@@ -42,6 +42,7 @@ bench:
     {{python}} bench/scale.py
     {{python}} bench/logs.py
     {{python}} bench/peer.py
+    {{python}} bench/compression.py
     {{python}} bench/peer.py --workers auto
     {{python}} bench/scale_out.py
     {{python}} bench/startup.py

@@ -32,7 +32,10 @@ from provd.job_service import JobService
 from provd.keys import DaemonKeys
 from provd.metrics import Metrics, RpcMetrics
 from provd.registry import DaemonRegistry
-from provd.rpc import connect_fixes  # noqa: F401 - applies the fix on import
+from provd.rpc import (
+    compression,  # noqa: F401 - small messages go plain
+    connect_fixes,  # noqa: F401 - applies the fix on import
+)
 from provd.rpc.admin_handlers import DaemonServiceHandler, QuotaServiceHandler
 from provd.rpc.auth import BearerTokenAuth, DaemonAuth
 from provd.rpc.backup_handler import BackupServiceHandler
