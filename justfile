@@ -35,6 +35,10 @@ settings-doc:
 run *ARGS:
     {{venv}}/bin/provd serve {{ARGS}}
 
+# Every release file of this platform in dist/release/: executables, SBOM, SHA256SUMS.
+release:
+    VENV={{venv}} packaging/release.sh
+
 # Run every benchmark; each prints a table and one JSON line (docs/performance.md).
 bench:
     {{python}} bench/lifecycle.py

@@ -1,4 +1,5 @@
-"""provd's version, and the commit and date a release binary was built from.
+"""provd's version, the platform it runs on, and the commit and date a release binary
+was built from.
 
 A release build (packaging/provd.spec) freezes a generated module `provd._build_info`
 with two strings:
@@ -14,11 +15,19 @@ imported by name, so the spec adds it to the frozen archive itself.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import os
+import sys
+from dataclasses import dataclass, field
 
 from provd import __version__
 
 BUILD_INFO_MODULE = "provd._build_info"
+
+
+def running_platform() -> str:
+    """The OS and machine this provd runs on, as release files name them:
+    `linux-x86_64`, `linux-aarch64`."""
+    return f"{sys.platform}-{os.uname().machine}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +35,7 @@ class BuildInfo:
     version: str
     commit: str = ""
     build_date: str = ""
+    platform: str = field(default_factory=running_platform)
 
 
 def build_info() -> BuildInfo:

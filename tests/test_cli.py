@@ -112,8 +112,9 @@ async def upload_hash(cli: Cli, path: Path) -> str:
 
 
 async def test_version(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert (await cli("version")).stdout == f"provd {__version__}\n"
-    assert await cli.json("version") == {"version": __version__}
+    here = f"{sys.platform}-{os.uname().machine}"
+    assert (await cli("version")).stdout == f"provd {__version__}\nplatform  {here}\n"
+    assert await cli.json("version") == {"version": __version__, "platform": here}
     # A release build's provd/_build_info.py adds the commit and build date.
     build = types.ModuleType("provd._build_info")
     build.COMMIT = "0123abc"  # type: ignore[attr-defined]
@@ -124,6 +125,7 @@ async def test_version(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "0123abc" in shown and "2025-01-31T12:00:00Z" in shown
     assert await cli.json("version") == {
         "version": __version__,
+        "platform": here,
         "commit": "0123abc",
         "buildDate": "2025-01-31T12:00:00Z",
     }

@@ -221,17 +221,19 @@ def quota_get(
 @click.command("version")
 @json_option
 def version(as_json: bool) -> None:
-    """Print provd's version.
+    """Print provd's version and the platform it runs on.
 
     A release build also prints the commit and date it was built from.
     """
     info = build_info()
     if as_json:
-        document = {"version": info.version}
+        document = {"version": info.version, "platform": info.platform}
         document.update({"commit": info.commit} if info.commit else {})
         document.update({"buildDate": info.build_date} if info.build_date else {})
         print_json(document)
         return
     click.echo(f"provd {info.version}")
+    fields = [("platform", info.platform)]
     if info.commit or info.build_date:
-        print_fields([("commit", info.commit), ("built", info.build_date)])
+        fields += [("commit", info.commit), ("built", info.build_date)]
+    print_fields(fields)
