@@ -4,7 +4,8 @@ From the outside in: CORS (for `--cors-origin`) and the origin rule for WebSocke
 upgrades, draining HTTP/1.1 bodies an early answer left unread, then a router that
 picks each service's Connect app by path (connectrpc's generated apps speak Connect,
 gRPC and gRPC-web on their own, with provd's codecs: see rpc/codecs.py), the
-WebSocket route, and lifespan.
+WebSocket route, the web dashboard's static files at `/` and `/ui/` (rpc/dashboard.py),
+and lifespan.
 
 gRPC needs HTTP/2 (its status travels in trailers, which HTTP/1.1 here cannot send).
 A gRPC request over HTTP/1.1 (a proxy that downgraded it, curl without
@@ -41,6 +42,7 @@ from provd.rpc.auth import BearerTokenAuth, DaemonAuth
 from provd.rpc.backup_handler import BackupServiceHandler
 from provd.rpc.codecs import codecs
 from provd.rpc.cors import with_cors
+from provd.rpc.dashboard import Dashboard, is_dashboard_path
 from provd.rpc.errors import ErrorMapping
 from provd.rpc.health import Endpoint
 from provd.rpc.http1 import DrainRequestBody
@@ -64,18 +66,21 @@ _GRPC_UNIMPLEMENTED = b"12"
 
 
 class ServiceRouter:
-    """Routes `/<package.Service>/<Method>` to the app serving that service, and the
-    plain `endpoints` (`/readyz`, `/metrics`: rpc/health.py) by their path."""
+    """Routes `/<package.Service>/<Method>` to the app serving that service, the
+    plain `endpoints` (`/readyz`, `/metrics`: rpc/health.py) by their path, and `/`
+    and `/ui/...` to the web `dashboard` (rpc/dashboard.py)."""
 
     def __init__(
         self,
         apps: Sequence[ConnectASGIApplication[Any]],
         websocket: ASGIApp | None = None,
         endpoints: Mapping[str, Endpoint] | None = None,
+        dashboard: ASGIApp | None = None,
     ) -> None:
         self._apps = {app.path: app for app in apps}
         self._websocket = websocket
         self._endpoints = dict(endpoints or {})
+        self._dashboard = dashboard
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -92,6 +97,9 @@ class ServiceRouter:
             endpoint = self._endpoints.get(path)
             if endpoint is not None:
                 await endpoint(send)
+                return
+            if self._dashboard is not None and is_dashboard_path(path):
+                await self._dashboard(scope, receive, send)
                 return
             app = self._apps.get(path[: path.rfind("/")])
             if app is not None:
@@ -155,6 +163,8 @@ def build_app(
         ],
         websocket=WebSocketTransport(daemon_handler, daemon_auth, metrics),
         endpoints=endpoints,
+        # Static files only; the page calls the API above like any client.
+        dashboard=Dashboard(),
     )
     return with_cors(DrainRequestBody(router), cors_origins)
 

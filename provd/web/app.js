@@ -1,0 +1,89 @@
+// The dashboard's entry point: sign-in, sign-out and hash routing.
+//
+//   #/jobs         the jobs page (jobs.js)
+//   #/jobs/<id>    one job with its live logs (job.js)
+//
+// The admin token is typed once into the login form, checked with a ListJobs call,
+// then kept in sessionStorage (api.js). Whenever provd answers `unauthenticated`,
+// the token is dropped and the login form comes back.
+
+import { clearToken, getToken, onUnauthenticated, setToken, unary } from "./api.js";
+import { showJob } from "./job.js";
+import { showJobs } from "./jobs.js";
+
+const $ = (id) => document.getElementById(id);
+
+// The view on screen: an object with stop(), which ends its timers and calls.
+let current = null;
+
+function stopView() {
+  if (current) current.stop();
+  current = null;
+  $("view").replaceChildren();
+}
+
+function showLogin(message = "") {
+  stopView();
+  document.title = "Sign in · provd";
+  $("bar").hidden = true;
+  $("login").hidden = false;
+  const error = $("login-error");
+  error.textContent = message;
+  error.hidden = !message;
+  $("token").focus();
+}
+
+function signOut(message = "") {
+  clearToken();
+  showLogin(message);
+}
+
+function route() {
+  if (!getToken()) {
+    showLogin();
+    return;
+  }
+  stopView();
+  $("login").hidden = true;
+  $("bar").hidden = false;
+  const view = $("view");
+  const job = /^#\/jobs\/([^/?#]+)$/.exec(location.hash);
+  if (job) {
+    current = showJob(view, decodeURIComponent(job[1]));
+  } else {
+    current = showJobs(view);
+  }
+}
+
+async function login(event) {
+  event.preventDefault();
+  const input = $("token");
+  const token = input.value.trim();
+  input.value = "";
+  if (!token) {
+    showLogin("Enter the admin token.");
+    return;
+  }
+  const submit = $("login-submit");
+  submit.disabled = true;
+  try {
+    await unary("provd.v1.JobService/ListJobs", { limit: 1 }, { token, reportAuth: false });
+  } catch (error) {
+    showLogin(
+      error.code === "unauthenticated"
+        ? `provd refused this token: ${error.message}`
+        : `Cannot sign in: ${error.message}`,
+    );
+    return;
+  } finally {
+    submit.disabled = false;
+  }
+  setToken(token);
+  route();
+}
+
+onUnauthenticated((error) => signOut(`Signed out: provd refused the token (${error.message}).`));
+$("login-form").addEventListener("submit", login);
+$("logout").addEventListener("click", () => signOut());
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,109 @@
+// Building the page from data without ever parsing it as HTML: every string from
+// provd (job fields, log lines, error messages) becomes a text node.
+
+// An element: `attributes` are set with setAttribute (never event handlers);
+// children are nodes or strings (made text nodes); null and false are skipped.
+export function el(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on")) throw new Error(`no event handler attributes: ${name}`);
+    element.setAttribute(name, value === true ? "" : String(value));
+  }
+  append(element, ...children);
+  return element;
+}
+
+export function append(parent, ...children) {
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    parent.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return parent;
+}
+
+// "JOB_STATUS_PENDING" → "pending"; "JOB_TYPE_TEMPLATE_IMPORT" → "template import".
+export function enumLabel(value, prefix) {
+  if (!value) return "";
+  return String(value).replace(prefix, "").toLowerCase().replaceAll("_", " ");
+}
+
+export function statusOf(job) {
+  return enumLabel(job.status || "JOB_STATUS_UNSPECIFIED", "JOB_STATUS_");
+}
+
+export function typeOf(job) {
+  return enumLabel(job.type || "JOB_TYPE_UNSPECIFIED", "JOB_TYPE_");
+}
+
+const pad = (n) => String(n).padStart(2, "0");
+
+// A protobuf JSON timestamp as local "YYYY-MM-DD HH:MM:SS"; "" when unset.
+export function formatTime(timestamp) {
+  if (!timestamp) return "";
+  const t = new Date(timestamp);
+  if (Number.isNaN(t.getTime())) return String(timestamp);
+  return (
+    `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())} ` +
+    `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}`
+  );
+}
+
+export function formatTags(tags) {
+  return Object.entries(tags || {})
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([key, value]) => `${key}=${value}`)
+    .join(", ");
+}
+
+export function statusBadge(job) {
+  const status = statusOf(job);
+  return el("span", { class: `status status-${status.replaceAll(" ", "-")}` }, status);
+}
+
+// A timer that calls `tick` now and then every `seconds` while the tab is visible,
+// and at once when it becomes visible again. Returns a function that stops it.
+export function poll(tick, seconds) {
+  let timer = null;
+  let stopped = false;
+  let running = false;
+  let again = false; // asked for while a tick ran: run once more right after it
+  const run = async () => {
+    if (stopped) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    clearTimeout(timer);
+    if (document.visibilityState === "visible") {
+      running = true;
+      try {
+        await tick();
+      } catch (error) {
+        console.error(error); // ticks report their own errors; keep polling
+      } finally {
+        running = false;
+      }
+    }
+    if (stopped) return;
+    if (again) {
+      again = false;
+      run();
+    } else {
+      timer = setTimeout(run, seconds * 1000);
+    }
+  };
+  const onVisible = () => {
+    if (document.visibilityState === "visible") run();
+  };
+  document.addEventListener("visibilitychange", onVisible);
+  run();
+  return {
+    now: run,
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      document.removeEventListener("visibilitychange", onVisible);
+    },
+  };
+}

@@ -1,0 +1,179 @@
+// The jobs page: ListJobs with filters and pages, refreshed every couple of seconds
+// while the tab is visible (polling; live push is for later: docs/dashboard.md).
+
+import { unary } from "./api.js";
+import { el, formatTags, formatTime, poll, statusBadge, statusOf, typeOf } from "./dom.js";
+
+const STATUSES = ["pending", "running", "succeeded", "failed", "canceling", "canceled"];
+const REFRESH_SECONDS = 2;
+const PAGE_SIZE = 50;
+
+// Kept while the tab lives, so that a visit to a job and back keeps the filters.
+// `pages` holds the page token of each page from the first to the one shown.
+const state = { status: "", provisioner: "", organization: "", tags: "", pages: [""] };
+
+// "k=v, k2=v2" → {k: "v", k2: "v2"}; throws for an item without "=".
+function parseTags(text) {
+  const tags = {};
+  for (const part of text.split(",")) {
+    const item = part.trim();
+    if (!item) continue;
+    const eq = item.indexOf("=");
+    if (eq <= 0) throw new Error(`a tag filter is key=value, got "${item}"`);
+    tags[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+  }
+  return tags;
+}
+
+function jobRow(job) {
+  const status = statusOf(job);
+  const queue =
+    status === "pending" && job.queuePosition
+      ? `${job.queuePosition} of ${job.queueSize || job.queuePosition}`
+      : "";
+  return el(
+    "tr",
+    { "data-job-id": job.id, "data-status": status },
+    el("td", { class: "mono" }, el("a", { href: `#/jobs/${encodeURIComponent(job.id)}` }, job.id)),
+    el("td", {}, typeOf(job)),
+    el("td", { class: "job-status" }, statusBadge(job)),
+    el("td", {}, job.provisioner || ""),
+    el("td", {}, job.organization || ""),
+    el("td", { class: "tags" }, formatTags(job.tags)),
+    el("td", { class: "time" }, formatTime(job.createdAt)),
+    el("td", { class: "queue" }, queue),
+  );
+}
+
+export function showJobs(view) {
+  document.title = "Jobs · provd";
+  const controller = new AbortController();
+  let nextToken = "";
+
+  const status = el(
+    "select",
+    { id: "filter-status" },
+    el("option", { value: "" }, "any"),
+    STATUSES.map((name) => el("option", { value: `JOB_STATUS_${name.toUpperCase()}` }, name)),
+  );
+  status.value = state.status;
+  const text = (id, value, placeholder) =>
+    el("input", { id, type: "text", value, placeholder, spellcheck: "false" });
+  const provisioner = text("filter-provisioner", state.provisioner, "any");
+  const organization = text("filter-organization", state.organization, "any");
+  const tags = text("filter-tags", state.tags, "key=value, …");
+  const filters = el(
+    "form",
+    { id: "job-filters", class: "filters" },
+    el("label", {}, "Status ", status),
+    el("label", {}, "Provisioner ", provisioner),
+    el("label", {}, "Organization ", organization),
+    el("label", {}, "Tags ", tags),
+    el("button", { type: "submit" }, "Filter"),
+  );
+  const body = el("tbody", { id: "jobs-body" });
+  const table = el(
+    "table",
+    { id: "jobs", class: "jobs" },
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        ["ID", "Type", "Status", "Provisioner", "Organization", "Tags", "Created", "Queue"].map(
+          (name) => el("th", { scope: "col" }, name),
+        ),
+      ),
+    ),
+    body,
+  );
+  const newer = el("button", { type: "button", id: "page-newer" }, "← Newer");
+  const older = el("button", { type: "button", id: "page-older" }, "Older →");
+  const pageLabel = el("span", { id: "page-label", class: "muted" });
+  const updated = el("span", { id: "jobs-updated", class: "muted" });
+  const problem = el("p", { id: "jobs-error", class: "error", role: "alert", hidden: true });
+  view.replaceChildren(
+    el("h1", {}, "Jobs"),
+    filters,
+    problem,
+    table,
+    el("div", { class: "pager" }, newer, pageLabel, older, updated),
+  );
+
+  const showProblem = (message) => {
+    problem.textContent = message;
+    problem.hidden = !message;
+  };
+
+  const render = (page) => {
+    const jobs = page.jobs || [];
+    body.replaceChildren(
+      ...(jobs.length
+        ? jobs.map(jobRow)
+        : [el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No jobs match."))]),
+    );
+    nextToken = page.nextPageToken || "";
+    newer.disabled = state.pages.length <= 1;
+    older.disabled = !nextToken;
+    pageLabel.textContent = `page ${state.pages.length}`;
+    updated.textContent = `updated ${formatTime(new Date().toISOString())}, every ${REFRESH_SECONDS} s`;
+  };
+
+  const refresh = async () => {
+    const request = { limit: PAGE_SIZE };
+    try {
+      const wanted = parseTags(state.tags);
+      if (Object.keys(wanted).length) request.tags = wanted;
+    } catch (error) {
+      showProblem(error.message);
+      return;
+    }
+    if (state.status) request.status = state.status;
+    if (state.provisioner) request.provisioner = state.provisioner;
+    if (state.organization) request.organization = state.organization;
+    const token = state.pages[state.pages.length - 1];
+    if (token) request.pageToken = token;
+    try {
+      render(await unary("provd.v1.JobService/ListJobs", request, { signal: controller.signal }));
+      showProblem("");
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      if (token && error.code === "invalid_argument" && error.message.startsWith("pageToken")) {
+        state.pages = [""]; // issued before the admin token changed, say: start over
+        poller.now();
+        return;
+      }
+      showProblem(`Cannot list jobs: ${error.message}`);
+    }
+  };
+
+  const poller = poll(refresh, REFRESH_SECONDS);
+
+  filters.addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.status = status.value;
+    state.provisioner = provisioner.value.trim();
+    state.organization = organization.value.trim();
+    state.tags = tags.value.trim();
+    state.pages = [""];
+    poller.now();
+  });
+  status.addEventListener("change", () => filters.requestSubmit());
+  older.addEventListener("click", () => {
+    if (!nextToken) return;
+    state.pages.push(nextToken);
+    poller.now();
+  });
+  newer.addEventListener("click", () => {
+    if (state.pages.length > 1) state.pages.pop();
+    poller.now();
+  });
+
+  return {
+    stop() {
+      poller.stop();
+      controller.abort();
+    },
+  };
+}

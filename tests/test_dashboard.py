@@ -1,0 +1,564 @@
+"""The web dashboard (provd/web/, rpc/dashboard.py, docs/dashboard.md).
+
+The HTTP checks (headers, 404s, no path traversal, the asset table) run without a
+browser. The rest drive the real page in headless Chromium through Selenium against
+the in-process server: sign-in, the jobs list updating live, a job's page following
+its logs, escaping of what jobs and logs contain, and Cancel. Selenium blocks, so
+each browser step runs in a worker thread while trio serves the page.
+
+Chromium and its driver come from Debian (`apt-get install chromium chromium-driver`;
+.ci/run installs them). Without them these tests fail under CI (`CI` set) and are
+skipped with the reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterator
+from fnmatch import fnmatch
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import pytest
+import trio
+
+from provd.gen.provd.v1 import jobs_pb2 as pb
+from provd.gen.provisionerd import provisionerd_pb2 as pd
+from provd.gen.provisionersdk import provisioner_pb2 as sdk
+from provd.rpc.dashboard import ASSETS, CONTENT_SECURITY_POLICY, WEB_DIR
+from tests.conftest import ADMIN_TOKEN, Server
+from tests.daemon_clients import Jobs, TestDaemon
+
+try:
+    from selenium import webdriver
+    from selenium.common.exceptions import NoAlertPresentException, TimeoutException
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:  # reported by the `browser` fixture
+    webdriver = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ROOT = Path(__file__).resolve().parent.parent
+WAIT_SECONDS = 15
+XSS = "<img src=x onerror=alert(1)>"
+
+SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
+# --- HTTP, no browser
+
+
+def _get(
+    url: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """GET `path` exactly as given (no normalisation of `..` or escapes)."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        body = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+    finally:
+        connection.close()
+
+
+def _assert_secure(headers: dict[str, str]) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert headers.get(name) == value, (name, headers)
+    policy = headers["content-security-policy"]
+    for directive in (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+    ):
+        assert directive in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+
+
+async def test_page_asset_and_404_carry_the_security_headers(server: Server) -> None:
+    status, headers, body = await trio.to_thread.run_sync(_get, server.url, "/")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert headers["cache-control"] == "no-cache" and headers["etag"]
+    assert b'<script type="module" src="/ui/app.js">' in body
+    _assert_secure(headers)
+
+    status, headers, body = await trio.to_thread.run_sync(_get, server.url, "/ui/app.js")
+    assert status == 200
+    assert headers["content-type"] == "text/javascript; charset=utf-8"
+    assert body == (WEB_DIR / "app.js").read_bytes()
+    _assert_secure(headers)
+
+    # Unchanged since the browser's copy: 304, no body, headers still strict.
+    status, again, body = await trio.to_thread.run_sync(
+        partial(_get, server.url, "/ui/app.js", {"If-None-Match": headers["etag"]})
+    )
+    assert (status, body) == (304, b"")
+    _assert_secure(again)
+
+    status, headers, body = await trio.to_thread.run_sync(_get, server.url, "/ui/nope.js")
+    assert (status, body) == (404, b"not found\n")
+    assert headers["cache-control"] == "no-store"
+    _assert_secure(headers)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ui/../pyproject.toml",
+        "/ui/../rpc/dashboard.py",
+        "/ui/%2e%2e/rpc/dashboard.py",
+        "/ui/..%2fapp.js",
+        "/ui//app.js",
+        "/ui/./app.js",
+        "/ui/app.js/",
+        "/ui/APP.JS",
+        "/ui/",
+        "/ui/index.html",
+        "/index.html",
+        "/ui/dashboard.py",
+    ],
+)
+async def test_only_the_asset_table_is_reachable(server: Server, path: str) -> None:
+    status, headers, body = await trio.to_thread.run_sync(_get, server.url, path)
+    assert status == 404, (path, body[:200])
+    if path.startswith("/ui/"):
+        _assert_secure(headers)
+
+
+async def test_other_methods_are_refused(server: Server) -> None:
+    def post() -> tuple[int, str]:
+        parts = urlsplit(server.url)
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+        try:
+            connection.request("POST", "/", body=b"x")
+            response = connection.getresponse()
+            response.read()
+            return response.status, response.getheader("allow") or ""
+        finally:
+            connection.close()
+
+    assert await trio.to_thread.run_sync(post) == (405, "GET, HEAD")
+
+
+def test_the_asset_table_matches_provd_web_and_the_package_data() -> None:
+    """Every file in provd/web/ is served, every module a module imports is in the
+    table, and pyproject.toml's package data ships them all."""
+    served = {name for name, _type in ASSETS.values()}
+    assert served == {path.name for path in WEB_DIR.iterdir() if path.is_file()}
+    for name in served:
+        if name.endswith(".js"):
+            text = (WEB_DIR / name).read_text()
+            for imported in re.findall(r'from "\./([^"]+)"', text):
+                assert f"/ui/{imported}" in ASSETS, (name, imported)
+            assert "innerHTML" not in text and "insertAdjacentHTML" not in text, name
+            assert "document.write" not in text and "eval(" not in text, name
+    html = (WEB_DIR / "index.html").read_text()
+    for reference in re.findall(r'(?:src|href)="(/[^"]*)"', html):
+        assert reference in ASSETS, reference
+    assert "style=" not in html and "<style" not in html  # the CSP forbids inline styles
+    assert re.search(r"<script(?![^>]*\bsrc=)", html) is None  # and inline scripts
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["provd"]
+    for name in served:
+        assert any(fnmatch(f"web/{name}", pattern) for pattern in patterns), name
+
+
+# --- in Chromium
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    """Headless Chromium, one per module; each test loads its own server's page (a
+    new origin, so a fresh sessionStorage)."""
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    if webdriver is None:
+        missing.append("the selenium package (pip install -e '.[dev]')")
+    if missing:
+        reason = (
+            f"the dashboard's browser tests need {', '.join(missing)}"
+            " (apt-get install chromium chromium-driver)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # as root, in a container
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--disable-extensions",
+        "--no-first-run",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(WAIT_SECONDS)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+async def in_browser(function: Callable[[], T]) -> T:
+    """Run a blocking Selenium step in a worker thread, so trio keeps serving."""
+    return await trio.to_thread.run_sync(function, abandon_on_cancel=True)
+
+
+def until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str) -> Any:
+    """Wait for `condition` to be truthy (a hang guard, not a timing assertion)."""
+    try:
+        return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.05).until(condition)
+    except TimeoutException:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+# The page re-renders as it polls: read it in one script each time, never through an
+# element found earlier (it may be gone by the next call).
+
+
+def shown(driver: WebDriver, element_id: str) -> bool:
+    script = "const e = document.getElementById(arguments[0]); return !!e && e.checkVisibility()"
+    return bool(driver.execute_script(script, element_id))
+
+
+def sign_in(driver: WebDriver, url: str, token: str) -> None:
+    """Load the page and submit `token` in the login form."""
+    console_errors(driver)  # forget the previous page's
+    driver.get(url + "/")
+    until(driver, lambda d: shown(d, "token"), "the login form")
+    field = driver.find_element(By.ID, "token")
+    field.clear()
+    field.send_keys(token)
+    driver.find_element(By.ID, "login-submit").click()
+
+
+def signed_in(driver: WebDriver, url: str) -> None:
+    sign_in(driver, url, ADMIN_TOKEN)
+    until(driver, lambda d: shown(d, "jobs"), "the jobs page")
+
+
+def row_cells(driver: WebDriver, job_id: str) -> list[str] | None:
+    """The text of the job's row in the jobs table; None when it is not there."""
+    script = (
+        "const row = [...document.querySelectorAll('#jobs-body tr')]"
+        ".find((r) => r.dataset.jobId === arguments[0]);"
+        " return row ? [row.dataset.status, ...[...row.cells].map((c) => c.textContent)] : null"
+    )
+    cells: list[str] | None = driver.execute_script(script, job_id)
+    return cells
+
+
+def row_status(driver: WebDriver, job_id: str) -> str | None:
+    cells = row_cells(driver, job_id)
+    return cells[0] if cells else None
+
+
+def field_text(driver: WebDriver, key: str) -> str:
+    script = (
+        "const e = [...document.querySelectorAll('#job-fields dd')]"
+        ".find((d) => d.dataset.field === arguments[0]); return e ? e.textContent : ''"
+    )
+    return str(driver.execute_script(script, key))
+
+
+def console_errors(driver: WebDriver) -> list[str]:
+    """The page's console errors since the last call: script errors, CSP and Trusted
+    Types violations, failed loads."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def no_alert(driver: WebDriver) -> bool:
+    try:
+        driver.switch_to.alert  # noqa: B018 - raises when there is none
+    except NoAlertPresentException:
+        return True
+    return False
+
+
+@pytest.mark.slow
+async def test_sign_in_keeps_the_token_in_session_storage_only(
+    server: Server, browser: WebDriver
+) -> None:
+    url = server.url
+
+    def wrong_then_right() -> None:
+        sign_in(browser, url, "not-the-token")
+        until(browser, lambda d: shown(d, "login-error"), "the login error")
+        assert "refused" in browser.find_element(By.ID, "login-error").text
+        assert shown(browser, "login") and not shown(browser, "jobs")
+        assert browser.execute_script("return sessionStorage.length") == 0
+
+        sign_in(browser, url, ADMIN_TOKEN)
+        until(browser, lambda d: shown(d, "jobs"), "the jobs page")
+        assert not shown(browser, "login")
+        stored = browser.execute_script("return Object.values(sessionStorage)")
+        assert stored == [ADMIN_TOKEN]
+        assert browser.get_cookies() == []
+        assert browser.execute_script("return document.cookie") == ""
+        assert ADMIN_TOKEN not in browser.current_url
+        assert browser.execute_script("return localStorage.length") == 0
+
+        # Survives a reload of the tab without asking again.
+        browser.refresh()
+        until(browser, lambda d: shown(d, "jobs"), "the jobs page after a reload")
+
+        # A token the server no longer takes: back to the login form, token dropped.
+        browser.execute_script("sessionStorage.setItem(sessionStorage.key(0), 'stale')")
+        browser.refresh()
+        until(browser, lambda d: shown(d, "login-error"), "the login form for a stale token")
+        assert "Signed out" in browser.find_element(By.ID, "login-error").text
+        assert browser.execute_script("return sessionStorage.length") == 0
+
+        # Log out clears it.
+        signed_in(browser, url)
+        browser.find_element(By.ID, "logout").click()
+        until(browser, lambda d: shown(d, "login"), "the login form after log out")
+        assert browser.execute_script("return sessionStorage.length") == 0
+        assert ADMIN_TOKEN not in browser.current_url
+
+    await in_browser(wrong_then_right)
+
+
+@pytest.mark.slow
+async def test_jobs_page_follows_a_job_without_a_reload(
+    server: Server, browser: WebDriver, nursery: trio.Nursery
+) -> None:
+    jobs = Jobs(server)
+    await in_browser(partial(signed_in, browser, server.url))
+    # A mark on the window: a reload would wipe it.
+    await in_browser(lambda: browser.execute_script("window.provdTestMark = 1"))
+
+    job = await jobs.create(tags={"team": "web"})
+    await in_browser(
+        lambda: until(browser, lambda d: row_status(d, job.id) == "pending", "the new job, pending")
+    )
+
+    cells = await in_browser(lambda: row_cells(browser, job.id))
+    assert cells is not None
+    cells = cells[1:]
+    assert cells[0] == job.id
+    assert cells[1:5] == ["template import", "pending", "echo", "default"]
+    assert "team=web" in cells[5]
+    assert cells[7] == "1 of 1"
+
+    daemon = TestDaemon(server, "browser-daemon", tags={"team": "web"})
+    assert (await (await daemon.acquire(nursery)).wait()).job_id == job.id
+    await in_browser(
+        lambda: until(browser, lambda d: row_status(d, job.id) == "running", "running")
+    )
+    await daemon.complete(job.id)
+    await in_browser(
+        lambda: until(browser, lambda d: row_status(d, job.id) == "succeeded", "succeeded")
+    )
+    assert await in_browser(lambda: browser.execute_script("return window.provdTestMark")) == 1
+
+    # The status filter asks the server for pending jobs only.
+    other = await jobs.create()
+
+    def filter_pending() -> None:
+        browser.find_element(
+            By.CSS_SELECTOR, "#filter-status option[value=JOB_STATUS_PENDING]"
+        ).click()
+        until(
+            browser,
+            lambda d: row_status(d, other.id) == "pending" and row_status(d, job.id) is None,
+            "the pending filter",
+        )
+
+    await in_browser(filter_pending)
+    assert await in_browser(partial(console_errors, browser)) == []
+
+
+@pytest.mark.slow
+async def test_job_page_follows_logs_as_text(
+    server: Server, browser: WebDriver, nursery: trio.Nursery
+) -> None:
+    jobs = Jobs(server)
+    job = await jobs.create()
+    daemon = TestDaemon(server, "log-daemon")
+    assert (await (await daemon.acquire(nursery)).wait()).job_id == job.id
+
+    def open_job() -> None:
+        signed_in(browser, server.url)
+        browser.get(f"{server.url}/#/jobs/{job.id}")
+        until(browser, lambda d: field_text(d, "status") == "running", "the running job")
+        until(browser, lambda d: "log-daemon" in field_text(d, "daemon"), "the daemon's name")
+
+    await in_browser(open_job)
+
+    def log(output: str, level: int = sdk.INFO) -> pd.Log:
+        return pd.Log(source=pd.PROVISIONER, level=level, stage="Plan", output=output)  # type: ignore[arg-type]
+
+    def outputs() -> list[str]:
+        script = (
+            "return [...document.querySelectorAll('#job-logs .line .output')]"
+            ".map((e) => e.textContent)"
+        )
+        lines: list[str] = browser.execute_script(script)
+        return lines
+
+    await daemon.update(job.id, logs=[log("first line"), log(XSS, sdk.ERROR)])
+    await in_browser(lambda: until(browser, lambda d: XSS in outputs(), "the lines"))
+    assert (await in_browser(outputs))[-2:] == ["first line", XSS]
+    assert (
+        await in_browser(
+            lambda: browser.execute_script("return document.querySelectorAll('img').length")
+        )
+        == 0
+    )
+    assert await in_browser(lambda: no_alert(browser))
+
+    # Follows the end while the view is at its end...
+    await daemon.update(job.id, logs=[log(f"line {n}") for n in range(200)])
+
+    def at_end() -> bool:
+        return bool(
+            browser.execute_script(
+                "const l = document.getElementById('job-logs');"
+                " return l.scrollHeight > l.clientHeight"
+                " && l.scrollHeight - l.scrollTop - l.clientHeight <= 8"
+            )
+        )
+
+    await in_browser(
+        lambda: until(browser, lambda d: "line 199" in outputs() and at_end(), "auto-scroll")
+    )
+
+    # ...and stays where the user scrolled up to.
+    await in_browser(
+        lambda: browser.execute_script("document.getElementById('job-logs').scrollTop = 0")
+    )
+    await in_browser(lambda: until(browser, lambda d: shown(d, "log-follow"), "Follow button"))
+    await daemon.update(job.id, logs=[log("after scrolling up")])
+    await in_browser(lambda: until(browser, lambda d: "after scrolling up" in outputs(), "line"))
+    assert (
+        await in_browser(
+            lambda: browser.execute_script("return document.getElementById('job-logs').scrollTop")
+        )
+        == 0
+    )
+
+    await daemon.complete(job.id)
+    await in_browser(
+        lambda: until(
+            browser,
+            lambda d: (
+                d.execute_script("return document.getElementById('log-state').textContent")
+                == "complete"
+                and field_text(d, "status") == "succeeded"
+            ),
+            "the end of the logs and the job",
+        )
+    )
+    assert await in_browser(lambda: field_text(browser, "completed"))
+    assert not await in_browser(lambda: shown(browser, "cancel-job"))
+    # Every line once, in order, despite batching and provd's own lines among them.
+    shown_lines = await in_browser(outputs)
+    assert shown_lines == [line.output for line in await jobs.logs(job.id)]
+    mine = ["first line", XSS, *(f"line {n}" for n in range(200)), "after scrolling up"]
+    assert [line for line in shown_lines if line in mine] == mine
+    assert await in_browser(partial(console_errors, browser)) == []
+
+
+@pytest.mark.slow
+async def test_cancel_a_pending_job_after_confirming(server: Server, browser: WebDriver) -> None:
+    jobs = Jobs(server)
+    job = await jobs.create()
+
+    def cancel() -> None:
+        signed_in(browser, server.url)
+        browser.get(f"{server.url}/#/jobs/{job.id}")
+        until(browser, lambda d: shown(d, "cancel-job"), "the Cancel button")
+        assert field_text(browser, "status") == "pending"
+        assert field_text(browser, "queue") == "1 of 1"
+
+        # Dismissing the confirmation leaves the job alone.
+        browser.find_element(By.ID, "cancel-job").click()
+        until(browser, lambda d: not no_alert(d), "the confirmation")
+        browser.switch_to.alert.dismiss()
+
+    await in_browser(cancel)
+    assert (await jobs.get(job.id)).status == pb.JOB_STATUS_PENDING
+
+    def confirm() -> None:
+        browser.find_element(By.ID, "cancel-job").click()
+        until(browser, lambda d: not no_alert(d), "the confirmation")
+        alert = browser.switch_to.alert
+        assert job.id in alert.text
+        alert.accept()
+        until(browser, lambda d: field_text(d, "status") == "canceled", "canceled")
+        assert field_text(browser, "canceled")
+        assert not shown(browser, "cancel-job")
+
+    await in_browser(confirm)
+    assert (await jobs.get(job.id)).status == pb.JOB_STATUS_CANCELED
+    assert await in_browser(partial(console_errors, browser)) == []
+
+
+@pytest.mark.slow
+async def test_jobs_page_pages_and_filters_by_tags(server: Server, browser: WebDriver) -> None:
+    jobs = Jobs(server)
+    oldest = await jobs.create(tags={"team": "web"})
+    for _ in range(50):  # one page (50) more
+        await jobs.create()
+
+    def page_through() -> None:
+        signed_in(browser, server.url)
+        until(
+            browser,
+            lambda d: not d.find_element(By.ID, "page-older").get_property("disabled"),
+            "a second page",
+        )
+        assert row_status(browser, oldest.id) is None
+        assert browser.find_element(By.ID, "page-newer").get_property("disabled")
+        browser.find_element(By.ID, "page-older").click()
+        until(browser, lambda d: row_status(d, oldest.id) == "pending", "the oldest job on page 2")
+        assert browser.find_element(By.ID, "page-label").text == "page 2"
+        browser.find_element(By.ID, "page-newer").click()
+        until(browser, lambda d: row_status(d, oldest.id) is None, "page 1 again")
+
+        tags = browser.find_element(By.ID, "filter-tags")
+        tags.send_keys("team=web")
+        tags.submit()
+        until(
+            browser,
+            lambda d: (
+                d.execute_script("return document.querySelectorAll('#jobs-body tr').length") == 1
+                and row_status(d, oldest.id) == "pending"
+            ),
+            "the tag filter",
+        )
+        tags.clear()
+        tags.send_keys("no-equals-sign")
+        tags.submit()
+        until(browser, lambda d: shown(d, "jobs-error"), "the filter's error")
+        assert "key=value" in browser.find_element(By.ID, "jobs-error").text
+
+    await in_browser(page_through)
+    assert await in_browser(partial(console_errors, browser)) == []
