@@ -47,6 +47,7 @@ bench:
     {{python}} bench/logs.py
     {{python}} bench/peer.py
     {{python}} bench/compression.py
+    {{python}} bench/listings.py
     {{python}} bench/peer.py --workers auto
     {{python}} bench/scale_out.py
     {{python}} bench/startup.py

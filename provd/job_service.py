@@ -7,7 +7,7 @@ enforces the rules that need the store: sizes, existence, states.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -126,9 +126,21 @@ class JobService:
         return await self.view(await self._require(job_id))
 
     async def view(self, job: Job) -> JobView:
-        if job.status is not JobStatus.PENDING:
-            return JobView(job, QueuePosition(0, 0), "")
-        position = await self._store.queue_position(job)
+        (view,) = await self.views([job])
+        return view
+
+    async def views(self, jobs: Sequence[Job]) -> list[JobView]:
+        """`view` of each job, with one read of the store for all their queue positions
+        (none if no job is pending): a page of ListJobs costs what one GetJob does."""
+        if all(job.status is not JobStatus.PENDING for job in jobs):
+            return [JobView(job, QueuePosition(0, 0), "") for job in jobs]
+        positions = await self._store.queue_positions(jobs)
+        return [self._view(job, position) for job, position in zip(jobs, positions, strict=True)]
+
+    def _view(self, job: Job, position: QueuePosition) -> JobView:
+        if job.status is not JobStatus.PENDING or not position.position:
+            # Not pending, or no longer: claimed or canceled since `job` was read.
+            return JobView(job, position, "")
         missing = self._explain_unroutable(Queue(job.organization, job.provisioner, job.tags))
         place = (
             f"position {position.position} of {position.size} among pending {job.provisioner!r}"

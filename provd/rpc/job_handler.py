@@ -60,7 +60,7 @@ class JobServiceHandler:
     ) -> pb.ListJobsResponse:
         query = job_query_from_pb(request, self._page_tokens)
         page = await self._jobs.list_jobs(query)
-        views = [await self._jobs.view(job) for job in page.jobs]
+        views = await self._jobs.views(page.jobs)
         token = (
             ""
             if page.next_before_seq is None

@@ -103,7 +103,14 @@ class Store(Protocol):
         ...
 
     async def queue_position(self, job: Job) -> QueuePosition:
-        """The job's place among the pending jobs of its queue; 0 if not pending."""
+        """The job's place among the pending jobs of its queue, and the queue's size;
+        (0, 0) if it is not pending (now: the job's stored state decides). Its cost
+        does not grow with the queue (provd/store/_ranks.py)."""
+        ...
+
+    async def queue_positions(self, jobs: Sequence[Job]) -> list[QueuePosition]:
+        """`queue_position` of each of `jobs`, in order, in one read of the store:
+        a page of a listing costs the same trips to the store as one job."""
         ...
 
     async def read_logs(self, job_id: str, after: int = 0, limit: int = 1000) -> list[LogLine]:

@@ -172,6 +172,55 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX jobs_file ON jobs (file_hash)",
         ],
     ),
+    # Queue positions without counting the queue (provd/store/_ranks.py). Jobs that
+    # have not completed are numbered in seq order per level, the running ones (a
+    # release brings them back) each with a mark: they have left the pending jobs.
+    (
+        "0005_queue_ranks",
+        [
+            "ALTER TABLE jobs ADD COLUMN queue_ordinal BIGINT",
+            """
+            CREATE TABLE queue_levels (
+                organization TEXT NOT NULL,
+                provisioner TEXT NOT NULL,
+                tags TEXT NOT NULL,
+                priority BIGINT NOT NULL,
+                last BIGINT NOT NULL,
+                head BIGINT NOT NULL,
+                pending BIGINT NOT NULL,
+                marks BIGINT NOT NULL,
+                PRIMARY KEY (organization, provisioner, tags, priority)
+            )
+            """,
+            """
+            CREATE TABLE queue_marks (
+                organization TEXT NOT NULL,
+                provisioner TEXT NOT NULL,
+                tags TEXT NOT NULL,
+                priority BIGINT NOT NULL,
+                ordinal BIGINT NOT NULL,
+                PRIMARY KEY (organization, provisioner, tags, priority, ordinal)
+            )
+            """,
+            """
+            UPDATE jobs SET queue_ordinal = n.ordinal FROM (SELECT seq, row_number() OVER
+            (PARTITION BY organization, provisioner, tags, priority ORDER BY seq) AS ordinal
+            FROM jobs WHERE completed_at IS NULL) AS n WHERE jobs.seq = n.seq
+            """,
+            """
+            INSERT INTO queue_levels (organization, provisioner, tags, priority, last, head,
+            pending, marks) SELECT organization, provisioner, tags, priority, COUNT(*), 0,
+            COUNT(*) FILTER (WHERE started_at IS NULL),
+            COUNT(*) FILTER (WHERE started_at IS NOT NULL) FROM jobs
+            WHERE completed_at IS NULL GROUP BY organization, provisioner, tags, priority
+            """,
+            """
+            INSERT INTO queue_marks (organization, provisioner, tags, priority, ordinal)
+            SELECT organization, provisioner, tags, priority, queue_ordinal FROM jobs
+            WHERE started_at IS NOT NULL AND completed_at IS NULL
+            """,
+        ],
+    ),
 ]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from psycopg import Connection, Cursor
 from psycopg import errors as pg_errors
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 
 from provd.errors import FailedPrecondition, NotFound, PermissionDenied
 from provd.model import (
@@ -44,6 +44,7 @@ from provd.model import (
     tags_key,
 )
 from provd.store import DaemonPresence, Purged
+from provd.store._ranks import Level, flip_jobs, positions, take_ordinal
 from provd.store._rules import DESTROY, FAILED_WITHOUT_REASON, cut_to_budget, log_size
 
 Conn = Connection[DictRow]
@@ -55,6 +56,8 @@ JOB_COLUMNS = (
     " logs_overflowed, workspace_id, workspace_owner_id, workspace_transition,"
     " workspace_owner_groups, daily_cost"
 )
+# A job's columns and its ordinal in its queue level (provd/store/_ranks.py).
+RANKED_COLUMNS = f"{JOB_COLUMNS}, queue_ordinal"
 PENDING = "started_at IS NULL AND completed_at IS NULL"
 RUNNING = "started_at IS NOT NULL AND completed_at IS NULL"
 STATUS_CONDITIONS: dict[JobStatus, str] = {
@@ -122,6 +125,40 @@ def log_from_row(row: DictRow) -> LogLine:
     )
 
 
+class Ranks:
+    """`provd.store._ranks.Dialect` for PostgreSQL: lists travel as bigint arrays, and
+    a level's row is locked (`FOR UPDATE`) before its counters change, after the job
+    rows the write changes, so replicas serialize per level and never deadlock."""
+
+    param = "%s"
+    lock = " FOR UPDATE"
+    text = "%s::text"
+    integer = "%s::bigint"
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    def any_of(self) -> str:
+        return "= ANY(%s::bigint[])"
+
+    def each(self) -> str:
+        return "SELECT unnest(%s::bigint[]) AS value"
+
+    def pack(self, values: Sequence[int]) -> Any:
+        return list(values)
+
+    def rows(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        with self._conn.cursor(row_factory=tuple_row) as cursor:
+            return list(cursor.execute(sql, params).fetchall())
+
+    def run(self, sql: str, params: Sequence[Any]) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+
+def _level(row: DictRow) -> Level:
+    return (row["organization"], row["provisioner"], row["tags"], row["priority"])
+
+
 def _one_job(cursor: Cursor[DictRow]) -> Job | None:
     row = cursor.fetchone()
     return None if row is None else job_from_row(row)
@@ -185,12 +222,15 @@ def create_job(conn: Conn, job: NewJob, logs: Sequence[NewLogLine], now: int) ->
         raise ValueError(f"a job with id {job.id} already exists")
     key = tags_key(job.tags)
     ws = job.workspace
+    # The level's row stays locked until commit, and the job takes its seq after
+    # that: within a level, ordinals follow seq across replicas.
+    ordinal = take_ordinal(Ranks(conn), (job.organization, job.provisioner, key, job.priority))
     created = _job_or_raise(
         conn.execute(
             "INSERT INTO jobs (id, type, provisioner, organization, tags, file_hash, initiator_id,"
             " initiator_name, priority, input, trace_metadata, created_at, updated_at,"
-            " workspace_id, workspace_owner_id, workspace_transition, workspace_owner_groups)"
-            f" VALUES ({', '.join(['%s'] * 17)}) RETURNING {JOB_COLUMNS}",
+            " workspace_id, workspace_owner_id, workspace_transition, workspace_owner_groups,"
+            f" queue_ordinal) VALUES ({', '.join(['%s'] * 18)}) RETURNING {JOB_COLUMNS}",
             (
                 job.id,
                 job.type.value,
@@ -209,6 +249,7 @@ def create_job(conn: Conn, job: NewJob, logs: Sequence[NewLogLine], now: int) ->
                 ws.owner_id if ws else None,
                 ws.transition if ws else None,
                 json.dumps(list(ws.owner_groups)) if ws else None,
+                ordinal,
             ),
         )
     )
@@ -250,16 +291,17 @@ def list_jobs(conn: Conn, query: JobQuery) -> JobPage:
 
 
 def cancel_job(conn: Conn, job_id: str, logs: Sequence[NewLogLine], now: int) -> Job:
-    canceled = _one_job(
-        conn.execute(
-            "UPDATE jobs SET canceled_at = %(now)s, updated_at = %(now)s,"
-            " completed_at = CASE WHEN started_at IS NULL THEN %(now)s END"
-            " WHERE id = %(id)s AND completed_at IS NULL AND canceled_at IS NULL"
-            f" RETURNING {JOB_COLUMNS}",
-            {"now": now, "id": job_id},
-        )
-    )
-    if canceled is not None:
+    row = conn.execute(
+        "UPDATE jobs SET canceled_at = %(now)s, updated_at = %(now)s,"
+        " completed_at = CASE WHEN started_at IS NULL THEN %(now)s END"
+        " WHERE id = %(id)s AND completed_at IS NULL AND canceled_at IS NULL"
+        f" RETURNING {RANKED_COLUMNS}",
+        {"now": now, "id": job_id},
+    ).fetchone()
+    if row is not None:
+        canceled = job_from_row(row)
+        if canceled.started_at is None:  # it was pending: it leaves its queue
+            flip_jobs(Ranks(conn), [(_level(row), row["queue_ordinal"])], arrived=False)
         insert_logs(conn, job_id, logs, now)
         return canceled
     job = select_job(conn, job_id)
@@ -289,15 +331,17 @@ def claim_job(conn: Conn, queues: Sequence[Queue], daemon_id: str, now: int) -> 
     if not queues:
         return None
     in_queues, params = _queue_params(queues)
-    return _one_job(
-        conn.execute(
-            "UPDATE jobs SET started_at = %s, updated_at = %s, daemon_id = %s"
-            f" WHERE seq = (SELECT seq FROM jobs WHERE {in_queues} AND {PENDING}"
-            " ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
-            f" AND {PENDING} RETURNING {JOB_COLUMNS}",
-            [now, now, daemon_id, *params],
-        )
-    )
+    row = conn.execute(
+        "UPDATE jobs SET started_at = %s, updated_at = %s, daemon_id = %s"
+        f" WHERE seq = (SELECT seq FROM jobs WHERE {in_queues} AND {PENDING}"
+        " ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        f" AND {PENDING} RETURNING {RANKED_COLUMNS}",
+        [now, now, daemon_id, *params],
+    ).fetchone()
+    if row is None:
+        return None
+    flip_jobs(Ranks(conn), [(_level(row), row["queue_ordinal"])], arrived=False)
+    return job_from_row(row)
 
 
 def pending_queues(conn: Conn) -> list[Queue]:
@@ -308,22 +352,12 @@ def pending_queues(conn: Conn) -> list[Queue]:
     return [Queue(r["organization"], r["provisioner"], json.loads(r["tags"])) for r in rows]
 
 
-def queue_position(conn: Conn, job: Job) -> QueuePosition:
-    row = conn.execute(
-        "SELECT COUNT(*) FILTER (WHERE priority > %s OR (priority = %s AND seq < %s)) AS ahead,"
-        " COUNT(*) AS size FROM jobs WHERE organization = %s AND provisioner = %s"
-        f" AND tags = %s AND {PENDING}",
-        (
-            job.priority,
-            job.priority,
-            job.seq,
-            job.organization,
-            job.provisioner,
-            tags_key(job.tags),
-        ),
-    ).fetchone()
-    assert row is not None
-    return QueuePosition(row["ahead"] + 1, row["size"])
+def queue_positions(conn: Conn, jobs: Sequence[Job]) -> list[QueuePosition]:
+    """Each job's place from its level counters (provd/store/_ranks.py), its few
+    statements in one snapshot (REPEATABLE READ), so a write committed between them
+    cannot make counters and marks disagree."""
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    return positions(Ranks(conn), jobs, PENDING)
 
 
 def pending_summary(conn: Conn) -> list[PendingSummary]:
@@ -430,17 +464,19 @@ def _check_held(conn: Conn, job_id: str, daemon_id: str) -> DictRow:
 def release_job(
     conn: Conn, job_id: str, daemon_id: str, logs: Sequence[NewLogLine], now: int
 ) -> Job | None:
-    released = _one_job(
-        conn.execute(
-            "UPDATE jobs SET started_at = NULL, daemon_id = NULL, updated_at = %(now)s,"
-            " completed_at = CASE WHEN canceled_at IS NOT NULL THEN %(now)s END"
-            f" WHERE id = %(id)s AND daemon_id = %(worker)s AND {RUNNING}"
-            f" RETURNING {JOB_COLUMNS}",
-            {"now": now, "id": job_id, "worker": daemon_id},
-        )
-    )
-    if released is not None:
-        insert_logs(conn, job_id, logs, now)
+    row = conn.execute(
+        "UPDATE jobs SET started_at = NULL, daemon_id = NULL, updated_at = %(now)s,"
+        " completed_at = CASE WHEN canceled_at IS NOT NULL THEN %(now)s END"
+        f" WHERE id = %(id)s AND daemon_id = %(worker)s AND {RUNNING}"
+        f" RETURNING {RANKED_COLUMNS}",
+        {"now": now, "id": job_id, "worker": daemon_id},
+    ).fetchone()
+    if row is None:
+        return None
+    released = job_from_row(row)
+    if released.completed_at is None:  # pending again, at its old place
+        flip_jobs(Ranks(conn), [(_level(row), row["queue_ordinal"])], arrived=True)
+    insert_logs(conn, job_id, logs, now)
     return released
 
 
@@ -544,24 +580,23 @@ def fail_pending_jobs(
     logs: Sequence[NewLogLine],
     now: int,
 ) -> list[Job]:
-    failed = [
-        job_from_row(row)
-        for row in conn.execute(
-            "UPDATE jobs SET completed_at = %s, updated_at = %s, error = %s, error_code = %s"
-            f" WHERE organization = %s AND provisioner = %s AND tags = %s AND {PENDING}"
-            f" AND created_at < %s RETURNING {JOB_COLUMNS}",
-            (
-                now,
-                now,
-                error,
-                error_code,
-                queue.organization,
-                queue.provisioner,
-                tags_key(queue.tags),
-                created_before,
-            ),
-        ).fetchall()
-    ]
+    rows = conn.execute(
+        "UPDATE jobs SET completed_at = %s, updated_at = %s, error = %s, error_code = %s"
+        f" WHERE organization = %s AND provisioner = %s AND tags = %s AND {PENDING}"
+        f" AND created_at < %s RETURNING {RANKED_COLUMNS}",
+        (
+            now,
+            now,
+            error,
+            error_code,
+            queue.organization,
+            queue.provisioner,
+            tags_key(queue.tags),
+            created_before,
+        ),
+    ).fetchall()
+    flip_jobs(Ranks(conn), [(_level(row), row["queue_ordinal"]) for row in rows], arrived=False)
+    failed = [job_from_row(row) for row in rows]
     failed.sort(key=lambda job: job.seq)
     for job in failed:
         insert_logs(conn, job.id, logs, now)

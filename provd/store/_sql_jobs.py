@@ -32,6 +32,7 @@ from provd.model import (
     tags_key,
 )
 from provd.store import Purged
+from provd.store._ranks import Level, flip_jobs, positions, take_ordinal
 from provd.store._rules import FAILED_WITHOUT_REASON, cut_to_budget, log_size
 
 JOB_COLUMNS = (
@@ -41,6 +42,8 @@ JOB_COLUMNS = (
     " logs_overflowed, workspace_id, workspace_owner_id, workspace_transition,"
     " workspace_owner_groups, daily_cost"
 )
+# A job's columns and its ordinal in its queue level (provd/store/_ranks.py).
+RANKED_COLUMNS = f"{JOB_COLUMNS}, queue_ordinal"
 PENDING = "started_at IS NULL AND completed_at IS NULL"
 RUNNING = "started_at IS NOT NULL AND completed_at IS NULL"
 STATUS_CONDITIONS: dict[JobStatus, str] = {
@@ -104,6 +107,38 @@ def log_from_row(row: sqlite3.Row) -> LogLine:
     )
 
 
+class Ranks:
+    """`provd.store._ranks.Dialect` for SQLite: lists travel as JSON; no row locks
+    (one writer at a time)."""
+
+    param = "?"
+    lock = ""
+    text = "?"
+    integer = "?"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def any_of(self) -> str:
+        return "IN (SELECT value FROM json_each(?))"
+
+    def each(self) -> str:
+        return "SELECT value FROM json_each(?)"
+
+    def pack(self, values: Sequence[int]) -> Any:
+        return json.dumps(list(values))
+
+    def rows(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def run(self, sql: str, params: Sequence[Any]) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+
+def _level(row: sqlite3.Row) -> Level:
+    return (row["organization"], row["provisioner"], row["tags"], row["priority"])
+
+
 def _one_job(cursor: sqlite3.Cursor) -> Job | None:
     row = cursor.fetchone()
     return None if row is None else job_from_row(row)
@@ -155,12 +190,13 @@ def create_job(conn: sqlite3.Connection, job: NewJob, logs: Sequence[NewLogLine]
         raise NotFound(f"fileHash: no file {job.file_hash} has been uploaded")
     key = tags_key(job.tags)
     ws = job.workspace
+    ordinal = take_ordinal(Ranks(conn), (job.organization, job.provisioner, key, job.priority))
     created = _job_or_raise(
         conn.execute(
             "INSERT INTO jobs (id, type, provisioner, organization, tags, file_hash, initiator_id,"
             " initiator_name, priority, input, trace_metadata, created_at, updated_at,"
-            " workspace_id, workspace_owner_id, workspace_transition, workspace_owner_groups)"
-            f" VALUES ({', '.join('?' * 17)}) RETURNING {JOB_COLUMNS}",
+            " workspace_id, workspace_owner_id, workspace_transition, workspace_owner_groups,"
+            f" queue_ordinal) VALUES ({', '.join('?' * 18)}) RETURNING {JOB_COLUMNS}",
             (
                 job.id,
                 job.type.value,
@@ -179,6 +215,7 @@ def create_job(conn: sqlite3.Connection, job: NewJob, logs: Sequence[NewLogLine]
                 ws.owner_id if ws else None,
                 ws.transition if ws else None,
                 json.dumps(list(ws.owner_groups)) if ws else None,
+                ordinal,
             ),
         )
     )
@@ -219,16 +256,17 @@ def list_jobs(conn: sqlite3.Connection, query: JobQuery) -> JobPage:
 
 
 def cancel_job(conn: sqlite3.Connection, job_id: str, logs: Sequence[NewLogLine], now: int) -> Job:
-    canceled = _one_job(
-        conn.execute(
-            "UPDATE jobs SET canceled_at = :now, updated_at = :now,"
-            " completed_at = CASE WHEN started_at IS NULL THEN :now END"
-            " WHERE id = :id AND completed_at IS NULL AND canceled_at IS NULL"
-            f" RETURNING {JOB_COLUMNS}",
-            {"now": now, "id": job_id},
-        )
-    )
-    if canceled is not None:
+    row = conn.execute(
+        "UPDATE jobs SET canceled_at = :now, updated_at = :now,"
+        " completed_at = CASE WHEN started_at IS NULL THEN :now END"
+        " WHERE id = :id AND completed_at IS NULL AND canceled_at IS NULL"
+        f" RETURNING {RANKED_COLUMNS}",
+        {"now": now, "id": job_id},
+    ).fetchone()
+    if row is not None:
+        canceled = job_from_row(row)
+        if canceled.started_at is None:  # it was pending: it leaves its queue
+            flip_jobs(Ranks(conn), [(_level(row), row["queue_ordinal"])], arrived=False)
         insert_logs(conn, job_id, logs, now)
         return canceled
     job = select_job(conn, job_id)
@@ -257,14 +295,16 @@ def claim_job(
     params: list[Any] = [now, now, daemon_id]
     for queue in queues:
         params += [queue.organization, queue.provisioner, tags_key(queue.tags)]
-    return _one_job(
-        conn.execute(
-            "UPDATE jobs SET started_at = ?, updated_at = ?, daemon_id = ?"
-            f" WHERE seq = (SELECT seq FROM ({heads}) ORDER BY priority DESC, seq LIMIT 1)"
-            f" AND {PENDING} RETURNING {JOB_COLUMNS}",
-            params,
-        )
-    )
+    row = conn.execute(
+        "UPDATE jobs SET started_at = ?, updated_at = ?, daemon_id = ?"
+        f" WHERE seq = (SELECT seq FROM ({heads}) ORDER BY priority DESC, seq LIMIT 1)"
+        f" AND {PENDING} RETURNING {RANKED_COLUMNS}",
+        params,
+    ).fetchone()
+    if row is None:
+        return None
+    flip_jobs(Ranks(conn), [(_level(row), row["queue_ordinal"])], arrived=False)
+    return job_from_row(row)
 
 
 def pending_queues(conn: sqlite3.Connection) -> list[Queue]:
@@ -272,23 +312,10 @@ def pending_queues(conn: sqlite3.Connection) -> list[Queue]:
     return [Queue(org, prov, json.loads(tags)) for org, prov, tags in rows]
 
 
-def queue_position(conn: sqlite3.Connection, job: Job) -> QueuePosition:
-    """One pass over the queue's entries in `jobs_pending` counts both the queue and
-    the jobs ahead of `job`. It grows with the queue (SQLite keeps no counts in its
-    indexes), unlike a claim."""
-    ahead, size = conn.execute(
-        "SELECT COUNT(*) FILTER (WHERE priority > ? OR (priority = ? AND seq < ?)), COUNT(*)"
-        f" FROM jobs WHERE organization = ? AND provisioner = ? AND tags = ? AND {PENDING}",
-        (
-            job.priority,
-            job.priority,
-            job.seq,
-            job.organization,
-            job.provisioner,
-            tags_key(job.tags),
-        ),
-    ).fetchone()
-    return QueuePosition(ahead + 1, size)
+def queue_positions(conn: sqlite3.Connection, jobs: Sequence[Job]) -> list[QueuePosition]:
+    """Each job's place from its level counters (provd/store/_ranks.py): a fixed
+    number of statements, whatever the number of jobs or the length of their queues."""
+    return positions(Ranks(conn), jobs, PENDING)
 
 
 def pending_summary(conn: sqlite3.Connection) -> list[PendingSummary]:
@@ -384,16 +411,18 @@ def release_job(
 ) -> Job | None:
     """Undo a claim whose job never reached the daemon: back to pending, keeping its
     place (seq) at the head of its queue; a job canceled meanwhile ends canceled."""
-    released = _one_job(
-        conn.execute(
-            "UPDATE jobs SET started_at = NULL, daemon_id = NULL, updated_at = :now,"
-            " completed_at = CASE WHEN canceled_at IS NOT NULL THEN :now END"
-            f" WHERE id = :id AND daemon_id = :worker AND {RUNNING} RETURNING {JOB_COLUMNS}",
-            {"now": now, "id": job_id, "worker": daemon_id},
-        )
-    )
-    if released is not None:
-        insert_logs(conn, job_id, logs, now)
+    row = conn.execute(
+        "UPDATE jobs SET started_at = NULL, daemon_id = NULL, updated_at = :now,"
+        " completed_at = CASE WHEN canceled_at IS NOT NULL THEN :now END"
+        f" WHERE id = :id AND daemon_id = :worker AND {RUNNING} RETURNING {RANKED_COLUMNS}",
+        {"now": now, "id": job_id, "worker": daemon_id},
+    ).fetchone()
+    if row is None:
+        return None
+    released = job_from_row(row)
+    if released.completed_at is None:  # pending again, at its old place
+        flip_jobs(Ranks(conn), [(_level(row), row["queue_ordinal"])], arrived=True)
+    insert_logs(conn, job_id, logs, now)
     return released
 
 
@@ -492,24 +521,23 @@ def fail_pending_jobs(
     logs: Sequence[NewLogLine],
     now: int,
 ) -> list[Job]:
-    failed = [
-        job_from_row(row)
-        for row in conn.execute(
-            "UPDATE jobs SET completed_at = ?, updated_at = ?, error = ?, error_code = ?"
-            f" WHERE organization = ? AND provisioner = ? AND tags = ? AND {PENDING}"
-            f" AND created_at < ? RETURNING {JOB_COLUMNS}",
-            (
-                now,
-                now,
-                error,
-                error_code,
-                queue.organization,
-                queue.provisioner,
-                tags_key(queue.tags),
-                created_before,
-            ),
-        ).fetchall()
-    ]
+    rows = conn.execute(
+        "UPDATE jobs SET completed_at = ?, updated_at = ?, error = ?, error_code = ?"
+        f" WHERE organization = ? AND provisioner = ? AND tags = ? AND {PENDING}"
+        f" AND created_at < ? RETURNING {RANKED_COLUMNS}",
+        (
+            now,
+            now,
+            error,
+            error_code,
+            queue.organization,
+            queue.provisioner,
+            tags_key(queue.tags),
+            created_before,
+        ),
+    ).fetchall()
+    flip_jobs(Ranks(conn), [(_level(row), row["queue_ordinal"]) for row in rows], arrived=False)
+    failed = [job_from_row(row) for row in rows]
     for job in failed:
         insert_logs(conn, job.id, logs, now)
     return failed

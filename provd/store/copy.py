@@ -7,9 +7,10 @@ Both schemas are provd's own: the source is opened once with `open_sqlite_store`
 from the source on a read-only connection in one read transaction (a consistent
 snapshot) and written with COPY in one PostgreSQL transaction, table by table in
 batches: files, jobs (every column, `seq` included), job_logs (ids kept, so their
-order is), queues, daemons, keys (their hashes: every key keeps working),
-quota_allowances. The identity sequences of `jobs.seq` and `job_logs.id` are then
-set past the copied rows, so new rows get higher ids. Before
+order is), queues, the queue-position counters (queue_levels, queue_marks), daemons,
+keys (their hashes: every key keeps working), quota_allowances. The identity
+sequences of `jobs.seq` and `job_logs.id` are then set past the copied rows, so new
+rows get higher ids. Before
 committing, each table's rows are counted on both sides; any difference rolls the
 whole copy back. A destination that already holds rows is refused: nothing is merged.
 
@@ -35,13 +36,25 @@ from provd.store.postgres import describe, open_postgres_store, redact
 from provd.store.sqlite import open_sqlite_store
 
 # In copy order: a table comes after the ones it references.
-TABLES = ("files", "jobs", "job_logs", "queues", "daemons", "keys", "quota_allowances")
+TABLES = (
+    "files",
+    "jobs",
+    "job_logs",
+    "queues",
+    "queue_levels",
+    "queue_marks",
+    "daemons",
+    "keys",
+    "quota_allowances",
+)
 # The key each table is read in, so ids keep their order.
 ORDER_BY = {
     "files": "hash",
     "jobs": "seq",
     "job_logs": "id",
     "queues": "organization, provisioner, tags",
+    "queue_levels": "organization, provisioner, tags, priority",
+    "queue_marks": "organization, provisioner, tags, priority, ordinal",
     "daemons": "id",
     "keys": "id",
     "quota_allowances": "organization, subject_kind, subject",

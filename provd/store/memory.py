@@ -217,14 +217,32 @@ class MemoryStore:
         return [Queue(org, prov, json.loads(tags)) for org, prov, tags in sorted(db.queues)]
 
     async def queue_position(self, job: Job) -> QueuePosition:
-        if job.status is not JobStatus.PENDING:  # like SQLite: answered without the data
+        (position,) = await self.queue_positions([job])
+        return position
+
+    async def queue_positions(self, jobs: Sequence[Job]) -> list[QueuePosition]:
+        """By counting: the reference the SQL backends' counters are tested against."""
+        if all(job.status is not JobStatus.PENDING for job in jobs):
+            # like SQLite: answered without the data
             await trio.lowlevel.cancel_shielded_checkpoint()
-            return QueuePosition(0, 0)
-        await self._enter()
-        key = _key_of(job)
-        queue = [other for other in self._pending() if _key_of(other) == key]
-        ahead = sum(1 for other in queue if (-other.priority, other.seq) < (-job.priority, job.seq))
-        return QueuePosition(ahead + 1, len(queue))
+            return [QueuePosition(0, 0)] * len(jobs)
+        db = await self._enter()
+        pending = list(self._pending())
+        answers = []
+        for job in jobs:
+            stored = db.jobs.get(job.id)
+            if job.status is not JobStatus.PENDING or stored is None:
+                answers.append(QueuePosition(0, 0))
+                continue
+            if stored.status is not JobStatus.PENDING:
+                answers.append(QueuePosition(0, 0))
+                continue
+            key = _key_of(stored)
+            queue = [other for other in pending if _key_of(other) == key]
+            place = (-stored.priority, stored.seq)
+            ahead = sum(1 for other in queue if (-other.priority, other.seq) < place)
+            answers.append(QueuePosition(ahead + 1, len(queue)))
+        return answers
 
     async def pending_summary(self) -> list[PendingSummary]:
         db = await self._enter()

@@ -233,3 +233,56 @@ def retention_indexes(db: Database) -> None:
     foreign-key check when one is deleted, never scan the jobs."""
     db.execute("CREATE INDEX jobs_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL")
     db.execute("CREATE INDEX jobs_file ON jobs (file_hash)")
+
+
+@migrations(name="0006_queue_ranks")
+def queue_ranks(db: Database) -> None:
+    """Queue positions without counting the queue (provd/store/_ranks.py): each job's
+    ordinal within its (queue, priority) level, the levels' counters and the marks.
+    Existing jobs that have not completed are numbered in seq order, the running
+    ones included (a release brings them back), each of those with a mark: it has
+    left the pending jobs."""
+    db.execute("ALTER TABLE jobs ADD COLUMN queue_ordinal INTEGER")
+    db.execute(
+        """
+        CREATE TABLE queue_levels (
+            organization TEXT NOT NULL,
+            provisioner TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            last INTEGER NOT NULL,
+            head INTEGER NOT NULL,
+            pending INTEGER NOT NULL,
+            marks INTEGER NOT NULL,
+            PRIMARY KEY (organization, provisioner, tags, priority)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE queue_marks (
+            organization TEXT NOT NULL,
+            provisioner TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            ordinal INTEGER NOT NULL,
+            PRIMARY KEY (organization, provisioner, tags, priority, ordinal)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute(
+        "UPDATE jobs SET queue_ordinal = n.ordinal FROM (SELECT seq, row_number() OVER"
+        " (PARTITION BY organization, provisioner, tags, priority ORDER BY seq) AS ordinal"
+        " FROM jobs WHERE completed_at IS NULL) AS n WHERE jobs.seq = n.seq"
+    )
+    db.execute(
+        "INSERT INTO queue_levels (organization, provisioner, tags, priority, last, head,"
+        " pending, marks) SELECT organization, provisioner, tags, priority, COUNT(*), 0,"
+        " SUM(started_at IS NULL), SUM(started_at IS NOT NULL) FROM jobs"
+        " WHERE completed_at IS NULL GROUP BY organization, provisioner, tags, priority"
+    )
+    db.execute(
+        "INSERT INTO queue_marks (organization, provisioner, tags, priority, ordinal)"
+        " SELECT organization, provisioner, tags, priority, queue_ordinal FROM jobs"
+        " WHERE started_at IS NOT NULL AND completed_at IS NULL"
+    )

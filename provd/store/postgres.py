@@ -243,10 +243,14 @@ class PostgresStore:
         return await self._run(sql.pending_queues)
 
     async def queue_position(self, job: Job) -> QueuePosition:
-        if job.status is not JobStatus.PENDING:
+        (position,) = await self.queue_positions([job])
+        return position
+
+    async def queue_positions(self, jobs: Sequence[Job]) -> list[QueuePosition]:
+        if all(job.status is not JobStatus.PENDING for job in jobs):
             await trio.lowlevel.cancel_shielded_checkpoint()
-            return QueuePosition(0, 0)
-        return await self._run(partial(sql.queue_position, job=job))
+            return [QueuePosition(0, 0)] * len(jobs)
+        return await self._run(partial(sql.queue_positions, jobs=list(jobs)))
 
     async def pending_summary(self) -> list[PendingSummary]:
         return await self._run(sql.pending_summary)

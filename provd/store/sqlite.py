@@ -212,9 +212,13 @@ class SQLiteStore:
         return await self._readers.read(jobs_sql.pending_queues)
 
     async def queue_position(self, job: Job) -> QueuePosition:
-        if job.status is not JobStatus.PENDING:
-            return QueuePosition(0, 0)
-        return await self._readers.read(partial(jobs_sql.queue_position, job=job))
+        (position,) = await self.queue_positions([job])
+        return position
+
+    async def queue_positions(self, jobs: Sequence[Job]) -> list[QueuePosition]:
+        if all(job.status is not JobStatus.PENDING for job in jobs):
+            return [QueuePosition(0, 0)] * len(jobs)
+        return await self._readers.read(partial(jobs_sql.queue_positions, jobs=list(jobs)))
 
     async def pending_summary(self) -> list[PendingSummary]:
         return await self._readers.read(jobs_sql.pending_summary)

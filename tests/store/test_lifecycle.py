@@ -54,6 +54,7 @@ CALLS: dict[str, Call] = {
     "claim_job": lambda s, j: s.claim_job([DEFAULT_QUEUE], "d1"),
     "pending_queues": lambda s, j: s.pending_queues(),
     "queue_position": lambda s, j: s.queue_position(j),
+    "queue_positions": lambda s, j: s.queue_positions([j]),
     "read_logs": lambda s, j: s.read_logs(j.id),
     "pending_summary": lambda s, j: s.pending_summary(),
     "purge_expired": lambda s, j: s.purge_expired(j.created_at + 1, j.created_at + 1, 10),
