@@ -73,7 +73,9 @@ COMMANDS: Mapping[str, LazyCommand] = {
         "provd.client.cli.admin:quota",
         "Workspace quota: daily credit allowances per user and group.",
     ),
-    "version": LazyCommand("provd.client.cli.admin:version", "Print provd's version."),
+    "version": LazyCommand(
+        "provd.client.cli.admin:version", "Print provd's version and the platform it runs on."
+    ),
     "examples": LazyCommand(
         "provd.cli.examples:examples",
         "Echo templates that come with provd: list them, or extract them to a folder.",
