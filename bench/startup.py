@@ -1,10 +1,19 @@
 """Startup of provd: the server (frozen and installed: size, cold start, idle RSS) and
 the command line (`provd --help`, `provd jobs list`).
 
-    .venv/bin/python bench/startup.py [--runs 7] [--binary dist/provd]
+    .venv/bin/python bench/startup.py [--runs 10] [--binary dist/provd]
                                       [--onedir dist/provd-onedir/provd]
                                       [--package .venv/bin/provd]
                                       [--cli-runs 10] [--cli-only] [--compare-src DIR]
+                                      [--compare-binary OLD/provd]
+                                      [--compare-onedir OLD/provd-onedir/provd]
+                                      [--no-frozen-cli]
+
+The one-file and one-dir builds (and the --compare-* builds, e.g. a copy of dist/
+from before a change) are measured like the package, interleaved run by run: the
+server's start, and `provd --help` and `provd jobs list` against the one server.
+Goals (issue 14): `--help` and `jobs list` <= 0.5 s from the one file; serve to the
+first RPC <= 0.8 s (one file) and <= 0.6 s (one dir); <= 30 MB; <= 60 MB idle.
 
 The server: for each variant found (the one-file and one-dir builds exist after
 `just package`; without them only the package is measured), `provd serve --listen
@@ -77,7 +86,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,7 +94,12 @@ ADMIN_TOKEN = "bench-admin-token"
 DAEMON_PSK = "bench-daemon-psk"
 LISTENING = re.compile(rb"listening on (https?://\S+)")
 GOALS = {"size_mb": 30.0, "cold_start_s": 0.6, "idle_rss_mb": 60.0}
+# Start to first answered RPC, per variant (issue 14): the one file unpacks first.
+COLD_START_GOALS_S = {"one file": 0.8, "one dir": 0.6, "package (venv)": 0.6}
+# `provd --help` and `provd jobs list`, medians: the package (issue "One owner per
+# idea") and the frozen builds (issue 14).
 CLI_GOAL_S = 0.3
+CLI_FROZEN_GOAL_S = 0.5
 # What the CLI benchmark runs, by name.
 CLI_COMMANDS = {"help": ["--help"], "jobs_list": ["jobs", "list"]}
 CLI_TIMEOUT = 60.0
@@ -223,16 +237,34 @@ def tree_size_mb(path: Path) -> float:
 # -- the command line ------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CliProgram:
+    """A `provd` to time: the package's script (from this tree or, with `path`, from
+    another source tree on PYTHONPATH) or a frozen build (`frozen`), with its goal."""
+
+    label: str
+    argv0: str
+    # PYTHONPATH for the runs; None: the package as installed (or a frozen build).
+    path: Path | None = None
+    frozen: bool = False
+
+    @property
+    def goal_s(self) -> float:
+        return CLI_FROZEN_GOAL_S if self.frozen else CLI_GOAL_S
+
+
 @dataclass
 class CliTimes:
-    """Runs of one command (a key of CLI_COMMANDS) from one source tree."""
+    """Runs of one command (a key of CLI_COMMANDS) of one program."""
 
-    source: str
+    program: CliProgram
     command: str
-    # PYTHONPATH for the runs; None: the package as installed.
-    path: Path | None
     wall_s: list[float] = field(default_factory=list)
     cpu_s: list[float] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return self.program.label
 
     def summary(self) -> dict[str, float]:
         return {
@@ -281,14 +313,21 @@ def cli_env(url: str, source: Path | None, pycache: Path | None) -> dict[str, st
 
 
 def bench_cli(
-    package: Path, runs: int, compare: Path | None, *, cold_bytecode: bool = False
+    package: Path,
+    runs: int,
+    compare: Path | None,
+    *,
+    frozen: Sequence[CliProgram] = (),
+    cold_bytecode: bool = False,
 ) -> list[CliTimes]:
-    """`provd --help` and `provd jobs list` against one server, `runs` times each,
-    interleaved with the same commands from `compare` when given."""
-    sources: list[tuple[str, Path | None]] = [("this tree", None)]
-    if compare is not None:
-        sources.insert(0, (f"{compare}", compare.resolve()))
+    """`provd --help` and `provd jobs list` against one server, `runs` times each, for
+    the package (and the same commands from `compare`, when given) and each `frozen`
+    build, interleaved run by run so that all see the same machine."""
     provd = str(package.absolute())
+    programs = [CliProgram("this tree", provd)]
+    if compare is not None:
+        programs.insert(0, CliProgram(f"{compare}", provd, path=compare.resolve()))
+    programs.extend(frozen)
     with tempfile.TemporaryDirectory(prefix="provd-cli-") as tmp:
         env = dict(os.environ, PROVD_ADMIN_TOKEN=ADMIN_TOKEN, PROVD_DAEMON_PSK=DAEMON_PSK)
         server = subprocess.Popen(
@@ -303,27 +342,27 @@ def bench_cli(
             # Keep reading what the server prints, so that it never blocks on the pipe.
             threading.Thread(target=drain, args=(server,), daemon=True).start()
             # A cache per source tree, each filled by the tree's unmeasured first run.
+            # (A frozen build reads its modules from its own archive: no cache.)
             caches = {
-                path: None if cold_bytecode else Path(tmp) / f"pycache-{index}"
-                for index, (_, path) in enumerate(sources)
+                program: None if cold_bytecode else Path(tmp) / f"pycache-{index}"
+                for index, program in enumerate(programs)
             }
             create = [provd, "jobs", "create", "--type", "import", "--archive", str(EXAMPLE)]
             for _ in range(3):  # a few rows, so that `jobs list` prints a table
-                timed_run(create, cli_env(url, None, caches[None]))
-            times = [
-                CliTimes(label, name, path) for label, path in sources for name in CLI_COMMANDS
-            ]
+                timed_run(create, cli_env(url, None, caches[programs[-1]]))
+            times = [CliTimes(program, name) for program in programs for name in CLI_COMMANDS]
             for index in range(runs + 1):  # the first round warms the page cache
                 for timing in times:
-                    argv = [provd, *CLI_COMMANDS[timing.command]]
-                    wall, cpu = timed_run(argv, cli_env(url, timing.path, caches[timing.path]))
+                    program = timing.program
+                    argv = [program.argv0, *CLI_COMMANDS[timing.command]]
+                    wall, cpu = timed_run(argv, cli_env(url, program.path, caches[program]))
                     if index:
                         timing.wall_s.append(wall)
                         timing.cpu_s.append(cpu)
                 if index:
                     print(
                         f"cli run {index}/{runs} "
-                        + "  ".join(f"{t.command}={t.wall_s[-1]:.3f}" for t in times),
+                        + "  ".join(f"{t.source}:{t.command}={t.wall_s[-1]:.3f}" for t in times),
                         file=sys.stderr,
                     )
         finally:
@@ -347,7 +386,7 @@ def install_kind(package: Path) -> str:
 
 
 def print_cli_table(times: list[CliTimes], runs: int, install: str, bytecode: str) -> None:
-    header = ["command", "source", "median (s)", "min (s)", "max (s)", "CPU median (s)", "goal"]
+    header = ["command", "provd", "median (s)", "min (s)", "max (s)", "CPU median (s)", "goal"]
     table = [
         [
             f"provd {' '.join(CLI_COMMANDS[t.command])}",
@@ -356,13 +395,14 @@ def print_cli_table(times: list[CliTimes], runs: int, install: str, bytecode: st
             f"{t.summary()['min_s']:.3f}",
             f"{t.summary()['max_s']:.3f}",
             f"{t.summary()['cpu_median_s']:.3f}",
-            f"<= {CLI_GOAL_S}",
+            f"<= {t.program.goal_s}",
         ]
         for t in sorted(times, key=lambda t: list(CLI_COMMANDS).index(t.command))
     ]
     print(
         f"CLI start-up, wall time of {runs} runs each"
-        f" (the package's provd, {install} install, {bytecode} bytecode)"
+        f" (the package's provd: {install} install, {bytecode} bytecode;"
+        " frozen builds as built)"
     )
     print_table(header, table)
 
@@ -390,6 +430,17 @@ def bench_server(args: argparse.Namespace) -> dict[str, object]:
         )
     if args.package.is_file():
         variants.append(Variant("package (venv)", [str(args.package.absolute())], None))
+    for name, path in (
+        ("one file (compare)", args.compare_binary),
+        ("one dir (compare)", args.compare_onedir),
+    ):
+        if path is not None and path.is_file():
+            size = (
+                path.stat().st_size
+                if name.startswith("one file")
+                else tree_size_mb(path.parent) * 1e6
+            )
+            variants.append(Variant(name, [str(path.resolve())], size / 1e6))
     if not variants:
         sys.exit("nothing to measure: no binary, no one-dir bundle, no package")
 
@@ -407,7 +458,11 @@ def bench_server(args: argparse.Namespace) -> dict[str, object]:
     rows: list[tuple[str, Callable[[Variant], str], str]] = [
         ("size (MB)", lambda v: "-" if v.size_mb is None else f"{v.size_mb:.1f}", "30"),
         ("listening (s, median)", lambda v: f"{v.median('listening_s'):.3f}", ""),
-        ("cold start to RPC (s, median)", lambda v: f"{v.median('cold_start_s'):.3f}", "0.6"),
+        (
+            "cold start to RPC (s, median)",
+            lambda v: f"{v.median('cold_start_s'):.3f}",
+            "file 0.8, dir 0.6",
+        ),
         ("cold start min..max (s)", lambda v: v.spread("cold_start_s"), ""),
         ("CPU to first RPC (s, median)", lambda v: f"{v.median('cpu_s'):.2f}", ""),
         ("idle RSS python (MB)", lambda v: f"{v.median('rss_python_mb'):.1f}", "60"),
@@ -417,20 +472,26 @@ def bench_server(args: argparse.Namespace) -> dict[str, object]:
     header = ["", *(v.name for v in variants), "goal"]
     print_table(header, [[label, *(cell(v) for v in variants), goal] for label, cell, goal in rows])
 
-    # The goals are the one file's; without it, the first variant measured stands in.
+    # Size and RSS goals are the one file's; without it, the first variant measured
+    # stands in. Each variant's cold start has its own goal (COLD_START_GOALS_S).
     first = variants[0]
     result: dict[str, object] = {
         "runs": args.runs,
-        "goals": GOALS,
+        "goals": {**GOALS, "cold_start_s": COLD_START_GOALS_S},
         "goals_measured_on": first.name,
         "met": {
             "size_mb": first.size_mb is not None and first.size_mb <= GOALS["size_mb"],
-            "cold_start_s": first.median("cold_start_s") <= GOALS["cold_start_s"],
             "idle_rss_mb": first.median("rss_total_mb") <= GOALS["idle_rss_mb"],
+            **{
+                f"cold_start_s {v.name}": v.median("cold_start_s")
+                <= COLD_START_GOALS_S[v.name.removesuffix(" (compare)")]
+                for v in variants
+            },
         },
     }
     for variant in variants:
-        key = variant.name.split(" (")[0].replace(" ", "_")
+        key = variant.name.replace(" (venv)", "").replace(" (compare)", "_compare")
+        key = key.replace(" ", "_")
         result[key] = {
             "size_mb": None if variant.size_mb is None else round(variant.size_mb, 2),
             "listening_s": round(variant.median("listening_s"), 4),
@@ -446,7 +507,7 @@ def bench_server(args: argparse.Namespace) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--binary", type=Path, default=Path("dist/provd"))
     parser.add_argument("--onedir", type=Path, default=Path("dist/provd-onedir/provd"))
     parser.add_argument("--package", type=Path, default=Path(".venv/bin/provd"))
@@ -454,6 +515,20 @@ def main() -> None:
     parser.add_argument("--cli-only", action="store_true", help="Skip the server start-up.")
     parser.add_argument(
         "--compare-src", type=Path, default=None, help="Also time the CLI from this tree."
+    )
+    parser.add_argument(
+        "--compare-binary",
+        type=Path,
+        default=None,
+        help="Also time this one-file build (e.g. a copy of the previous dist/provd).",
+    )
+    parser.add_argument(
+        "--compare-onedir", type=Path, default=None, help="Also time this one-dir build."
+    )
+    parser.add_argument(
+        "--no-frozen-cli",
+        action="store_true",
+        help="Time only the package's commands, not the frozen builds' too.",
     )
     parser.add_argument(
         "--cold-bytecode",
@@ -465,8 +540,22 @@ def main() -> None:
     result: dict[str, object] = {} if args.cli_only else bench_server(args)
     if not args.package.is_file():
         sys.exit(f"{args.package} not found: the CLI is measured from the package")
+    frozen = [
+        CliProgram(label, str(path.resolve()), frozen=True)
+        for label, path in (
+            ("one file", args.binary),
+            ("one dir", args.onedir),
+            ("one file (compare)", args.compare_binary),
+            ("one dir (compare)", args.compare_onedir),
+        )
+        if path is not None and path.is_file() and not args.no_frozen_cli
+    ]
     times = bench_cli(
-        args.package, args.cli_runs, args.compare_src, cold_bytecode=args.cold_bytecode
+        args.package,
+        args.cli_runs,
+        args.compare_src,
+        frozen=frozen,
+        cold_bytecode=args.cold_bytecode,
     )
     bytecode = "cold" if args.cold_bytecode else "warm"
     if not args.cli_only:
@@ -493,6 +582,15 @@ def main() -> None:
             else {}
         ),
     }
+    # The frozen builds' commands, against the same server (goal: CLI_FROZEN_GOAL_S).
+    for program in frozen:
+        own = [t for t in times if t.program == program]
+        result[f"cli_{program.label.replace(' ', '_').replace('(', '').replace(')', '')}"] = {
+            "path": program.argv0,
+            "goal_median_s": program.goal_s,
+            "met": {t.command: t.summary()["median_s"] <= program.goal_s for t in own},
+            **{t.command: t.summary() for t in own},
+        }
     print(json.dumps(result))
 
 

@@ -17,10 +17,16 @@ they must not load at import time. h2 is hypercorn's; no client path needs it.
 The admin commands call provd through provd.client.connect_lite, not connectrpc: run
 against a real server, they load none of connectrpc's stack (connectrpc, protobuf-py,
 asyncio), pyqwest, trio, tabulate or http.client (docs/performance.md, "CLI start-up").
+
+The one-file executable unpacks some libraries only when a module needs them
+(packaging/entry.py, LAZY_GROUPS: pyqwest, psycopg, OpenSSL through `_ssl` and
+`_hashlib`, SQLite, `unicodedata`): `provd --help` and the admin commands must import
+none of those modules, or every run of them pays for unpacking megabytes again.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -28,6 +34,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import trio
@@ -71,6 +78,23 @@ HEAVY_MODULES = (
     "prometheus_client",
 )
 PACKAGE = Path(provd.__file__).parent
+
+
+def frozen_entry() -> ModuleType:
+    """packaging/entry.py, what the frozen executable runs (not a package module)."""
+    spec = importlib.util.spec_from_file_location(
+        "provd_frozen_entry", PACKAGE.parent / "packaging" / "entry.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The modules whose import makes the one-file executable unpack a group of libraries.
+LAZY_TRIGGERS = tuple(
+    trigger for triggers, _paths in frozen_entry().LAZY_GROUPS.values() for trigger in triggers
+)
 
 
 def client_modules() -> list[str]:
@@ -167,6 +191,69 @@ def test_the_check_sees_a_server_module() -> None:
     vacuous."""
     loaded = _loaded_after("import provd.client.connect\nimport provd.config")
     assert "provd.config" in among(loaded, SERVER_MODULES)
+
+
+def test_the_cli_needs_no_lazily_unpacked_library() -> None:
+    """`provd --help`, `--version`, `version`, `examples list` and the admin commands'
+    help import no module that would make the one-file executable unpack a LAZY_GROUPS
+    group (the admin commands are checked against a server below). `provd daemon` and
+    `serve` need them when they run; their --help loads `hashlib` through provd.secrets
+    today."""
+    assert {"pyqwest", "psycopg_binary", "_ssl", "_hashlib"} <= set(LAZY_TRIGGERS)
+    for args in (
+        ["--help"],
+        ["--version"],
+        ["version"],
+        ["examples", "list"],
+        ["jobs", "list", "--help"],
+        ["keys", "create", "--help"],
+    ):
+        assert among(_loaded_after(_run_cli(args)), LAZY_TRIGGERS) == [], args
+
+
+def test_the_server_loads_no_postgres_driver_for_sqlite() -> None:
+    """The server's modules leave psycopg and OpenTelemetry's SDK alone: PostgreSQL is
+    imported for a postgresql:// --db only, the SDK only when spans are exported."""
+    loaded = _loaded_after("import provd.app, provd.cli.serve, provd.workers")
+    assert among(loaded, ("psycopg", "psycopg_binary", "psycopg_pool")) == []
+    assert among(loaded, ("provd.store.postgres", "provd._otel", "opentelemetry.sdk")) == []
+
+
+def test_the_lazy_unpacker_writes_a_group_once(tmp_path: Path) -> None:
+    """packaging/entry.py's finder writes a group's files (and its top-level links) on
+    the first import of a trigger, under the unpack directory, then drops the archive
+    module; a second trigger of the same group writes nothing."""
+    entry_py = str(PACKAGE.parent / "packaging" / "entry.py")
+    code = f"""
+import importlib.util, os, sys, types
+spec = importlib.util.spec_from_file_location("e", {entry_py!r})
+entry = importlib.util.module_from_spec(spec); spec.loader.exec_module(entry)
+blob = types.ModuleType("_provd_lazy_openssl")
+blob.FILES = (("libssl.so.3", b"ssl"), ("sub/libcrypto.so.3", b"crypto"))
+blob.SYMLINKS = {{"libcrypto.so.3": "sub/libcrypto.so.3"}}
+class Archive:
+    def find_spec(self, name, path=None, target=None):
+        if name == "_provd_lazy_openssl":
+            return importlib.util.spec_from_loader(name, self)
+    def create_module(self, spec):
+        return blob
+    def exec_module(self, module):
+        pass
+sys.meta_path.append(Archive())
+unpacker = entry.LazyUnpacker({str(tmp_path)!r}, entry.LAZY_GROUPS)
+assert unpacker.find_spec("_ssl") is None
+assert "_provd_lazy_openssl" not in sys.modules
+os.remove({str(tmp_path / "libssl.so.3")!r})
+unpacker.find_spec("_hashlib")  # the same group: already written
+"""
+    _loaded_after(code)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "libcrypto.so.3",
+        "libcrypto.so.3",
+        "sub",
+    ]
+    assert (tmp_path / "libcrypto.so.3").read_bytes() == b"crypto"
+    assert (tmp_path / "libcrypto.so.3").is_symlink()
 
 
 def test_top_level_help_loads_no_command() -> None:
@@ -266,3 +353,4 @@ async def test_admin_commands_load_no_connect_stack(server: Server) -> None:
         loaded = await trio.to_thread.run_sync(_loaded_after, code, environment)
         assert "provd.client.connect_lite" in loaded, args
         assert among(loaded, NOT_FOR_ADMIN_COMMANDS) == [], args
+        assert among(loaded, LAZY_TRIGGERS) == [], args
