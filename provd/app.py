@@ -73,21 +73,31 @@ class Running:
     metrics_url: str | None = None
 
 
+def _base_config(
+    settings: ServerSettings, listen: str, listen_fd: int | None, graceful_seconds: float
+) -> Config:
+    """What both of provd's hypercorn servers share: the connection limits, the
+    address (or a socket a supervisor bound and listens on: `provd serve --workers`),
+    keep-alive, and hypercorn's lines through provd's logging (provd.logging_setup)."""
+    config = limited_config(settings.connections)
+    if listen_fd is not None:
+        config.bind = [f"fd://{listen_fd}"]
+    else:
+        host, port = parse_listen(listen)
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
+    config.graceful_timeout = graceful_seconds
+    config.accesslog = None
+    config.errorlog = logging.getLogger(HTTP_LOGGER)
+    return config
+
+
 def hypercorn_config(settings: ServerSettings) -> Config:
     """hypercorn's config for `settings`, with the connection limits (which need
     provd's hypercorn fixes: `serve` installs them)."""
-    config = limited_config(settings.connections)
-    if settings.listen_fd is not None:
-        # A socket a supervisor bound and listens on (`provd serve --workers`).
-        config.bind = [f"fd://{settings.listen_fd}"]
-    else:
-        host, port = parse_listen(settings.listen)
-        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
-    config.graceful_timeout = settings.shutdown_grace_seconds
-    config.accesslog = None
-    # hypercorn's lines go through provd's logging, in its format (provd.logging_setup).
-    config.errorlog = logging.getLogger(HTTP_LOGGER)
+    config = _base_config(
+        settings, settings.listen, settings.listen_fd, settings.shutdown_grace_seconds
+    )
     if settings.tls_cert is not None and settings.tls_key is not None:
         # TLS on the one port; ALPN offers h2 first, so gRPC clients get HTTP/2.
         config.certfile = str(settings.tls_cert)
@@ -99,17 +109,7 @@ def hypercorn_config(settings: ServerSettings) -> Config:
 def metrics_hypercorn_config(settings: ServerSettings) -> Config:
     """hypercorn's config for the `--metrics-listen` address: plain HTTP (meant for
     loopback and internal networks), the main port's connection limits."""
-    config = limited_config(settings.connections)
-    if settings.metrics_listen_fd is not None:
-        config.bind = [f"fd://{settings.metrics_listen_fd}"]
-    else:
-        host, port = parse_listen(settings.metrics_listen)
-        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
-    config.graceful_timeout = 0
-    config.accesslog = None
-    config.errorlog = logging.getLogger(HTTP_LOGGER)
-    return config
+    return _base_config(settings, settings.metrics_listen, settings.metrics_listen_fd, 0)
 
 
 @asynccontextmanager

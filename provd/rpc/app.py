@@ -44,7 +44,7 @@ from provd.rpc.codecs import codecs
 from provd.rpc.cors import with_cors
 from provd.rpc.dashboard import Dashboard, is_dashboard_path
 from provd.rpc.errors import ErrorMapping
-from provd.rpc.health import Endpoint
+from provd.rpc.health import Endpoint, plain
 from provd.rpc.http1 import DrainRequestBody
 from provd.rpc.job_handler import JobServiceHandler
 from provd.rpc.key_handler import KeyServiceHandler
@@ -92,7 +92,7 @@ class ServiceRouter:
         if scope["type"] == "http":
             path: str = scope["path"]
             if path == "/healthz":
-                await _plain(send, 200, b"ok\n")
+                await plain(send, 200, b"ok\n")
                 return
             endpoint = self._endpoints.get(path)
             if endpoint is not None:
@@ -109,7 +109,7 @@ class ServiceRouter:
                     return
                 await app(scope, receive, send)
                 return
-            await _plain(send, 404, b"not found\n")
+            await plain(send, 404, b"not found\n")
 
 
 def build_app(
@@ -198,17 +198,6 @@ async def _grpc_error(send: Any, status: bytes, message: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": b""})
-
-
-async def _plain(send: Any, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _lifespan(receive: Any, send: Any) -> None:
