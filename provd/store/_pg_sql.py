@@ -11,6 +11,7 @@ database's clock. Orderings of text use the "C" collation, as SQLite and Python 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -414,15 +415,14 @@ def purge_expired(conn: Conn, completed_before: int, files_before: int, limit: i
     ]
     files = 0
     for file_hash in hashes:
-        try:
-            with conn.transaction():
-                files += conn.execute(
-                    "DELETE FROM files WHERE hash = %s"
-                    " AND NOT EXISTS (SELECT 1 FROM jobs WHERE file_hash = %s)",
-                    (file_hash, file_hash),
-                ).rowcount
-        except pg_errors.ForeignKeyViolation:
-            pass  # a job created meanwhile references it: it stays
+        # A job created meanwhile that references the file keeps it: its savepoint
+        # rolls back and the purge goes on with the next file.
+        with contextlib.suppress(pg_errors.ForeignKeyViolation), conn.transaction():
+            files += conn.execute(
+                "DELETE FROM files WHERE hash = %s"
+                " AND NOT EXISTS (SELECT 1 FROM jobs WHERE file_hash = %s)",
+                (file_hash, file_hash),
+            ).rowcount
     return Purged(jobs=len(ids), logs=logs, files=files)
 
 
