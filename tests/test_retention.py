@@ -104,10 +104,12 @@ async def test_jobs_logs_and_file_size_stay_bounded_under_load(tmp_path: Path) -
                     await trio.sleep(SAMPLE_SECONDS)
                     at = trio.current_time() - start
                     samples.append(await trio.to_thread.run_sync(_sample, db, at))
+        # The daemon first: it finishes its running jobs, which needs the server up
+        # (with the server gone it would retry their completion until it came back).
         daemon.signal(signal.SIGINT)
+        assert await daemon.wait() == 0, daemon.output.decode()
         server.signal(signal.SIGTERM)
         assert await server.wait() == 0
-        await daemon.wait()
 
     report = "\n".join(
         f"{s.at:5.1f}s jobs={s.jobs:4d} logs={s.logs:5d} pages={s.page_count:5d}"
