@@ -9,15 +9,29 @@ its next job; a thread that runs out of jobs stops early and is reported.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import ADMIN_TOKEN, DAEMON_PSK, diff, template_tar, threads_cpu_s
+import grpc
+from _common import (
+    ADMIN_TOKEN,
+    DAEMON_PSK,
+    connection_split,
+    diff,
+    grpc_channel,
+    machine_busy_s,
+    pinned_channel,
+    template_tar,
+    threads_cpu_s,
+    tree_threads_cpu_s,
+)
 
 from provd.client.connect import AcquireRequests, daemon_client, http2_client, job_client
 from provd.gen.provd.v1 import jobs_pb2 as pb
@@ -26,6 +40,7 @@ from provd.gen.provisionersdk import provisioner_pb2 as sdk
 
 LINES = 100
 STAGE = "Applying"
+UPDATE_JOB = "/provisionerd.ProvisionerDaemon/UpdateJob"
 JOB_LOG_BUDGET = 900_000  # bytes of stage + output text per job
 
 
@@ -156,7 +171,8 @@ def combine(results: Sequence[LoadResult]) -> LoadResult:
 
 
 def count_lines(db_path: Path, table: str = "job_logs") -> int:
-    """Log rows with the load's stage in a stopped server's SQLite file."""
+    """Log rows with the load's stage in a stopped server's SQLite file, one row per
+    line (bench/peer_server.py's table)."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         (count,) = conn.execute(
@@ -165,6 +181,40 @@ def count_lines(db_path: Path, table: str = "job_logs") -> int:
         return int(count)
     finally:
         conn.close()
+
+
+def count_provd_lines(db_path: Path) -> int:
+    """Lines with the load's stage in a stopped provd's SQLite file (its log chunks,
+    provd/store/_log_chunks.py)."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        (count,) = conn.execute(
+            "SELECT COUNT(*) FROM log_chunks AS c, json_each(c.lines) AS r WHERE r.value ->> 3 = ?",
+            (STAGE,),
+        ).fetchone()
+        return int(count)
+    finally:
+        conn.close()
+
+
+def read_back(url: str, jobs: Sequence[Sequence[str]], threads: int = 8) -> dict[str, int]:
+    """Every job's lines of the load's stage, read back through provd.v1's
+    StreamJobLogs (all of them, page after page), by job id. Raises if a job's line
+    ids do not increase."""
+    from provd.gen.provd.v1 import jobs_pb2 as api
+
+    def one(job_id: str) -> tuple[str, int]:
+        client = job_client(url, ADMIN_TOKEN, http_client=http2_client())
+        last, count = 0, 0
+        for line in client.stream_job_logs(api.StreamJobLogsRequest(id=job_id)):
+            if line.id <= last:
+                raise AssertionError(f"job {job_id}: line id {line.id} after {last}")
+            last = line.id
+            count += line.stage == STAGE
+        return job_id, count
+
+    with ThreadPoolExecutor(threads) as pool:
+        return dict(pool.map(one, [job_id for held in jobs for job_id in held]))
 
 
 def provd_held_jobs(url: str, daemons: int, per_daemon: int) -> list[list[str]]:
@@ -188,3 +238,79 @@ def provd_held_jobs(url: str, daemons: int, per_daemon: int) -> list[list[str]]:
             requests.close()
         held.append(mine)
     return held
+
+
+def worker_count(value: str) -> str:
+    """`--workers`: a positive number or `auto`, passed on to `provd serve`."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', got {value!r}")
+    return str(int(value))
+
+
+def open_channels(
+    target: str, daemons: int, connections: str, workers: Sequence[int], kernel_spread: bool
+) -> list[grpc.Channel]:
+    """One channel per daemon: all on one shared connection, or each on its own
+    (pinned half to each of `workers`, the processes accepting on `target`, if there
+    are several and not `kernel_spread`)."""
+    if connections == "shared":
+        return [grpc.insecure_channel(target) for _ in range(daemons)]
+    if len(workers) > 1 and not kernel_spread:
+        return [
+            pinned_channel(target, workers, workers[index % len(workers)])
+            for index in range(daemons)
+        ]
+    channels = [grpc_channel(target) for _ in range(daemons)]
+    for channel in channels:
+        grpc.channel_ready_future(channel).result(timeout=30)
+    return channels
+
+
+def grpc_senders(channels: Sequence[grpc.Channel]) -> list[Send]:
+    senders = []
+    for index, channel in enumerate(channels):
+        call = channel.unary_unary(
+            UPDATE_JOB,
+            request_serializer=pd.UpdateJobRequest.SerializeToString,
+            response_deserializer=pd.UpdateJobResponse.FromString,
+        )
+        metadata = daemon_metadata(f"bench-{index}")
+
+        def send(
+            request: pd.UpdateJobRequest,
+            call: grpc.UnaryUnaryMultiCallable = call,
+            metadata: Sequence[tuple[str, str]] = metadata,
+        ) -> pd.UpdateJobResponse:
+            return call(request, metadata=metadata, timeout=60)
+
+        senders.append(send)
+    return senders
+
+
+def run_turn(
+    pid: int,
+    target: str,
+    jobs: Sequence[Sequence[str]],
+    seconds: float,
+    args: argparse.Namespace,
+    used: list[dict[str, int]],
+    workers: Sequence[int] = (),
+) -> tuple[LoadResult, list[int], float]:
+    """One turn of the load on one server, on channels opened for it; with several
+    `workers` (the children of `pid`), their CPU is the server's. Returns the load's
+    result, the number of connections each worker held, and the whole machine's busy
+    CPU seconds meanwhile (this benchmark, the servers, and any other work)."""
+    channels = open_channels(target, args.daemons, args.connections, workers, args.kernel_spread)
+    split = list(connection_split(target, workers).values()) if len(workers) > 1 else []
+    before = tree_threads_cpu_s(pid) if workers else {}
+    busy = machine_busy_s()
+    result = run_load(pid, grpc_senders(channels), jobs, seconds, args.lines, used)
+    busy = machine_busy_s() - busy
+    if workers:
+        cpu = diff(tree_threads_cpu_s(pid), before)
+        result.server_cpu = {kind: value / result.seconds for kind, value in cpu.items()}
+    for channel in channels:
+        channel.close()
+    return result, split, busy

@@ -1,25 +1,34 @@
-"""Log throughput: durable log lines/s through UpdateJob in batches of 100 lines.
+"""Log throughput: durable log lines/s through UpdateJob, in the reference daemon's
+largest batches, with one and with two `--workers`.
 
-    .venv/bin/python bench/logs.py [--daemons 8] [--seconds 10] [--lines 100]
+    .venv/bin/python bench/logs.py [--daemons 8] [--seconds 10] [--lines 1000]
+                                   [--workers 1,2] [--jobs-per-daemon 32] [--profile F]
 
-One `provd serve` subprocess (127.0.0.1:0, a new SQLite file, durable defaults:
-synchronous=full, so a line counts once its UpdateJob answered, i.e. once its
-transaction was fsynced). `--daemons` threads in this process, each a daemon holding
+One `provd serve` subprocess per entry of `--workers` (127.0.0.1:0, a new SQLite file
+each, durable defaults: synchronous=full, so a line counts once its UpdateJob
+answered, i.e. once its transaction was fsynced), all started before the load. The
+load is bench/peer.py's: `--daemons` threads in this process, each a daemon holding
 its own running jobs, send UpdateJob with `--lines` lines to them as fast as the
-server answers, through provd.client's sync Connect client (protobuf over cleartext
-HTTP/2, what `provd daemon` uses). Each job gets at most 0.9 MB of log text, under
-provd's 1 MiB per-job log cap, so no line is dropped or replaced by the truncation
-marker.
+server answers, over grpcio, one HTTP/2 connection per daemon, pinned half to each
+worker. `--lines` defaults to the reference daemon's largest batch
+(provd/client/daemon/reporting.py: what `provd daemon` sends when a provisioner
+writes fast). Each job gets at most 0.9 MB of log text, under provd's 1 MiB per-job
+log budget, so no line is dropped or replaced by the truncation marker.
 
-For scale, the same threads then send UpdateJob with no lines to the same jobs: the
-same RPC, the same checks and the same write, minus the lines. Their ratio shows what
-the lines themselves cost. After the server stopped, the lines are counted in its
-SQLite file and must all be there. The last line printed is one JSON object.
+The servers take turns (1 worker, 2 workers, 1, 2; `--seconds` in all per server) so
+drift on a shared machine hits all alike. Afterwards every job's lines are read back
+through provd.v1's StreamJobLogs (ids increasing, none missing), and, once the
+servers stopped, counted in their files: both must equal what was acknowledged.
+
+CPU is in cores, summed over the server's processes (the supervisor and its
+workers), by thread: the trio loop (main), the SQLite writer, the reader threads.
+The last line printed is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -28,19 +37,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
-    DAEMON_PSK,
     emit,
     goal,
     log,
     machine,
+    process_tree,
     profiled,
     provd_server,
     rounded,
     table,
 )
-from _logload import LoadResult, count_lines, provd_held_jobs, run_load
+from _logload import (
+    LoadResult,
+    combine,
+    count_provd_lines,
+    provd_held_jobs,
+    read_back,
+    run_turn,
+)
 
-from provd.client.connect import daemon_client
+from provd.client.daemon.reporting import ReportingSettings
 
 GOAL_LINES_PER_S = 100_000
 
@@ -59,73 +75,105 @@ def cpu_columns(result: LoadResult) -> list[object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--daemons", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--lines", type=int, default=100)
-    parser.add_argument("--jobs-per-daemon", type=int, default=16)
-    parser.add_argument("--profile", help="py-spy the server during the measured run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per server, in 2 turns")
+    parser.add_argument("--lines", type=int, default=ReportingSettings().max_batch_lines)
+    parser.add_argument("--workers", default="1,2", help="comma-separated: one server each")
+    parser.add_argument("--jobs-per-daemon", type=int, default=32)
+    parser.add_argument("--profile", help="py-spy the first server during its first turn")
     args = parser.parse_args()
-    started = time.perf_counter()
+    # run_turn's options: a connection per daemon, pinned half to each worker.
+    args.connections, args.kernel_spread = "per-daemon", False
+    counts = [int(n) for n in args.workers.split(",")]
+    started_at = time.perf_counter()
 
     with tempfile.TemporaryDirectory(prefix="provd-bench-") as tmp:
-        db_path = Path(tmp) / "provd.db"
-        with provd_server(db_path) as server:
-            log(f"logs: {args.daemons} daemons acquire {args.jobs_per_daemon} jobs each")
-            held = provd_held_jobs(server.url, args.daemons, args.jobs_per_daemon)
-            clients = [
-                daemon_client(server.url, DAEMON_PSK, name=f"bench-{i}")
-                for i in range(args.daemons)
-            ]
-            senders = [client.update_job for client in clients]
-            used: list[dict[str, int]] = [{} for _ in clients]
-            log("logs: warm-up")
-            warmup = run_load(server.pid, senders, held, 1.0, args.lines, used)
-            log(f"logs: {args.seconds} s of UpdateJob with {args.lines} lines")
-            with profiled(server.pid, args.profile):
-                loaded = run_load(server.pid, senders, held, args.seconds, args.lines, used)
-            log(f"logs: {args.seconds / 2} s of UpdateJob with no lines")
-            empty = run_load(server.pid, senders, held, args.seconds / 2, 0, used)
-            rss_mb = server.rss_mb()
-        stored = count_lines(db_path)
+        paths = {n: Path(tmp) / f"provd-{n}.db" for n in counts}
+        with contextlib.ExitStack() as stack:
+            servers = {
+                n: stack.enter_context(provd_server(paths[n], "--workers", str(n))) for n in counts
+            }
+            held, used, workers = {}, {}, {}
+            for n, server in servers.items():
+                workers[n] = process_tree(server.pid)[1:]
+                log(f"logs: --workers {n}: {args.daemons} daemons acquire {args.jobs_per_daemon}")
+                held[n] = provd_held_jobs(server.url, args.daemons, args.jobs_per_daemon)
+                used[n] = [{} for _ in range(args.daemons)]
 
-    expected = warmup.lines + loaded.lines
-    lines_per_s = loaded.lines_per_s
-    header = ["run", "UpdateJob/s", "lines/s", "server cpu", "main", "writer", "workers", "client"]
+            def turn(n: int, seconds: float) -> LoadResult:
+                server = servers[n]
+                pids = workers[n] if n > 1 else []
+                result, _, _ = run_turn(
+                    server.pid, server.target, held[n], seconds, args, used[n], pids
+                )
+                return result
+
+            log(f"logs: warm-up, UpdateJob with {args.lines} lines")
+            warm = {n: turn(n, 1.0) for n in counts}
+            runs: dict[int, list[LoadResult]] = {n: [] for n in counts}
+            for k in range(2):
+                log(f"logs: turn {k + 1}, {args.seconds / 2} s per server")
+                for n in counts:
+                    # --profile records the first server's first turn.
+                    path = args.profile if (k, n) == (0, counts[0]) else None
+                    with profiled(servers[n].pid, path):
+                        runs[n].append(turn(n, args.seconds / 2))
+            results = {n: combine(r) for n, r in runs.items()}
+            log("logs: reading every line back through StreamJobLogs")
+            read = {n: sum(read_back(servers[n].url, held[n]).values()) for n in counts}
+        stored = {n: count_provd_lines(path) for n, path in paths.items()}
+
+    sent = {n: warm[n].lines + results[n].lines for n in counts}
     table(
-        f"logs: UpdateJob from {args.daemons} daemons, synchronous=full (cpu in cores)",
-        header,
+        f"logs: UpdateJob with {args.lines} lines from {args.daemons} daemons,"
+        " synchronous=full (cpu in cores)",
+        ["server", "UpdateJob/s", "lines/s", "server cpu", "main", "writer", "readers", "client"],
         [
-            [f"{args.lines} lines each", loaded.updates_per_s, lines_per_s, *cpu_columns(loaded)],
-            ["no lines", empty.updates_per_s, 0, *cpu_columns(empty)],
+            [f"--workers {n}", r.updates_per_s, r.lines_per_s, *cpu_columns(r)]
+            for n, r in results.items()
         ],
     )
+    best = max(r.lines_per_s for r in results.values())
+    for n in counts:
+        print(
+            f"--workers {n}: durable lines/s = {results[n].lines_per_s:,.0f};"
+            f" acknowledged {sent[n]:,}, read back {read[n]:,}, in the file {stored[n]:,}"
+        )
+    if len(counts) > 1:
+        base = results[counts[0]].lines_per_s
+        print(
+            ", ".join(
+                f"--workers {n} ÷ {counts[0]} = {results[n].lines_per_s / base:.2f}"
+                for n in counts[1:]
+            )
+        )
     print(
-        f"durable lines/s = {lines_per_s:,.0f} (goal ≥ {GOAL_LINES_PER_S:,}:"
-        f" {goal(lines_per_s >= GOAL_LINES_PER_S)}); stored {stored:,} of {expected:,} lines sent;"
-        f" {args.lines} lines cost {1 - loaded.updates_per_s / empty.updates_per_s:.0%} of the"
-        " UpdateJob rate"
+        f"best {best:,.0f} lines/s (goal ≥ {GOAL_LINES_PER_S:,}: {goal(best >= GOAL_LINES_PER_S)})"
     )
-    if stored != expected:
-        raise SystemExit(f"lines lost: {expected} sent and acknowledged, {stored} stored")
-    if loaded.ran_out:
-        log(f"logs: {loaded.ran_out} threads ran out of jobs; raise --jobs-per-daemon")
+    for n in counts:
+        if not sent[n] == read[n] == stored[n]:
+            raise SystemExit(
+                f"--workers {n}: lines lost: {sent[n]} acknowledged,"
+                f" {read[n]} read back, {stored[n]} stored"
+            )
+        if results[n].ran_out:
+            log(f"logs: --workers {n}: {results[n].ran_out} threads ran out of jobs")
     emit(
         {
             "bench": "logs",
             "daemons": args.daemons,
             "lines_per_update": args.lines,
-            "seconds": round(loaded.seconds, 2),
-            "lines_per_s": round(lines_per_s),
-            "updates_per_s": round(loaded.updates_per_s, 1),
-            "empty_updates_per_s": round(empty.updates_per_s, 1),
+            "seconds_per_server": round(args.seconds, 2),
+            "lines_per_s": {n: round(r.lines_per_s) for n, r in results.items()},
+            "updates_per_s": {n: round(r.updates_per_s, 1) for n, r in results.items()},
             "goal_lines_per_s": GOAL_LINES_PER_S,
-            "goal_met": lines_per_s >= GOAL_LINES_PER_S,
+            "goal_met": best >= GOAL_LINES_PER_S,
+            "lines_sent": sent,
+            "lines_read_back": read,
             "lines_stored": stored,
-            "lines_sent": expected,
-            "server_cpu_cores": rounded(loaded.server_cpu),
-            "client_cpu_cores": round(loaded.client_cpu, 2),
-            "server_rss_mb": round(rss_mb, 1),
+            "server_cpu_cores": {n: rounded(r.server_cpu) for n, r in results.items()},
+            "client_cpu_cores": {n: round(r.client_cpu, 2) for n, r in results.items()},
             "machine": machine(),
-            "wall_s": round(time.perf_counter() - started, 2),
+            "wall_s": round(time.perf_counter() - started_at, 2),
         }
     )
 

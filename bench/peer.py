@@ -48,120 +48,33 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import grpc
 from _common import (
-    connection_split,
-    diff,
     emit,
     goal,
-    grpc_channel,
     log,
     machine,
-    machine_busy_s,
-    pinned_channel,
     process_tree,
     provd_server,
     rounded,
     started,
     status_kb,
     table,
-    tree_threads_cpu_s,
 )
 from _logload import (
     LoadResult,
-    Send,
     combine,
     count_lines,
-    daemon_metadata,
+    count_provd_lines,
     provd_held_jobs,
-    run_load,
+    run_turn,
+    worker_count,
 )
 
-from provd.gen.provisionerd import provisionerd_pb2 as pd
-
 GOAL_RATIO = 0.75
-UPDATE_JOB = "/provisionerd.ProvisionerDaemon/UpdateJob"
-
-
-def worker_count(value: str) -> str:
-    """`--workers`: a positive number or `auto`, passed on to `provd serve`."""
-    if value.strip().lower() == "auto":
-        return "auto"
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', got {value!r}")
-    return str(int(value))
-
-
-def open_channels(
-    target: str, daemons: int, connections: str, workers: Sequence[int], kernel_spread: bool
-) -> list[grpc.Channel]:
-    """One channel per daemon: all on one shared connection, or each on its own
-    (pinned half to each of `workers`, the processes accepting on `target`, if there
-    are several and not `kernel_spread`)."""
-    if connections == "shared":
-        return [grpc.insecure_channel(target) for _ in range(daemons)]
-    if len(workers) > 1 and not kernel_spread:
-        return [
-            pinned_channel(target, workers, workers[index % len(workers)])
-            for index in range(daemons)
-        ]
-    channels = [grpc_channel(target) for _ in range(daemons)]
-    for channel in channels:
-        grpc.channel_ready_future(channel).result(timeout=30)
-    return channels
-
-
-def grpc_senders(channels: Sequence[grpc.Channel]) -> list[Send]:
-    senders = []
-    for index, channel in enumerate(channels):
-        call = channel.unary_unary(
-            UPDATE_JOB,
-            request_serializer=pd.UpdateJobRequest.SerializeToString,
-            response_deserializer=pd.UpdateJobResponse.FromString,
-        )
-        metadata = daemon_metadata(f"bench-{index}")
-
-        def send(
-            request: pd.UpdateJobRequest,
-            call: grpc.UnaryUnaryMultiCallable = call,
-            metadata: Sequence[tuple[str, str]] = metadata,
-        ) -> pd.UpdateJobResponse:
-            return call(request, metadata=metadata, timeout=60)
-
-        senders.append(send)
-    return senders
-
-
-def run_turn(
-    pid: int,
-    target: str,
-    jobs: Sequence[Sequence[str]],
-    seconds: float,
-    args: argparse.Namespace,
-    used: list[dict[str, int]],
-    workers: Sequence[int] = (),
-) -> tuple[LoadResult, list[int], float]:
-    """One turn of the load on one server, on channels opened for it; with several
-    `workers` (the children of `pid`), their CPU is the server's. Returns the load's
-    result, the number of connections each worker held, and the whole machine's busy
-    CPU seconds meanwhile (this benchmark, the servers, and any other work)."""
-    channels = open_channels(target, args.daemons, args.connections, workers, args.kernel_spread)
-    split = list(connection_split(target, workers).values()) if len(workers) > 1 else []
-    before = tree_threads_cpu_s(pid) if workers else {}
-    busy = machine_busy_s()
-    result = run_load(pid, grpc_senders(channels), jobs, seconds, args.lines, used)
-    busy = machine_busy_s() - busy
-    if workers:
-        cpu = diff(tree_threads_cpu_s(pid), before)
-        result.server_cpu = {kind: value / result.seconds for kind, value in cpu.items()}
-    for channel in channels:
-        channel.close()
-    return result, split, busy
 
 
 def row(name: str, result: LoadResult, busy: float) -> list[object]:
@@ -255,7 +168,7 @@ def main() -> None:
         results = {name: combine(turns) for name, turns in runs.items()}
         for name, result in results.items():
             sent[name] += result.lines
-        stored = {"provd": count_lines(provd_db), "baseline": count_lines(peer_db)}
+        stored = {"provd": count_provd_lines(provd_db), "baseline": count_lines(peer_db)}
 
     ratio = results["provd"].lines_per_s / results["baseline"].lines_per_s
     table(

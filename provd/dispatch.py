@@ -8,7 +8,7 @@ carries the same ones) and raises `provd.errors`. Who the caller is comes in as 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,9 +27,8 @@ from provd.model import (
     JobType,
     JobUpdate,
     Limits,
+    LogBatch,
     LogLevel,
-    LogSource,
-    NewLogLine,
     now_ms,
     saturate_int32,
     server_line,
@@ -182,7 +181,7 @@ class Dispatcher:
         self, daemon: Daemon, request: pd.UpdateJobRequest
     ) -> pd.UpdateJobResponse:
         job_id = parse_job_id(request.job_id, "jobId")
-        logs = tuple(self._log_lines(request.logs))
+        logs = self._log_batch(request.logs)
         if request.template_variables:
             job = await self._store.get_job(job_id)
             held = job is not None and job.holder_id == daemon.id
@@ -270,20 +269,45 @@ class Dispatcher:
             budget=saturate_int32(decision.budget),
         )
 
-    def _log_lines(self, logs: Sequence[pd.Log]) -> Iterator[NewLogLine]:
+    def _log_batch(self, logs: Sequence[pd.Log]) -> LogBatch:
+        """An UpdateJob's lines, checked and ready to store. The common case (known
+        enums, no NUL, nothing over its length cap) costs a few passes over the lines
+        in C and one tuple per line; only a batch that needs it is fixed line by line."""
+        if not logs:
+            return LogBatch()
         now = now_ms()
-        for index, log in enumerate(logs):
-            if log.source not in _LOG_SOURCES:
-                raise InvalidArgument(f"logs[{index}].source: {log.source} is not a log source")
-            if log.level not in _LOG_LEVELS:
-                raise InvalidArgument(f"logs[{index}].level: {log.level} is not a log level")
-            yield NewLogLine(
-                source=LogSource(log.source),
-                level=LogLevel(log.level),
-                stage=_cap(log.stage, self._limits.log_stage_max_chars),
-                output=_cap(log.output, self._limits.log_output_max_chars),
-                created_at=log.created_at or now,
-            )
+        rows = [
+            (log.created_at or now, log.source, log.level, log.stage, log.output) for log in logs
+        ]
+        if not (
+            {row[1] for row in rows} <= _LOG_SOURCES and {row[2] for row in rows} <= _LOG_LEVELS
+        ):
+            for index, (_, source, level, _, _) in enumerate(rows):
+                if source not in _LOG_SOURCES:
+                    raise InvalidArgument(f"logs[{index}].source: {source} is not a log source")
+                if level not in _LOG_LEVELS:
+                    raise InvalidArgument(f"logs[{index}].level: {level} is not a log level")
+        stages = [row[3] for row in rows]
+        outputs = [row[4] for row in rows]
+        limits = self._limits
+        text = "".join(stages) + "".join(outputs)
+        if (
+            "\x00" in text
+            or max(map(len, stages)) > limits.log_stage_max_chars
+            or max(map(len, outputs)) > limits.log_output_max_chars
+        ):
+            rows = [
+                (
+                    created_at,
+                    source,
+                    level,
+                    _cap(stage, limits.log_stage_max_chars),
+                    _cap(output, limits.log_output_max_chars),
+                )
+                for created_at, source, level, stage, output in rows
+            ]
+            text = "".join(row[3] + row[4] for row in rows)
+        return LogBatch(rows, len(text) if text.isascii() else len(text.encode()))
 
 
 def _readable(text: str) -> str:

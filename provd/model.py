@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
@@ -176,6 +176,30 @@ class NewLogLine:
     created_at: int | None = None
 
 
+# One log line as the store takes it: (created_at in Unix ms, source, level, stage,
+# output), the enums as their numbers.
+LogRow = tuple[int, int, int, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LogBatch:
+    """Lines to append to one job's log, checked and dated, as plain rows: what the
+    service builds from an UpdateJob in a few passes over the lines (no object per
+    line), and what a store writes as one chunk (provd/store/_log_chunks.py).
+
+    `size` is what the lines cost against the job's log budget (`log_size` summed).
+    """
+
+    rows: Sequence[LogRow] = ()
+    size: int = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+
 def saturate_int32(value: int) -> int:
     """`value` clamped to an int32 field: sums of int32 values (quota) can pass it."""
     return max(-INT32_MAX - 1, min(value, INT32_MAX))
@@ -324,7 +348,7 @@ class JobUpdate:
     """What one UpdateJob writes. `readme` and `template_variables` are opaque
     (serialized by the service) and replace the stored value when not None."""
 
-    logs: tuple[NewLogLine, ...] = ()
+    logs: tuple[NewLogLine, ...] | LogBatch = ()
     readme: bytes | None = None
     template_variables: bytes | None = None
     # The per-job budget of log output (provd.protocol.LOG_BUDGET_BYTES); past it,

@@ -55,7 +55,9 @@ def _sample(db: Path, at: float) -> Sample:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
         (jobs,) = conn.execute("SELECT count(*) FROM jobs").fetchone()
-        (logs,) = conn.execute("SELECT count(*) FROM job_logs").fetchone()
+        (logs,) = conn.execute(
+            "SELECT coalesce(sum(last_id - first_id + 1), 0) FROM log_chunks"
+        ).fetchone()
         (pages,) = conn.execute("PRAGMA page_count").fetchone()
         (free,) = conn.execute("PRAGMA freelist_count").fetchone()
     finally:

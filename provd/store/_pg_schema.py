@@ -14,10 +14,15 @@ from typing import Any
 import psycopg
 
 from provd.errors import StoreUnusable
+from provd.store._log_chunks import CHUNK_LINES
 
 MIGRATIONS_TABLE = "provd_migrations"
 # pg_advisory_xact_lock's key: the bytes "provd-mg" as a bigint, unlikely to collide.
 LOCK_KEY = int.from_bytes(b"provd-mg", "big") - (1 << 63)
+
+# How far apart the ids of log chunks are: more than a chunk's lines.
+LOG_CHUNK_ID_STEP = 1024
+assert CHUNK_LINES <= LOG_CHUNK_ID_STEP
 
 MIGRATIONS: list[tuple[str, list[str]]] = [
     (
@@ -219,6 +224,33 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             SELECT organization, provisioner, tags, priority, queue_ordinal FROM jobs
             WHERE started_at IS NOT NULL AND completed_at IS NULL
             """,
+        ],
+    ),
+    # A job's log in chunks, one row per batch of lines (provd/store/_log_chunks.py).
+    # Chunk ids step by LOG_CHUNK_ID_STEP so that a chunk's lines (first_id, first_id
+    # + 1, ...) never reach the next chunk's. Each stored line becomes a chunk of one.
+    (
+        "0006_log_chunks",
+        [
+            f"CREATE SEQUENCE log_chunk_ids INCREMENT BY {LOG_CHUNK_ID_STEP}",
+            """
+            CREATE TABLE log_chunks (
+                first_id BIGINT PRIMARY KEY,
+                job_id TEXT NOT NULL REFERENCES jobs(id),
+                last_id BIGINT NOT NULL,
+                lines TEXT NOT NULL
+            )
+            """,
+            "ALTER SEQUENCE log_chunk_ids OWNED BY log_chunks.first_id",
+            """
+            INSERT INTO log_chunks (first_id, job_id, last_id, lines) SELECT id, job_id, id,
+            json_build_array(json_build_array(created_at, source, level, stage, output))::text
+            FROM job_logs
+            """,
+            "SELECT setval('log_chunk_ids', COALESCE((SELECT max(last_id) FROM log_chunks), 0)"
+            " + 1, false)",
+            "DROP TABLE job_logs",
+            "CREATE INDEX log_chunks_job ON log_chunks (job_id, last_id)",
         ],
     ),
 ]

@@ -31,9 +31,8 @@ from provd.model import (
     JobStatus,
     JobType,
     JobUpdate,
-    LogLevel,
+    LogBatch,
     LogLine,
-    LogSource,
     NewJob,
     NewLogLine,
     PendingSummary,
@@ -45,8 +44,9 @@ from provd.model import (
     tags_key,
 )
 from provd.store import DaemonPresence, Purged
+from provd.store._log_chunks import as_batch, chunks, line_count, read_chunks
 from provd.store._ranks import Level, flip_jobs, positions, take_ordinal
-from provd.store._rules import DESTROY, FAILED_WITHOUT_REASON, cut_to_budget, log_size
+from provd.store._rules import DESTROY, FAILED_WITHOUT_REASON, cut_to_budget
 
 Conn = Connection[DictRow]
 
@@ -112,18 +112,6 @@ def job_from_row(row: DictRow) -> Job:
 
 def _bytes(value: Any) -> Any:
     return None if value is None else bytes(value)
-
-
-def log_from_row(row: DictRow) -> LogLine:
-    return LogLine(
-        id=row["id"],
-        job_id=row["job_id"],
-        created_at=row["created_at"],
-        source=LogSource(row["source"]),
-        level=LogLevel(row["level"]),
-        stage=row["stage"],
-        output=row["output"],
-    )
 
 
 class Ranks:
@@ -400,7 +388,13 @@ def purge_expired(conn: Conn, completed_before: int, files_before: int, limit: i
     ]
     logs = 0
     if ids:
-        logs = conn.execute("DELETE FROM job_logs WHERE job_id = ANY(%s)", (ids,)).rowcount
+        logs = sum(
+            line_count(row["first_id"], row["last_id"])
+            for row in conn.execute(
+                "DELETE FROM log_chunks WHERE job_id = ANY(%s) RETURNING first_id, last_id",
+                (ids,),
+            ).fetchall()
+        )
         conn.execute("DELETE FROM jobs WHERE id = ANY(%s)", (ids,))
     if len(ids) >= limit:
         return Purged(jobs=len(ids), logs=logs)
@@ -482,11 +476,13 @@ def release_job(
 
 def update_job(conn: Conn, job_id: str, daemon_id: str, update: JobUpdate, now: int) -> Job:
     held = _check_held(conn, job_id, daemon_id)
-    logs: Sequence[NewLogLine] = ()
+    logs = LogBatch()
     overflowed = bool(held["logs_overflowed"])
     if not overflowed:
-        logs, overflowed = cut_to_budget(update.logs, held["log_bytes"], update.log_budget_bytes)
-    size = _store_lines(conn, job_id, logs, now)
+        logs, overflowed = cut_to_budget(
+            as_batch(update.logs, now), held["log_bytes"], update.log_budget_bytes
+        )
+    size = _store_lines(conn, job_id, logs)
     return _job_or_raise(
         conn.execute(
             "UPDATE jobs SET updated_at = %s, readme = COALESCE(%s::bytea, readme),"
@@ -612,45 +608,54 @@ def running_jobs_by_daemon(conn: Conn) -> dict[str, str]:
 
 
 def read_logs(conn: Conn, job_id: str, after: int, limit: int) -> list[LogLine]:
+    """The page of lines after `after`. The chunks' bounds are read first (at most
+    `limit` of them: each holds a line or more), so only the chunks the page needs are
+    fetched, not every chunk of a long log."""
     limit_clause = "" if limit < 0 else " LIMIT %s"
     params: list[Any] = [job_id, after]
     if limit >= 0:
         params.append(limit)
-    rows = conn.execute(
-        "SELECT id, job_id, created_at, source, level, stage, output FROM job_logs"
-        f" WHERE job_id = %s AND id > %s ORDER BY id{limit_clause}",
+    bounds = conn.execute(
+        "SELECT first_id, last_id FROM log_chunks WHERE job_id = %s AND last_id > %s"
+        f" ORDER BY last_id{limit_clause}",
         params,
+    ).fetchall()
+    wanted, last = 0, None
+    for row in bounds:
+        last = row["last_id"]
+        wanted += line_count(max(row["first_id"], after + 1), last)
+        if 0 <= limit <= wanted:
+            break
+    if last is None:
+        return []
+    stored = conn.execute(
+        "SELECT first_id, lines FROM log_chunks WHERE job_id = %s AND last_id > %s"
+        " AND last_id <= %s ORDER BY last_id",
+        (job_id, after, last),
     )
-    return [log_from_row(row) for row in rows]
+    return read_chunks(job_id, ((row["first_id"], row["lines"]) for row in stored), after, limit)
 
 
 def insert_logs(conn: Conn, job_id: str, logs: Sequence[NewLogLine], now: int) -> None:
     """Append lines in order, charged to the job's log budget but never cut by it."""
-    size = _store_lines(conn, job_id, logs, now)
+    size = _store_lines(conn, job_id, as_batch(logs, now))
     if size:
         conn.execute("UPDATE jobs SET log_bytes = log_bytes + %s WHERE id = %s", (size, job_id))
 
 
-def _store_lines(conn: Conn, job_id: str, logs: Sequence[NewLogLine], now: int) -> int:
-    """Insert `logs` into job_logs, in order, and return what they cost against the
-    job's log budget. The caller holds the job's row lock, so a job's lines get
-    increasing ids in commit order and a follower reading `after` an id misses none."""
-    if not logs:
-        return 0
-    conn.execute(
-        "INSERT INTO job_logs (job_id, created_at, source, level, stage, output)"
-        " SELECT %s, c, s, l, st, o FROM unnest(%s::bigint[], %s::int[], %s::int[],"
-        " %s::text[], %s::text[]) WITH ORDINALITY AS t(c, s, l, st, o, n) ORDER BY n",
-        (
-            job_id,
-            [now if line.created_at is None else line.created_at for line in logs],
-            [int(line.source) for line in logs],
-            [int(line.level) for line in logs],
-            [line.stage for line in logs],
-            [line.output for line in logs],
-        ),
-    )
-    return sum(map(log_size, logs))
+def _store_lines(conn: Conn, job_id: str, batch: LogBatch) -> int:
+    """Insert `batch` into log_chunks, in order, and return what it costs against the
+    job's log budget. A chunk's lines take ids from `first_id`, the next value of the
+    sequence `log_chunk_ids`, which steps by 1,024 (more than a chunk holds). The
+    caller holds the job's row lock, so a job's chunks get increasing ids in commit
+    order and a follower reading `after` an id misses none."""
+    for count, encoded in chunks(batch):
+        conn.execute(
+            "INSERT INTO log_chunks (first_id, job_id, last_id, lines)"
+            " SELECT n, %s, n + %s - 1, %s FROM nextval('log_chunk_ids') AS n",
+            (job_id, count, encoded),
+        )
+    return batch.size
 
 
 # -- daemons ---------------------------------------------------------------------

@@ -6,9 +6,7 @@ them, so a rule changed here changes for every backend.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from provd.model import LogLevel, LogLine, NewLogLine
+from provd.model import LogBatch, LogLevel, LogLine, LogRow, NewLogLine
 
 # provisioner.WorkspaceTransition.DESTROY: a destroyed workspace costs nothing.
 DESTROY = 2
@@ -28,28 +26,23 @@ def log_size(line: NewLogLine | LogLine) -> int:
     )
 
 
-def cut_to_budget(
-    logs: Sequence[NewLogLine], used_bytes: int, limit_bytes: int
-) -> tuple[Sequence[NewLogLine], bool]:
+def cut_to_budget(batch: LogBatch, used_bytes: int, limit_bytes: int) -> tuple[LogBatch, bool]:
     """The lines of one update that fit a job's log budget, and whether it overflowed.
 
     `used_bytes` is what the job's lines cost so far. The line that would take the job
     past `limit_bytes` is replaced by one marker line (level WARN) and the lines after
     it are dropped; the caller stores no more budgeted lines once it overflowed.
     """
-    if used_bytes + sum(map(log_size, logs)) <= limit_bytes:
-        return logs, False
-    kept: list[NewLogLine] = []
-    for line in logs:
-        used_bytes += log_size(line)
-        if used_bytes > limit_bytes:
-            marker = NewLogLine(
-                source=line.source,
-                level=LogLevel.WARN,
-                stage=line.stage,
-                output=LOGS_TRUNCATED.format(limit=limit_bytes),
-                created_at=line.created_at,
-            )
-            return [*kept, marker], True
-        kept.append(line)
+    if used_bytes + batch.size <= limit_bytes:
+        return batch, False
+    kept: list[LogRow] = []
+    for row in batch.rows:
+        created_at, source, _, stage, output = row
+        cost = len(stage.encode()) + len(output.encode())
+        if used_bytes + cost > limit_bytes:
+            marker = LOGS_TRUNCATED.format(limit=limit_bytes)
+            kept.append((created_at, source, int(LogLevel.WARN), stage, marker))
+            return LogBatch(kept, sum(len(r[3].encode()) + len(r[4].encode()) for r in kept)), True
+        used_bytes += cost
+        kept.append(row)
     raise AssertionError("the lines exceeded the budget in total but not one by one")

@@ -19,9 +19,8 @@ from provd.model import (
     JobStatus,
     JobType,
     JobUpdate,
-    LogLevel,
+    LogBatch,
     LogLine,
-    LogSource,
     NewJob,
     NewLogLine,
     PendingSummary,
@@ -32,8 +31,9 @@ from provd.model import (
     tags_key,
 )
 from provd.store import Purged
+from provd.store._log_chunks import as_batch, chunks, line_count, read_chunks
 from provd.store._ranks import Level, flip_jobs, positions, take_ordinal
-from provd.store._rules import FAILED_WITHOUT_REASON, cut_to_budget, log_size
+from provd.store._rules import FAILED_WITHOUT_REASON, cut_to_budget
 
 JOB_COLUMNS = (
     "seq, id, type, provisioner, organization, tags, file_hash, initiator_id, initiator_name,"
@@ -92,18 +92,6 @@ def job_from_row(row: sqlite3.Row) -> Job:
         logs_overflowed=bool(row["logs_overflowed"]),
         workspace=workspace,
         daily_cost=row["daily_cost"],
-    )
-
-
-def log_from_row(row: sqlite3.Row) -> LogLine:
-    return LogLine(
-        id=row["id"],
-        job_id=row["job_id"],
-        created_at=row["created_at"],
-        source=LogSource(row["source"]),
-        level=LogLevel(row["level"]),
-        stage=row["stage"],
-        output=row["output"],
     )
 
 
@@ -345,7 +333,7 @@ def purge_expired(
     conn: sqlite3.Connection, completed_before: int, files_before: int, limit: int
 ) -> Purged:
     """`Store.purge_expired` in the writer's transaction: seeks in `jobs_completed`,
-    `job_logs_job` and `jobs_file`, so its cost follows what it deletes, not the
+    `log_chunks_job` and `jobs_file`, so its cost follows what it deletes, not the
     table sizes. Pages it frees go on the file's free list and later inserts reuse
     them (the schema leaves auto_vacuum off: the file does not shrink, it stops
     growing)."""
@@ -360,9 +348,14 @@ def purge_expired(
     logs = 0
     if ids:
         batch = json.dumps(ids)
-        logs = conn.execute(
-            "DELETE FROM job_logs WHERE job_id IN (SELECT value FROM json_each(?))", (batch,)
-        ).rowcount
+        logs = sum(
+            line_count(first_id, last_id)
+            for first_id, last_id in conn.execute(
+                "DELETE FROM log_chunks WHERE job_id IN (SELECT value FROM json_each(?))"
+                " RETURNING first_id, last_id",
+                (batch,),
+            ).fetchall()
+        )
         conn.execute("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (batch,))
     if len(ids) >= limit:
         return Purged(jobs=len(ids), logs=logs)
@@ -430,11 +423,13 @@ def update_job(
     conn: sqlite3.Connection, job_id: str, daemon_id: str, update: JobUpdate, now: int
 ) -> Job:
     held = _check_held(conn, job_id, daemon_id)
-    logs: Sequence[NewLogLine] = ()
+    logs = LogBatch()
     overflowed = bool(held["logs_overflowed"])
     if not overflowed:
-        logs, overflowed = cut_to_budget(update.logs, held["log_bytes"], update.log_budget_bytes)
-    size = _store_lines(conn, job_id, logs, now)
+        logs, overflowed = cut_to_budget(
+            as_batch(update.logs, now), held["log_bytes"], update.log_budget_bytes
+        )
+    size = _store_lines(conn, job_id, logs)
     # One statement for the heartbeat, the readme and the log budget.
     return _job_or_raise(
         conn.execute(
@@ -552,12 +547,14 @@ def running_jobs_by_daemon(conn: sqlite3.Connection) -> dict[str, str]:
 
 
 def read_logs(conn: sqlite3.Connection, job_id: str, after: int, limit: int) -> list[LogLine]:
-    rows = conn.execute(
-        "SELECT id, job_id, created_at, source, level, stage, output FROM job_logs"
-        " WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?",
-        (job_id, after, limit),
+    stored = conn.execute(
+        "SELECT first_id, lines FROM log_chunks WHERE job_id = ? AND last_id > ? ORDER BY last_id",
+        (job_id, after),
     )
-    return [log_from_row(row) for row in rows]
+    try:
+        return read_chunks(job_id, stored, after, limit)
+    finally:
+        stored.close()
 
 
 def insert_logs(
@@ -565,46 +562,27 @@ def insert_logs(
 ) -> None:
     """Append lines in order, charged to the job's log budget but never cut by it:
     the lines provd itself writes (queued, canceled, failed) are always kept."""
-    size = _store_lines(conn, job_id, logs, now)
+    size = _store_lines(conn, job_id, as_batch(logs, now))
     if size:
         conn.execute("UPDATE jobs SET log_bytes = log_bytes + ? WHERE id = ?", (size, job_id))
 
 
-def _store_lines(
-    conn: sqlite3.Connection, job_id: str, logs: Sequence[NewLogLine], now: int
-) -> int:
-    """Insert `logs` into job_logs and return what they cost against the job's log
+def _store_lines(conn: sqlite3.Connection, job_id: str, batch: LogBatch) -> int:
+    """Insert `batch` into log_chunks and return what it costs against the job's log
     budget; the job's `log_bytes` is the caller's to update.
 
-    One statement for all lines, fed one JSON array: SQLite walks it in C, so the
-    writer thread gives up the GIL once per batch. With `executemany` it gave it up
-    around every row's step and, with the trio loop busy, waited up to the switch
-    interval (5 ms) to get it back each time, holding the database's write lock all
-    along, which other processes on the file wait for (docs/performance.md, "Beyond
-    one process"). Each line gets the id SQLite would have given it (one more than
-    the largest in the table); writes are serialized on the writer's connection, so
-    nothing else inserts between the look-up of the largest id and the insert.
+    Each line gets the id SQLite would have given a row of its own (one more than the
+    largest stored): writes are serialized on the writer's connection, so nothing else
+    inserts between the look-up of the last chunk and the insert.
     """
-    if not logs:
+    if not batch:
         return 0
-    (last_id,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM job_logs").fetchone()
-    rows = [
-        [
-            now if line.created_at is None else line.created_at,
-            int(line.source),
-            int(line.level),
-            line.stage,
-            line.output,
-        ]
-        for line in logs
-    ]
-    # Lines hold no NUL (the service shows it as U+FFFD): SQLite's JSON functions
-    # would end a string there.
-    conn.execute(
-        "INSERT INTO job_logs (id, job_id, created_at, source, level, stage, output)"
-        " SELECT ? + key, ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
-        " json_extract(value, '$[2]'), json_extract(value, '$[3]'),"
-        " json_extract(value, '$[4]') FROM json_each(?) ORDER BY key",
-        (last_id + 1, job_id, json.dumps(rows, ensure_ascii=False, separators=(",", ":"))),
-    )
-    return sum(map(log_size, logs))
+    last = conn.execute("SELECT last_id FROM log_chunks ORDER BY first_id DESC LIMIT 1").fetchone()
+    next_id = 1 if last is None else last[0] + 1
+    for count, encoded in chunks(batch):
+        conn.execute(
+            "INSERT INTO log_chunks (first_id, job_id, last_id, lines) VALUES (?, ?, ?, ?)",
+            (next_id, job_id, next_id + count - 1, encoded),
+        )
+        next_id += count
+    return batch.size

@@ -6,13 +6,13 @@ Both schemas are provd's own: the source is opened once with `open_sqlite_store`
 `open_postgres_store` (which creates or migrates its schema). Then the rows are read
 from the source on a read-only connection in one read transaction (a consistent
 snapshot) and written with COPY in one PostgreSQL transaction, table by table in
-batches: files, jobs (every column, `seq` included), job_logs (ids kept, so their
+batches: files, jobs (every column, `seq` included), log_chunks (ids kept, so their
 order is), queues, the queue-position counters (queue_levels, queue_marks), daemons,
-keys (their hashes: every key keeps working), quota_allowances. The identity
-sequences of `jobs.seq` and `job_logs.id` are then set past the copied rows, so new
-rows get higher ids. Before
-committing, each table's rows are counted on both sides; any difference rolls the
-whole copy back. A destination that already holds rows is refused: nothing is merged.
+keys (their hashes: every key keeps working), quota_allowances. The sequences of
+`jobs.seq` and of the log chunks' ids are then set past the copied rows, so new rows
+get higher ids. Before committing, each table's rows are counted on both sides; any
+difference rolls the whole copy back. A destination that already holds rows is
+refused: nothing is merged.
 
 Values are copied as they are stored (job inputs and results byte for byte), except
 SQLite's 0/1 booleans, which become PostgreSQL booleans.
@@ -39,7 +39,7 @@ from provd.store.sqlite import open_sqlite_store
 TABLES = (
     "files",
     "jobs",
-    "job_logs",
+    "log_chunks",
     "queues",
     "queue_levels",
     "queue_marks",
@@ -51,7 +51,7 @@ TABLES = (
 ORDER_BY = {
     "files": "hash",
     "jobs": "seq",
-    "job_logs": "id",
+    "log_chunks": "first_id",
     "queues": "organization, provisioner, tags",
     "queue_levels": "organization, provisioner, tags, priority",
     "queue_marks": "organization, provisioner, tags, priority, ordinal",
@@ -59,8 +59,9 @@ ORDER_BY = {
     "keys": "id",
     "quota_allowances": "organization, subject_kind, subject",
 }
-# Identity columns whose sequence must continue after the copied rows.
-IDENTITIES = (("jobs", "seq"), ("job_logs", "id"))
+# Sequences that must continue after the copied rows: (table, the column its values
+# must pass, the sequence; None for the column's own identity sequence).
+SEQUENCES = (("jobs", "seq", None), ("log_chunks", "last_id", "log_chunk_ids"))
 BATCH_ROWS = 500
 
 
@@ -164,14 +165,19 @@ def _copy_tables(
         counts.append(TableCount(table, _sqlite_count(src, table), _pg_count(dst, table)))
         if progress is not None:
             progress(table, copied)
-    for table, column in IDENTITIES:
+    for table, column, sequence in SEQUENCES:
         dst.execute(
             sql.SQL(
-                "SELECT setval(pg_get_serial_sequence({name}, {column}),"
-                " coalesce((SELECT max({col}) FROM {table}), 0) + 1, false)"
+                "SELECT setval({sequence}, coalesce((SELECT max({col}) FROM {table}), 0) + 1,"
+                " false)"
             ).format(
-                name=sql.Literal(table),
-                column=sql.Literal(column),
+                sequence=(
+                    sql.SQL("pg_get_serial_sequence({}, {})").format(
+                        sql.Literal(table), sql.Literal(column)
+                    )
+                    if sequence is None
+                    else sql.Literal(sequence)
+                ),
                 col=sql.Identifier(column),
                 table=sql.Identifier(table),
             )

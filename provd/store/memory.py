@@ -43,7 +43,10 @@ from provd.model import (
     JobStatus,
     JobType,
     JobUpdate,
+    LogBatch,
+    LogLevel,
     LogLine,
+    LogSource,
     NewJob,
     NewLogLine,
     PendingSummary,
@@ -55,7 +58,8 @@ from provd.model import (
     tags_key,
 )
 from provd.store import DaemonPresence, Purged, Store
-from provd.store._rules import DESTROY, FAILED_WITHOUT_REASON, cut_to_budget, log_size
+from provd.store._log_chunks import as_batch
+from provd.store._rules import DESTROY, FAILED_WITHOUT_REASON, cut_to_budget
 
 __all__ = ["MemoryDatabase", "MemoryStore", "open_memory_store"]
 
@@ -318,11 +322,13 @@ class MemoryStore:
         now = self._now()
         db = await self._enter()
         job = self._held(job_id, daemon_id)
-        logs: Sequence[NewLogLine] = ()
+        logs = LogBatch()
         overflowed = job.logs_overflowed
         if not overflowed:
             used = db.log_bytes[job_id]
-            logs, overflowed = cut_to_budget(update.logs, used, update.log_budget_bytes)
+            logs, overflowed = cut_to_budget(
+                as_batch(update.logs, now), used, update.log_budget_bytes
+            )
         self._insert_logs(job_id, logs, now)
         updated = self._replace(
             job,
@@ -592,25 +598,25 @@ class MemoryStore:
             failed.append(_copy(done))
         return failed
 
-    def _insert_logs(self, job_id: str, logs: Sequence[NewLogLine], now: int) -> None:
+    def _insert_logs(self, job_id: str, logs: Sequence[NewLogLine] | LogBatch, now: int) -> None:
         """Append lines in order and charge them to the job's log budget."""
         db = self.database
+        batch = as_batch(logs, now)
         stored = db.logs[job_id]
-        for line in logs:
+        for created_at, source, level, stage, output in batch.rows:
             db.last_log_id += 1
-            created_at = now if line.created_at is None else line.created_at
             stored.append(
                 LogLine(
                     db.last_log_id,
                     job_id,
                     created_at,
-                    line.source,
-                    line.level,
-                    line.stage,
-                    line.output,
+                    LogSource(source),
+                    LogLevel(level),
+                    stage,
+                    output,
                 )
             )
-            db.log_bytes[job_id] += log_size(line)
+        db.log_bytes[job_id] += batch.size
 
     def _builds(self, organization: str, owner_id: str, workspace_id: str) -> list[Job]:
         """Every build of one workspace of one owner, oldest first."""

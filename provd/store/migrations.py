@@ -286,3 +286,27 @@ def queue_ranks(db: Database) -> None:
         " SELECT organization, provisioner, tags, priority, queue_ordinal FROM jobs"
         " WHERE started_at IS NOT NULL AND completed_at IS NULL"
     )
+
+
+@migrations(name="0007_log_chunks")
+def log_chunks(db: Database) -> None:
+    """A job's log in chunks, one row per batch of lines (provd/store/_log_chunks.py),
+    instead of one row and one index entry per line. Each stored line becomes a chunk
+    of one, keeping its id."""
+    db.execute(
+        """
+        CREATE TABLE log_chunks (
+            first_id INTEGER PRIMARY KEY,
+            job_id TEXT NOT NULL REFERENCES jobs(id),
+            last_id INTEGER NOT NULL,
+            lines TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        "INSERT INTO log_chunks (first_id, job_id, last_id, lines) SELECT id, job_id, id,"
+        " json_array(json_array(created_at, source, level, stage, output)) FROM job_logs"
+        " ORDER BY id"
+    )
+    db.execute("DROP TABLE job_logs")
+    db.execute("CREATE INDEX log_chunks_job ON log_chunks (job_id, last_id)")

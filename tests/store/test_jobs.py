@@ -14,12 +14,16 @@ from provd.model import (
     JobQuery,
     JobStatus,
     JobType,
+    JobUpdate,
+    LogBatch,
     LogLevel,
+    LogLine,
     LogSource,
     NewJob,
     WorkspaceRef,
 )
 from provd.store import Store
+from provd.store._log_chunks import CHUNK_LINES
 
 from .conftest import Clock
 from .support import (
@@ -478,6 +482,61 @@ class TestReadLogs:
         lines = await store.read_logs(job.id)
         after_two = await store.read_logs(job.id, after=lines[1].id, limit=2)
         assert [line.output for line in after_two] == ["2", "3"]
+
+    async def test_pages_through_batches_larger_than_a_chunk(self, store: Store) -> None:
+        """A batch of more lines than one chunk holds (provd/store/_log_chunks.py) keeps
+        its order and ids; pages that start and end inside chunks miss and repeat no
+        line, interleaved with another job's lines."""
+        job = await make_running(store, "d1")
+        other = await make_running(store, "d2")
+        sizes = [CHUNK_LINES * 2 + 7, 1, CHUNK_LINES - 1, 3]
+        sent: list[str] = []
+        for size in sizes:
+            batch = [log(f"{len(sent) + n}") for n in range(size)]
+            sent += [line.output for line in batch]
+            await update_logs(store, job, batch)
+            await update_logs(store, other, [log("other")])
+        every = await store.read_logs(job.id, limit=-1)
+        assert [line.output for line in every] == sent
+        assert ids(every) == sorted(set(ids(every)))
+        for page_size in (1, 999, 1000, 1001, 2500):
+            paged: list[LogLine] = []
+            after = 0
+            while page := await store.read_logs(job.id, after=after, limit=page_size):
+                assert len(page) <= page_size
+                paged += page
+                after = page[-1].id
+            assert paged == every, page_size
+        assert await outputs(store, other.id) == ["other"] * len(sizes)
+
+    async def test_keeps_text_that_needs_escaping(self, store: Store) -> None:
+        """Quotes, backslashes, control characters and characters outside the BMP come
+        back exactly as stored."""
+        texts = ['"quoted" \\ back\\slash', "tab\tnew\nline\r\x01\x7f", "日本語 🚀 \u2028", ""]
+        job = await make_job(store, logs=[log(text, stage=text) for text in texts])
+        read = await store.read_logs(job.id)
+        assert [(line.stage, line.output) for line in read] == [(t, t) for t in texts]
+
+    async def test_a_service_batch_is_stored_and_cut_to_the_budget(self, store: Store) -> None:
+        """The service hands UpdateJob's lines over as one `LogBatch` of rows: stored
+        like lines, and cut at the budget with the one marker."""
+        job = await make_running(store, "d1")
+        rows = [
+            (1000 + n, int(LogSource.PROVISIONER), int(LogLevel.INFO), "Plan", "x" * 10)
+            for n in range(5)
+        ]
+        batch = LogBatch(rows, sum(len(r[3]) + len(r[4]) for r in rows))
+        assert job.daemon_id is not None
+        update = JobUpdate(logs=batch, log_budget_bytes=14 * 3 + 5)
+        updated = await store.update_job(job.id, job.daemon_id, update)
+        assert updated.logs_overflowed
+        read = await store.read_logs(job.id)
+        assert [line.output for line in read[:3]] == ["x" * 10] * 3
+        assert [(line.created_at, line.source, line.level) for line in read[:3]] == [
+            (1000 + n, LogSource.PROVISIONER, LogLevel.INFO) for n in range(3)
+        ]
+        assert len(read) == 4 and read[3].level is LogLevel.WARN
+        assert read[3].output.startswith("Logs truncated")
 
     async def test_is_per_job(self, store: Store) -> None:
         """read_logs returns only the lines of the job asked for."""

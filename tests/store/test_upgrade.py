@@ -2,7 +2,8 @@
 before the stream lease (SQLite migration 0003_daemon_stream_lease, PostgreSQL
 0002_daemon_stream_lease) its daemons are kept, each with no lease, and leases work;
 before daemon keys (SQLite 0004_daemon_keys, PostgreSQL 0003_daemon_keys) its daemons
-are kept, and keys and their daemons work."""
+are kept, and keys and their daemons work; before log chunks (SQLite 0007_log_chunks,
+PostgreSQL 0006_log_chunks) its log lines are kept, ids and all."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import trio
 from provd.model import Daemon, DaemonKey
 
 from .conftest import Clock, StoreFactory
-from .support import TAGS
+from .support import TAGS, log, make_running, update_logs
 
 DAEMON = Daemon("id-old", "org-a", "old", "", ("echo",), dict(TAGS))
 
@@ -131,3 +132,81 @@ async def test_the_previous_schema_gains_daemon_keys(
         on_key = Daemon("id-k1-old", "org-a", "old", "", ("echo",), dict(TAGS), key_id="k1")
         await store.upsert_daemon(on_key)
         assert [p.record.daemon for p in await store.daemon_presence()] == [DAEMON, on_key]
+
+
+def downgrade_sqlite_logs(path: Any) -> None:
+    """Undo SQLite migration 0007_log_chunks: one job_logs row per line."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        conn.execute(
+            "CREATE TABLE job_logs (id INTEGER PRIMARY KEY, job_id TEXT NOT NULL"
+            " REFERENCES jobs(id), created_at INTEGER NOT NULL, source INTEGER NOT NULL,"
+            " level INTEGER NOT NULL, stage TEXT NOT NULL, output TEXT NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO job_logs SELECT c.first_id + r.key, c.job_id,"
+            " r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4"
+            " FROM log_chunks AS c, json_each(c.lines) AS r"
+        )
+        conn.execute("DROP TABLE log_chunks")
+        conn.execute("CREATE INDEX job_logs_job ON job_logs (job_id, id)")
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = '0007_log_chunks'")
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def downgrade_postgres_logs(dsn: str) -> None:
+    """Undo PostgreSQL migration 0006_log_chunks."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+        conn.execute(
+            "CREATE TABLE job_logs (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+            " job_id TEXT NOT NULL REFERENCES jobs(id), created_at BIGINT NOT NULL,"
+            " source INTEGER NOT NULL, level INTEGER NOT NULL, stage TEXT NOT NULL,"
+            " output TEXT NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO job_logs (id, job_id, created_at, source, level, stage, output)"
+            " OVERRIDING SYSTEM VALUE SELECT c.first_id + r.n - 1, c.job_id,"
+            " (r.v ->> 0)::bigint, (r.v ->> 1)::int, (r.v ->> 2)::int, r.v ->> 3, r.v ->> 4"
+            " FROM log_chunks AS c, jsonb_array_elements(c.lines::jsonb) WITH ORDINALITY"
+            " AS r(v, n)"
+        )
+        conn.execute(
+            "SELECT setval(pg_get_serial_sequence('job_logs', 'id'),"
+            " (SELECT max(id) FROM job_logs))"
+        )
+        conn.execute("DROP TABLE log_chunks")
+        conn.execute("CREATE INDEX job_logs_job ON job_logs (job_id, id)")
+        conn.execute("DELETE FROM provd_migrations WHERE name = '0006_log_chunks'")
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)], indirect=True
+)
+async def test_the_previous_schema_gains_log_chunks(backend: str, open_store: StoreFactory) -> None:
+    """Lines stored one per row, two jobs' interleaved, are read back the same (ids,
+    text, order) after the migration to chunks; `after` works on them, and new lines
+    get later ids."""
+    texts = ['say "hi"', "back\\slash", "日本語 🚀", "tab\there"]
+    async with open_store() as store:
+        a = await make_running(store, "da")
+        b = await make_running(store, "db")
+        for text in texts:
+            await update_logs(store, a, [log(f"a {text}")])
+            await update_logs(store, b, [log(f"b {text}")])
+        before = {job.id: await store.read_logs(job.id) for job in (a, b)}
+    assert isinstance(open_store, partial)
+    downgrade = downgrade_sqlite_logs if backend == "sqlite" else downgrade_postgres_logs
+    await trio.to_thread.run_sync(downgrade, open_store.args[0])
+    async with open_store() as store:
+        assert {job.id: await store.read_logs(job.id) for job in (a, b)} == before
+        assert await store.read_logs(a.id, after=before[a.id][1].id, limit=1) == [before[a.id][2]]
+        await update_logs(store, a, [log("new")])
+        (new,) = await store.read_logs(a.id, after=before[a.id][-1].id)
+        assert new.output == "new" and new.id > max(
+            line.id for lines in before.values() for line in lines
+        )

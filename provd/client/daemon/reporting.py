@@ -36,8 +36,9 @@ class ReportingSettings:
     heartbeat_interval_seconds: float = 1.0
     # Lines wait this long for more before they are sent.
     debounce_seconds: float = 0.2
-    # A batch this large is sent at once.
-    max_batch_lines: int = 200
+    # A batch this large is sent at once: when a provisioner writes fast, batches
+    # grow to this within the debounce window (fewer, larger UpdateJobs).
+    max_batch_lines: int = 1000
     max_batch_bytes: int = 256 * 1024
 
 
