@@ -15,6 +15,11 @@ every figure is one job's trip through an idle server:
     create→received        from just before CreateJob is sent
     created(ack)→received  from CreateJob's response; negative when the daemon had
                            the job before the creator had its answer
+    GetJob round trip      the yardstick: after each job arrived, the creator asks for
+                           it with GetJob (same client, same thread hop)
+
+The goal compares create→received with the GetJob round trip's p50: p50 ≤ 1.5 times
+it, p99 ≤ 3 times it.
 
 Both ends stamp `time.perf_counter()` in their own thread of this one process, so the
 clocks agree. Jobs are left running (the daemons never report back): only dispatch is
@@ -55,6 +60,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import provd_server
 
 ADMIN_TOKEN = "bench-admin-token"
+# Issue 14: dispatch p50 within 1.5x, p99 within 3x the GetJob round trip's p50.
+GOAL_P50_RATIO = 1.5
+GOAL_P99_RATIO = 3.0
 DAEMON_PSK = "bench-daemon-psk"
 
 
@@ -150,6 +158,7 @@ async def bench(jobs: int, daemons: int, warmup: int, in_subprocess: bool) -> di
             pool = [Daemon(url, f"bench-{i}", send) for i in range(daemons)]
             since_send: list[float] = []
             since_ack: list[float] = []
+            get_job: list[float] = []
             async with trio.open_nursery() as daemon_nursery:
                 for daemon in pool:
                     daemon_nursery.start_soon(in_thread, daemon.run)
@@ -165,9 +174,14 @@ async def bench(jobs: int, daemons: int, warmup: int, in_subprocess: bool) -> di
                         acked = time.perf_counter()
                         job_id, received = await arrivals.receive()
                     assert job_id == job.id, (job_id, job.id)  # one job in flight at a time
+                    # The yardstick: one small unary RPC, same client, same thread hop.
+                    asked = time.perf_counter()
+                    await in_thread(client.get_job, pb.GetJobRequest(id=job.id))
+                    answered = time.perf_counter()
                     if n >= warmup:
                         since_send.append(received - sent)
                         since_ack.append(received - acked)
+                        get_job.append(answered - asked)
                 for daemon in pool:
                     daemon.stop()
         assert arrivals.statistics().current_buffer_used == 0, "a job arrived twice"
@@ -176,6 +190,14 @@ async def bench(jobs: int, daemons: int, warmup: int, in_subprocess: bool) -> di
     print(f"{'':<24}{'count':>7}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}")
     sent_row = summarize("create→received", since_send)
     ack_row = summarize("created(ack)→received", since_ack)
+    get_row = summarize("GetJob round trip", get_job)
+    p50_ratio = sent_row["p50"] / get_row["p50"]
+    p99_ratio = sent_row["p99"] / get_row["p50"]
+    print(
+        f"create→received ÷ GetJob p50: p50 {p50_ratio:.2f} (goal ≤ {GOAL_P50_RATIO}:"
+        f" {'met' if p50_ratio <= GOAL_P50_RATIO else 'missed'}), p99 {p99_ratio:.2f}"
+        f" (goal ≤ {GOAL_P99_RATIO}: {'met' if p99_ratio <= GOAL_P99_RATIO else 'missed'})"
+    )
     result: dict[str, object] = {
         "bench": "dispatch",
         "jobs": jobs,
@@ -184,6 +206,14 @@ async def bench(jobs: int, daemons: int, warmup: int, in_subprocess: bool) -> di
     }
     result.update({f"{k}_ms": round(v, 3) for k, v in sent_row.items()})
     result.update({f"ack_{k}_ms": round(v, 3) for k, v in ack_row.items()})
+    result.update({f"get_job_{k}_ms": round(v, 3) for k, v in get_row.items()})
+    result.update(
+        {
+            "p50_over_get_job_p50": round(p50_ratio, 3),
+            "p99_over_get_job_p50": round(p99_ratio, 3),
+            "goal_met": p50_ratio <= GOAL_P50_RATIO and p99_ratio <= GOAL_P99_RATIO,
+        }
+    )
     return result
 
 

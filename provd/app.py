@@ -39,6 +39,7 @@ from provd.config import ServerSettings, parse_listen
 from provd.dispatch import Dispatcher
 from provd.errors import StoreUnusable
 from provd.explain import explain_unroutable
+from provd.file_cache import FileCache
 from provd.job_service import JobService
 from provd.key_revocations import KeyRevocations
 from provd.keys import DaemonKeys
@@ -186,6 +187,9 @@ async def _serve_store(
         return explain_unroutable(queue, registry.live_daemons())
 
     metrics = Metrics()
+    # Archives and file sizes, read once: CreateJob and the hand-over to a daemon
+    # skip the store's reader threads for a template used recently.
+    files = FileCache(store)
     jobs = JobService(
         store,
         events,
@@ -194,6 +198,8 @@ async def _serve_store(
         explain_unroutable=explain,
         log_poll_interval_seconds=settings.log_poll_interval_seconds,
         metrics=metrics,
+        files=files,
+        create_job=scheduler.create_job,
     )
     dispatcher = Dispatcher(
         store,
@@ -205,6 +211,7 @@ async def _serve_store(
         unary_acquire_wait_seconds=settings.unary_acquire_wait_seconds,
         on_handed_over=None if tracing is None else tracing.job_handed_over,
         metrics=metrics,
+        files=files,
     )
     # /readyz turns 503 the moment the drain begins, before in-flight requests end;
     # /metrics is on the main port unless `--metrics-listen` gives it an address.

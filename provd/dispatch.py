@@ -16,6 +16,7 @@ import trio
 
 from provd.errors import FailedPrecondition, InvalidArgument
 from provd.events import JobEvents
+from provd.file_cache import FileCache
 from provd.gen.provd.v1 import jobs_pb2 as api
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
@@ -70,11 +71,14 @@ class Dispatcher:
         unary_acquire_wait_seconds: float = 5.0,
         on_handed_over: Callable[[Job, Daemon], None] | None = None,
         metrics: Metrics | None = None,
+        files: FileCache | None = None,
     ) -> None:
         """`keys` ends the waits of a deleted key's daemons. `unary_acquire_wait_seconds`:
         how long the deprecated unary AcquireJob waits for a job before it answers with
-        an empty one. `on_handed_over` hears of each job `acquire` returns (tracing)."""
+        an empty one. `on_handed_over` hears of each job `acquire` returns (tracing).
+        `files` gives the jobs' archives (shared with the job service)."""
         self._store = store
+        self._files = files or FileCache(store)
         self._on_handed_over = on_handed_over
         # Counts dispatch latency, completions and log lines (provd.metrics).
         self._metrics = metrics
@@ -144,7 +148,7 @@ class Dispatcher:
     async def _message_for(self, daemon: Daemon, job: Job) -> pd.AcquiredJob | None:
         """The message that hands `job` to its daemon, or None if it cannot be sent,
         in which case the job has been failed with the reason."""
-        archive = await self._store.get_file_data(job.file_hash)
+        archive = await self._files.data(job.file_hash)
         if archive is None:
             await self._fail_undeliverable(
                 daemon,

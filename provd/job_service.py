@@ -7,7 +7,7 @@ enforces the rules that need the store: sizes, existence, states.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ from provd.archive import TAR, normalize_archive
 from provd.errors import NotFound, ResourceExhausted
 from provd.events import JobEvents
 from provd.explain import describe_tags
+from provd.file_cache import FileCache
 from provd.model import (
     Job,
     JobPage,
@@ -26,6 +27,7 @@ from provd.model import (
     LogLevel,
     LogLine,
     NewJob,
+    NewLogLine,
     Queue,
     QueuePosition,
     StoredFile,
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
     from provd.metrics import Metrics
 
 LOG_PAGE = 500
+
+# Stores a new job with its first log lines (`Store.create_job`'s signature).
+CreateJob = Callable[[NewJob, Sequence[NewLogLine]], Awaitable[Job]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +74,19 @@ class JobService:
         job_available: Callable[[Queue], None] = _nobody_to_wake,
         explain_unroutable: Callable[[Queue], str | None] = _no_explanation,
         metrics: Metrics | None = None,
+        files: FileCache | None = None,
+        create_job: CreateJob | None = None,
     ) -> None:
         """`job_available` wakes a daemon waiting for jobs of a queue (the scheduler);
         `explain_unroutable` says what no connected daemon offers for a queue, or None;
-        `metrics` counts jobs created and canceled while pending."""
+        `metrics` counts jobs created and canceled while pending. `files` is shared
+        with the dispatcher, so an archive just uploaded reaches its daemon from
+        memory; `create_job` stores a new job (`Scheduler.create_job`, which hands it
+        straight to an idle daemon; the store's own by default)."""
         self._metrics = metrics
         self._store = store
+        self._files = files or FileCache(store)
+        self._create_job: CreateJob = create_job or store.create_job
         self._events = events
         self.limits = limits
         self._log_poll_interval = log_poll_interval_seconds
@@ -91,10 +103,12 @@ class JobService:
             raise ResourceExhausted(
                 f"data: the archive unpacks to {len(tar)} bytes; the limit is {cap}"
             )
-        return await self._store.put_file(tar, TAR)
+        stored = await self._store.put_file(tar, TAR)
+        self._files.stored(stored, tar)
+        return stored
 
     async def create_job(self, new: NewJob) -> JobView:
-        file = await self._store.get_file_info(new.file_hash)
+        file = await self._files.info(new.file_hash)
         if file is None:
             raise NotFound(f"fileHash: no file {new.file_hash} has been uploaded")
         payload = file.size + len(new.input)
@@ -116,8 +130,9 @@ class JobService:
             lines.append(
                 server_line("Queued", f"No daemon can take it yet: {missing}.", LogLevel.WARN)
             )
-        job = await self._store.create_job(new, lines)
-        self._job_available(queue)
+        job = await self._create_job(new, lines)
+        if job.status is JobStatus.PENDING:  # not handed straight to a waiting daemon
+            self._job_available(queue)
         if self._metrics is not None:
             self._metrics.job_created(job)
         return await self.view(job)

@@ -7,6 +7,10 @@ its waiters in arrival order, so waiting costs nothing and identical waiters nev
 each query the store. A new job wakes one matching group at once; a slow poll
 covers a missed wake-up (another process writing to the database, say).
 
+A new job created while a daemon that can run it waits idle goes straight to that
+daemon: the insert and the claim are one transaction (`Scheduler.create_job`), and
+no wake-up or second commit stands between the two.
+
 A wait ends exactly once: with a job, or canceled. A cancel that arrives while a
 claim for that waiter is in flight waits for the claim, and a job claimed in that
 race is still the waiter's (the daemon must run it). A job claimed for a daemon
@@ -19,12 +23,22 @@ import enum
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
 
-from provd.model import Daemon, Job, JobStatus, LogLevel, Queue, server_line, tags_key
+from provd.model import (
+    Daemon,
+    Job,
+    JobStatus,
+    LogLevel,
+    NewJob,
+    NewLogLine,
+    Queue,
+    server_line,
+    tags_key,
+)
 from provd.store import Store
 
 logger = logging.getLogger(__name__)
@@ -76,6 +90,9 @@ class _Group:
     wake: trio.Event = field(default_factory=trio.Event)
     queues: list[Queue] = field(default_factory=list)
     queues_version: int = -1
+    # Its task found its first waiter being handed a new job (`Scheduler.create_job`)
+    # and stopped claiming: that hand-over wakes it when it ends.
+    deferred: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +107,8 @@ class SchedulerStatistics:
     # Cancels that arrived while a claim for their waiter was in flight (the claim decided).
     cancels_during_claim: int
     released: int
+    # New jobs claimed in the transaction that created them, for a waiter already idle.
+    handed_straight: int
 
 
 class Scheduler:
@@ -114,7 +133,7 @@ class Scheduler:
         self._groups: dict[GroupKey, _Group] = {}
         self._nursery: trio.Nursery | None = None
         self._claims = self._claims_empty = self._wakeups = self._polls = 0
-        self._cancels_during_claim = self._released = 0
+        self._cancels_during_claim = self._released = self._handed_straight = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load the known queues, then host the groups' tasks until cancelled."""
@@ -178,6 +197,66 @@ class Scheduler:
             self.job_available(_queue_of(released))
         self._job_changed(job.id)
 
+    async def create_job(self, job: NewJob, logs: Sequence[NewLogLine] = ()) -> Job:
+        """Store a new job, and hand it to a daemon waiting idle for its queue if there
+        is one: the insert and the claim in one transaction, the waiter settled at
+        once. Returns the job as stored; a job still pending (nobody was idle, or a job
+        ahead of it went first) is the caller's to announce (`job_available`).
+
+        The claim follows the queue's order: if a job ahead of the new one is still
+        pending (created elsewhere, its wake-up on its way), that one is handed over.
+        """
+        queue = Queue(job.organization, job.provisioner, job.tags)
+        waiter = self._idle_waiter_for(queue)
+        if waiter is None:
+            return await self._store.create_job(job, logs)
+        try:
+            created, claimed = await self._store.create_and_claim_job(job, logs, waiter.daemon.id)
+        except BaseException:
+            # Nothing was stored or claimed: the waiter waits on, first in its line.
+            waiter.state = _WaiterState.WAITING
+            self._resume(waiter.group)
+            if waiter.cancel_requested:
+                self._cancel(waiter)
+            raise
+        self._claims += 1
+        self._handed_straight += 1
+        await self._settle_claimed(waiter, claimed)
+        return created
+
+    def _idle_waiter_for(self, queue: Queue) -> _Waiter | None:
+        """The first waiter of the oldest group that can run `queue`'s jobs and has
+        nothing under way (no claim in flight, no wake-up to act on), marked as being
+        claimed for; None if there is none."""
+        self._learn_queue(queue)
+        for group in self._groups.values():  # insertion order: oldest group first
+            if not group.waiters or group.wake.is_set() or not group.daemon.can_run(queue):
+                continue
+            head = group.waiters[0]
+            if head.state is _WaiterState.WAITING:
+                head.state = _WaiterState.CLAIMING
+                return head
+        return None
+
+    async def _settle_claimed(self, waiter: _Waiter, job: Job) -> None:
+        """End `waiter`'s wait with `job`, claimed for it; if its task already left,
+        give the job back instead."""
+        waiter.group.waiters.remove(waiter)
+        self._resume(waiter.group)
+        if waiter.abandoned:
+            waiter.settle(None)
+            await self.release(waiter.daemon, job)
+        else:
+            waiter.settle(job)
+
+    def _resume(self, group: _Group) -> None:
+        """A hand-over to the group's first waiter ended: if the group's task stopped
+        claiming because of it, wake it for the waiters behind."""
+        if group.deferred:
+            group.deferred = False
+            if group.waiters:
+                group.wake.set()
+
     def job_available(self, queue: Queue) -> None:
         """A job is pending in `queue` (created, or released): wake one group that can
         take it, the one whose first waiter has waited longest."""
@@ -199,6 +278,7 @@ class Scheduler:
             polls=self._polls,
             cancels_during_claim=self._cancels_during_claim,
             released=self._released,
+            handed_straight=self._handed_straight,
         )
 
     def _enqueue(self, daemon: Daemon) -> _Waiter:
@@ -282,6 +362,9 @@ class Scheduler:
         """Claim jobs for the group's waiters, oldest first, until the store has none."""
         while group.waiters:
             head = group.waiters[0]
+            if head.state is _WaiterState.CLAIMING:
+                group.deferred = True  # a new job is being handed to it (create_job)
+                return
             head.state = _WaiterState.CLAIMING
             try:
                 job = await self._store.claim_job(self._matching_queues(group), head.daemon.id)

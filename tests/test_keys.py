@@ -31,7 +31,7 @@ from provd.wakeups import DatagramRelay, Rescan
 from provd.websocket_framing import END_STREAM, envelope, error_from_end_of_stream, parse_envelope
 from tests.conftest import ADMIN_TOKEN, Server, ServerFactory
 from tests.daemon_clients import Acquisition, Jobs, TestDaemon, wait_until
-from tests.test_races import GatedStore
+from tests.test_races import PATHS, GatedStore, lock_a_job
 
 
 @dataclass(frozen=True)
@@ -245,8 +245,9 @@ async def test_deleting_a_key_ends_its_waiting_stream_and_refuses_the_next_call(
     assert (await still_waiting.wait()).job_id == job.id
 
 
+@pytest.mark.parametrize("path", PATHS)
 async def test_a_job_claimed_as_its_key_is_deleted_goes_back_to_its_queue(
-    make_server: ServerFactory, nursery: trio.Nursery
+    make_server: ServerFactory, nursery: trio.Nursery, path: str
 ) -> None:
     """The key is deleted while a claim for its daemon is in flight: the stream ends
     with `unauthenticated`, and the claimed job is pending again, first in its queue,
@@ -261,19 +262,18 @@ async def test_a_job_claimed_as_its_key_is_deleted_goes_back_to_its_queue(
     (gate,) = gates
     keys, jobs = Keys(server), Jobs(server)
     daemon = TestDaemon(server, "builder", key=(await keys.create("ci")).secret)
-    stream = await waiting(server, daemon, nursery)
-    gate.hold_claims = True
-    job = await jobs.create()
-    with trio.fail_after(10):
-        await gate.claim_locked.wait()  # the job is locked for the daemon
+    # The job is locked for the daemon, the claim held.
+    stream, job_id = await lock_a_job(
+        server, gate, jobs, nursery, path, lambda: waiting(server, daemon, nursery)
+    )
     await keys.delete("ci")
+    gate.hold_claims = False
     gate.let_claim_return.set()
     assert (await stream_error(stream)).code == Code.UNAUTHENTICATED
     await wait_until(lambda: server.scheduler.statistics().released == 1)
-    assert (await jobs.get(job.id)).status == pb.JOB_STATUS_PENDING
-    gate.hold_claims = False
+    assert (await jobs.get(job_id)).status == pb.JOB_STATUS_PENDING
     other = TestDaemon(server, "next")
-    assert (await (await other.acquire(nursery)).wait()).job_id == job.id
+    assert (await (await other.acquire(nursery)).wait()).job_id == job_id
 
 
 async def test_a_key_deleted_behind_the_servers_back_hands_over_no_job(

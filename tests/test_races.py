@@ -9,16 +9,19 @@ transport."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import pytest
 import trio
 
 from provd.gen.provd.v1 import jobs_pb2 as pb
-from provd.model import Job, Queue
+from provd.model import Job, NewJob, NewLogLine, Queue
 from provd.store import Store
 from tests.daemon_clients import Acquisition, Jobs, TestDaemon, wait_until
 from tests.raw_h2 import VanishingDaemon, VanishingWebSocketDaemon
+
+T = TypeVar("T")
 
 
 @pytest.fixture(params=["connect", "websocket"])
@@ -28,12 +31,15 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 class GatedStore:
     """The real store, except that a claim can be held after it locked its job and
-    before the scheduler learns of it: the exact moment the races are about."""
+    before the scheduler learns of it: the exact moment the races are about. Both
+    ways a job is claimed are gated: a waiting group's claim (`claim_job`) and the
+    hand-over of a new job to an idle daemon (`create_and_claim_job`)."""
 
     def __init__(self, inner: Store) -> None:
         self._inner = inner
         self.hold_claims = False
         self.claim_locked = trio.Event()
+        self.locked: Job | None = None
         self.let_claim_return = trio.Event()
 
     def __getattr__(self, name: str) -> object:
@@ -41,11 +47,22 @@ class GatedStore:
 
     async def claim_job(self, queues: Sequence[Queue], daemon_id: str) -> Job | None:
         job = await self._inner.claim_job(queues, daemon_id)
+        await self._hold(job)
+        return job
+
+    async def create_and_claim_job(
+        self, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str
+    ) -> tuple[Job, Job]:
+        created, claimed = await self._inner.create_and_claim_job(job, logs, daemon_id)
+        await self._hold(claimed)
+        return created, claimed
+
+    async def _hold(self, job: Job | None) -> None:
         if self.hold_claims and job is not None:
+            self.locked = job
             self.claim_locked.set()
             with trio.CancelScope(shield=True):  # a real claim, once made, completes
                 await self.let_claim_return.wait()
-        return job
 
 
 async def gated_server(make_server) -> tuple[object, GatedStore]:  # type: ignore[no-untyped-def]
@@ -59,45 +76,71 @@ async def gated_server(make_server) -> tuple[object, GatedStore]:  # type: ignor
     return server, gates[0]
 
 
+# How the job reaches the daemon: claimed by its group's task for a job that was
+# pending when it came, or handed over by CreateJob while it waited idle.
+PATHS = ["claim", "hand-over"]
+
+
+async def lock_a_job(
+    server,
+    gate: GatedStore,
+    jobs: Jobs,
+    nursery: trio.Nursery,
+    path: str,
+    wait: Callable[[], Awaitable[T]],
+) -> tuple[T, str]:  # type: ignore[no-untyped-def]
+    """Start the daemon's wait (`wait`) and a job, so that a claim locks the job for
+    the daemon and is held there; returns what `wait` returned and the job's id."""
+    if path == "claim":
+        gate.hold_claims = True
+        job = await jobs.create()  # nobody waits yet: stored pending
+        waiting = await wait()
+    else:
+        waiting = await wait()
+        await wait_until(lambda: server.scheduler.statistics().waiters == 1)
+        gate.hold_claims = True
+        nursery.start_soon(jobs.create)  # answered once the claim returns
+    with trio.fail_after(10):
+        await gate.claim_locked.wait()
+    assert gate.locked is not None
+    if path == "claim":
+        assert gate.locked.id == job.id
+    return waiting, gate.locked.id
+
+
+@pytest.mark.parametrize("path", PATHS)
 async def test_cancel_while_the_job_is_being_locked_still_sends_the_job(
-    make_server, nursery: trio.Nursery, transport: str
+    make_server, nursery: trio.Nursery, transport: str, path: str
 ) -> None:  # type: ignore[no-untyped-def]
     server, gate = await gated_server(make_server)
     jobs = Jobs(server)
     daemon = TestDaemon(server, "d1", transport=transport)
-    acquisition = await daemon.acquire(nursery)
-    await wait_until(lambda: server.scheduler.statistics().waiters == 1)
-    gate.hold_claims = True
-    job = await jobs.create()
-    with trio.fail_after(10):
-        await gate.claim_locked.wait()
+    acquisition, job_id = await lock_a_job(
+        server, gate, jobs, nursery, path, lambda: daemon.acquire(nursery)
+    )
     acquisition.requests.cancel()  # arrives while the job is locked but not yet handed over
     # The server read the cancel while the claim was in flight, and waits for the claim.
     await wait_until(lambda: server.scheduler.statistics().cancels_during_claim == 1)
     assert not acquisition.ended.is_set()
     gate.let_claim_return.set()
     acquired = await acquisition.wait()
-    assert acquired.job_id == job.id  # the job won the race: the daemon must run it
-    held = await jobs.get(job.id)
+    assert acquired.job_id == job_id  # the job won the race: the daemon must run it
+    held = await jobs.get(job_id)
     assert held.status == pb.JOB_STATUS_RUNNING
-    await daemon.complete(job.id)
-    assert (await jobs.get(job.id)).status == pb.JOB_STATUS_SUCCEEDED
+    await daemon.complete(job_id)
+    assert (await jobs.get(job_id)).status == pb.JOB_STATUS_SUCCEEDED
 
 
+@pytest.mark.parametrize("path", PATHS)
 async def test_daemon_vanishing_after_its_job_was_locked_returns_the_job(
-    make_server, nursery: trio.Nursery, transport: str
+    make_server, nursery: trio.Nursery, transport: str, path: str
 ) -> None:  # type: ignore[no-untyped-def]
     server, gate = await gated_server(make_server)
     jobs = Jobs(server)
     vanishing = VanishingWebSocketDaemon if transport == "websocket" else VanishingDaemon
     ghost = vanishing(server.url, "ghost")
-    await ghost.open_acquire()
-    await wait_until(lambda: server.scheduler.statistics().waiters == 1)
-    gate.hold_claims = True
-    job = await jobs.create()
-    with trio.fail_after(10):
-        await gate.claim_locked.wait()
-    assert (await jobs.get(job.id)).status == pb.JOB_STATUS_RUNNING  # locked for the ghost
+    _, job_id = await lock_a_job(server, gate, jobs, nursery, path, ghost.open_acquire)
+    assert (await jobs.get(job_id)).status == pb.JOB_STATUS_RUNNING  # locked for the ghost
     await ghost.vanish()
     # The server noticed the connection is gone while the claim was in flight.
     await wait_until(lambda: server.scheduler.statistics().cancels_during_claim == 1)
@@ -105,13 +148,13 @@ async def test_daemon_vanishing_after_its_job_was_locked_returns_the_job(
     gate.let_claim_return.set()
     # Nothing was sent, so nothing ran: the job is pending again, and says why.
     await wait_until(lambda: server.scheduler.statistics().released == 1)
-    assert (await jobs.get(job.id)).status == pb.JOB_STATUS_PENDING
-    lines = [line.output for line in await jobs.logs(job.id)]
+    assert (await jobs.get(job_id)).status == pb.JOB_STATUS_PENDING
+    lines = [line.output for line in await jobs.logs(job_id)]
     assert any("went away before" in line for line in lines), lines
     # ... and it is first in line for the next daemon.
     later = await jobs.create()
     acquired = await (await TestDaemon(server, "d2", transport=transport).acquire(nursery)).wait()
-    assert acquired.job_id == job.id
+    assert acquired.job_id == job_id
     assert (await jobs.get(later.id)).status == pb.JOB_STATUS_PENDING
 
 

@@ -24,7 +24,7 @@ from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
-from provd.model import Job, Queue
+from provd.model import Job, NewJob, NewLogLine, Queue
 from provd.reapers import ReaperSettings
 from provd.store import Store
 from tests.conftest import ADMIN_TOKEN, DAEMON_PSK, Server
@@ -219,8 +219,9 @@ async def test_user_scoped_job_needs_an_owner(server: Server) -> None:
 
 
 class GatedClaims:
-    """The real store, except that a claim that locked a job can be held before the
-    scheduler learns of it."""
+    """The real store, except that the first claim that locks a job (a group's claim,
+    or the hand-over of a new job to an idle daemon) can be held before the scheduler
+    learns of it."""
 
     def __init__(self, inner: Store) -> None:
         self._inner = inner
@@ -233,12 +234,22 @@ class GatedClaims:
 
     async def claim_job(self, queues: Sequence[Queue], daemon_id: str) -> Job | None:
         job = await self._inner.claim_job(queues, daemon_id)
+        await self._hold(job)
+        return job
+
+    async def create_and_claim_job(
+        self, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str
+    ) -> tuple[Job, Job]:
+        created, claimed = await self._inner.create_and_claim_job(job, logs, daemon_id)
+        await self._hold(claimed)
+        return created, claimed
+
+    async def _hold(self, job: Job | None) -> None:
         if self.hold and job is not None:
             self.hold = False
             self.locked.set()
             with trio.CancelScope(shield=True):
                 await self.release.wait()
-        return job
 
 
 async def test_job_created_during_another_groups_claim_reaches_an_idle_daemon(
@@ -260,14 +271,24 @@ async def test_job_created_during_another_groups_claim_reaches_an_idle_daemon(
     await wait_for_waiters(server, 1)
     plain = await TestDaemon(server, "plain", tags={"os": "linux"}).acquire(nursery)
     await wait_for_waiters(server, 2)
-    first = await jobs.create(tags={"os": "linux"})
+    created: list[pb.Job] = []
+    first_created = trio.Event()
+
+    async def create_first() -> None:
+        created.append(await jobs.create(tags={"os": "linux"}))
+        first_created.set()
+
+    # `first` goes straight to the daemon that waited longest (the gpu one), held there.
+    nursery.start_soon(create_first)
     with trio.fail_after(5):
-        await gates[0].locked.wait()  # the gpu daemon's group is claiming `first`
+        await gates[0].locked.wait()
     second = await jobs.create(tags={"os": "linux"})
     gates[0].release.set()
+    with trio.fail_after(5):
+        await first_created.wait()
     # Whichever daemon took `first`, the other one must get `second`.
     taken = {(await gpu.wait(timeout=5)).job_id, (await plain.wait(timeout=5)).job_id}
-    assert taken == {first.id, second.id}
+    assert taken == {created[0].id, second.id}
 
 
 # -- 2. why is my job pending --------------------------------------------------

@@ -15,11 +15,23 @@ import pytest
 import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 
+from provd.errors import NotFound
 from provd.events import JobEvents
-from provd.model import Daemon, Job, JobStatus, Queue
+from provd.model import Daemon, Job, JobStatus, NewJob, NewLogLine, Queue
 from provd.scheduler import Scheduler
 from provd.store.memory import MemoryStore
-from tests.store.support import ORG, TAGS, fetch, make_job, outputs, queue_of
+from tests.store.support import (
+    ARCHIVE,
+    ORG,
+    TAGS,
+    TAR,
+    fetch,
+    log,
+    make_job,
+    new_job,
+    outputs,
+    queue_of,
+)
 
 POLL_SECONDS = 30.0
 HANG_GUARD_SECONDS = 3600
@@ -72,13 +84,23 @@ class ClaimGate:
 
     async def claim_job(self, queues: Sequence[Queue], daemon_id: str) -> Job | None:
         job = await self._inner.claim_job(queues, daemon_id)
+        await self._hold(job)
+        return job
+
+    async def create_and_claim_job(
+        self, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str
+    ) -> tuple[Job, Job]:
+        created, claimed = await self._inner.create_and_claim_job(job, logs, daemon_id)
+        await self._hold(claimed)
+        return created, claimed
+
+    async def _hold(self, job: Job | None) -> None:
         if self.armed:
             self.armed = False
             self.held = job
             self.holding.set()
             with trio.CancelScope(shield=True):
                 await self.opened.wait()
-        return job
 
 
 @dataclass(eq=False)
@@ -328,3 +350,152 @@ async def test_release_of_a_job_no_longer_held_changes_nothing(
     assert not followers.is_set()
     assert (await fetch(harness.store, job.id)).status is JobStatus.SUCCEEDED
     assert harness.scheduler.statistics().released == 0
+
+
+# -- a new job handed straight to an idle waiter (Scheduler.create_job) ----------
+
+
+async def new(harness: Harness, **overrides: object) -> NewJob:
+    """A new job of the default queue whose archive is stored."""
+    stored = await harness.store.put_file(ARCHIVE, TAR)
+    return new_job(stored.hash, **overrides)
+
+
+async def test_a_new_job_goes_straight_to_an_idle_waiter(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """Created and claimed in one store call: the wait ends at once with it, and no
+    wake-up or claim of the group's task is involved."""
+    wait = harness.wait(daemon())
+    await wait_all_tasks_blocked()
+    started = trio.current_time()
+    created = await harness.scheduler.create_job(await new(harness), [log("queued")])
+    assert created.status is JobStatus.RUNNING and created.daemon_id == daemon().id
+    await until(wait.ended)
+    assert wait.job == created and wait.ended_at == started
+    assert await outputs(harness.store, created.id) == ["queued"]
+    stats = harness.scheduler.statistics()
+    assert (stats.handed_straight, stats.wakeups, stats.claims, stats.waiters) == (1, 0, 2, 0)
+
+
+async def test_a_new_job_with_nobody_idle_is_created_pending(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """No waiter, or only one that cannot run it: the job is stored pending, for the
+    caller to announce."""
+    linux = harness.wait(daemon("linux", os="linux"))
+    await wait_all_tasks_blocked()
+    created = await harness.scheduler.create_job(await new(harness), [])
+    assert created.status is JobStatus.PENDING
+    assert not linux.ended.is_set()
+    assert harness.scheduler.statistics().handed_straight == 0
+
+
+async def test_a_job_ahead_in_the_queue_is_handed_over_first(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """A job created elsewhere whose wake-up has not arrived is ahead of the new one:
+    the waiter gets it, and the new one is returned pending."""
+    wait = harness.wait(daemon())
+    await wait_all_tasks_blocked()
+    older = await make_job(harness.store)  # straight into the store: nobody is woken
+    created = await harness.scheduler.create_job(await new(harness), [])
+    await until(wait.ended)
+    assert wait.job is not None and wait.job.id == older.id
+    assert created.status is JobStatus.PENDING
+    assert (await fetch(harness.store, created.id)).status is JobStatus.PENDING
+
+
+async def test_cancel_during_a_hand_over_still_gets_the_job(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """The cancel-vs-claim race on the hand-over: the claim decides."""
+    wait = harness.wait(daemon())
+    await wait_all_tasks_blocked()
+    harness.gate.armed = True
+    created: list[Job] = []
+
+    async def create() -> None:
+        created.append(await harness.scheduler.create_job(await new(harness), []))
+
+    harness.nursery.start_soon(create)
+    await until(harness.gate.holding)
+    wait.cancel_requested.set()
+    await wait_all_tasks_blocked()
+    assert harness.scheduler.statistics().cancels_during_claim == 1
+    assert not wait.ended.is_set()
+    harness.gate.opened.set()
+    await until(wait.ended)
+    assert wait.job is not None and [wait.job] == created
+    assert harness.scheduler.statistics().released == 0
+
+
+async def test_a_wait_abandoned_during_a_hand_over_gives_the_job_back(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """The daemon's stream dies while its new job is being claimed for it: the job
+    goes back to the head of its queue, with a log line, and the next daemon gets it."""
+    gone = harness.wait(daemon("gone"))
+    await wait_all_tasks_blocked()
+    harness.gate.armed = True
+    job = await new(harness)
+    harness.nursery.start_soon(harness.scheduler.create_job, job, [])
+    await until(harness.gate.holding)
+    followers = harness.events.watch(job.id)
+    gone.scope.cancel()
+    await until(gone.ended)
+    harness.gate.opened.set()
+    await until(followers)
+    back = await fetch(harness.store, job.id)
+    assert back.status is JobStatus.PENDING and back.daemon_id is None
+    assert any(
+        "went away before the job reached it" in line
+        for line in await outputs(harness.store, job.id)
+    )
+    nxt = harness.wait(daemon("next"))
+    await until(nxt.ended)
+    assert nxt.job is not None and nxt.job.id == job.id
+
+
+async def test_waiters_behind_a_hand_over_are_served_without_the_poll(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """While the first waiter of a group is handed a new job, a job announced for the
+    group finds its task unable to claim (the first waiter is taken): once the hand-
+    over ends, the task claims that job for the second waiter at once."""
+    first = harness.wait(daemon("first"))
+    await wait_all_tasks_blocked()
+    second = harness.wait(daemon("second"))
+    await wait_all_tasks_blocked()
+    harness.gate.armed = True
+    handed = await new(harness)
+    harness.nursery.start_soon(harness.scheduler.create_job, handed, [])
+    await until(harness.gate.holding)
+    other = await make_job(harness.store)
+    harness.scheduler.job_available(queue_of(other))
+    await wait_all_tasks_blocked()
+    assert not second.ended.is_set()
+    started = trio.current_time()
+    harness.gate.opened.set()
+    await until(first.ended)
+    await until(second.ended)
+    assert first.job is not None and first.job.id == handed.id
+    assert second.job is not None and second.job.id == other.id
+    assert second.ended_at == started
+    assert harness.scheduler.statistics().polls == 0
+
+
+async def test_a_failed_hand_over_leaves_the_waiter_waiting(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """A job the store refuses (its archive is missing) claims nothing: the waiter
+    keeps its place and gets the next job."""
+    wait = harness.wait(daemon())
+    await wait_all_tasks_blocked()
+    with pytest.raises(NotFound):
+        await harness.scheduler.create_job(new_job("0" * 64), [])
+    await wait_all_tasks_blocked()
+    assert not wait.ended.is_set()
+    created = await harness.scheduler.create_job(await new(harness), [])
+    await until(wait.ended)
+    assert wait.job == created

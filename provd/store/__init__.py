@@ -82,6 +82,19 @@ class Store(Protocol):
         """
         ...
 
+    async def create_and_claim_job(
+        self, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str
+    ) -> tuple[Job, Job]:
+        """`create_job`, then `claim_job` of the new job's queue for `daemon_id`, in one
+        transaction: a job created for a daemon that is already waiting costs one
+        durable write, not two. Returns the job as created (already running, if it is
+        the one claimed) and the job claimed: the new one, or one ahead of it in its
+        queue (higher priority, or older), which then keeps its place.
+
+        Raises `NotFound` if the job's file is not stored; then nothing is claimed.
+        """
+        ...
+
     async def get_job(self, job_id: str) -> Job | None: ...
 
     async def list_jobs(self, query: JobQuery) -> JobPage: ...

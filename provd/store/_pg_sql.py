@@ -333,6 +333,17 @@ def claim_job(conn: Conn, queues: Sequence[Queue], daemon_id: str, now: int) -> 
     return job_from_row(row)
 
 
+def create_and_claim_job(
+    conn: Conn, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str, now: int
+) -> tuple[Job, Job]:
+    """`Store.create_and_claim_job` in one transaction."""
+    created = create_job(conn, job, logs, now)
+    claimed = claim_job(conn, [Queue(job.organization, job.provisioner, job.tags)], daemon_id, now)
+    if claimed is None:
+        raise AssertionError(f"job {job.id} was created pending but its queue had no head")
+    return (claimed if claimed.id == created.id else created), claimed
+
+
 def pending_queues(conn: Conn) -> list[Queue]:
     rows = conn.execute(
         "SELECT organization, provisioner, tags FROM queues"

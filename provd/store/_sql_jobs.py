@@ -295,6 +295,17 @@ def claim_job(
     return job_from_row(row)
 
 
+def create_and_claim_job(
+    conn: sqlite3.Connection, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str, now: int
+) -> tuple[Job, Job]:
+    """`Store.create_and_claim_job` in the writer's transaction."""
+    created = create_job(conn, job, logs, now)
+    claimed = claim_job(conn, [Queue(job.organization, job.provisioner, job.tags)], daemon_id, now)
+    if claimed is None:
+        raise AssertionError(f"job {job.id} was created pending but its queue had no head")
+    return (claimed if claimed.id == created.id else created), claimed
+
+
 def pending_queues(conn: sqlite3.Connection) -> list[Queue]:
     rows = conn.execute("SELECT organization, provisioner, tags FROM queues")
     return [Queue(org, prov, json.loads(tags)) for org, prov, tags in rows]

@@ -136,6 +136,20 @@ class MemoryStore:
     async def create_job(self, job: NewJob, logs: Sequence[NewLogLine] = ()) -> Job:
         now = self._now()
         db = await self._enter()
+        return _copy(self._create(db, job, logs, now))
+
+    async def create_and_claim_job(
+        self, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str
+    ) -> tuple[Job, Job]:
+        now = self._now()
+        db = await self._enter()
+        created = self._create(db, job, logs, now)
+        claimed = self._claim([Queue(job.organization, job.provisioner, job.tags)], daemon_id, now)
+        if claimed is None:
+            raise AssertionError(f"job {job.id} was created pending but its queue had no head")
+        return _copy(claimed if claimed.id == created.id else created), _copy(claimed)
+
+    def _create(self, db: MemoryDatabase, job: NewJob, logs: Sequence[NewLogLine], now: int) -> Job:
         if job.file_hash not in db.files:
             raise NotFound(f"fileHash: no file {job.file_hash} has been uploaded")
         if job.id in db.jobs:
@@ -164,7 +178,7 @@ class MemoryStore:
         db.log_bytes[job.id] = 0
         db.queues.add(_key_of(created))
         self._insert_logs(job.id, logs, now)
-        return _copy(created)
+        return created
 
     async def get_job(self, job_id: str) -> Job | None:
         db = await self._enter()
@@ -208,13 +222,16 @@ class MemoryStore:
             return None
         now = self._now()
         await self._enter()
+        claimed = self._claim(queues, daemon_id, now)
+        return None if claimed is None else _copy(claimed)
+
+    def _claim(self, queues: Sequence[Queue], daemon_id: str, now: int) -> Job | None:
         keys = {(q.organization, q.provisioner, tags_key(q.tags)) for q in queues}
         heads = [job for job in self._pending() if _key_of(job) in keys]
         if not heads:
             return None
         best = min(heads, key=lambda job: (-job.priority, job.seq))
-        claimed = self._replace(best, started_at=now, updated_at=now, daemon_id=daemon_id)
-        return _copy(claimed)
+        return self._replace(best, started_at=now, updated_at=now, daemon_id=daemon_id)
 
     async def pending_queues(self) -> list[Queue]:
         db = await self._enter()

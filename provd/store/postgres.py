@@ -220,6 +220,19 @@ class PostgresStore:
     async def create_job(self, job: NewJob, logs: Sequence[NewLogLine] = ()) -> Job:
         return await self._run(partial(sql.create_job, job=job, logs=logs, now=self._now()))
 
+    async def create_and_claim_job(
+        self, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str
+    ) -> tuple[Job, Job]:
+        return await self._run(
+            partial(
+                sql.create_and_claim_job,
+                job=job,
+                logs=logs,
+                daemon_id=daemon_id,
+                now=self._now(),
+            )
+        )
+
     async def get_job(self, job_id: str) -> Job | None:
         return await self._run(partial(sql.select_job, job_id=job_id))
 

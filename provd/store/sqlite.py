@@ -188,6 +188,19 @@ class SQLiteStore:
             partial(jobs_sql.create_job, job=job, logs=logs, now=self._clock())
         )
 
+    async def create_and_claim_job(
+        self, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str
+    ) -> tuple[Job, Job]:
+        return await self._writer.write(
+            partial(
+                jobs_sql.create_and_claim_job,
+                job=job,
+                logs=logs,
+                daemon_id=daemon_id,
+                now=self._clock(),
+            )
+        )
+
     async def get_job(self, job_id: str) -> Job | None:
         return await self._readers.read(partial(jobs_sql.select_job, job_id=job_id))
 

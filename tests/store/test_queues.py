@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 
+from provd.errors import NotFound
 from provd.model import Job, JobStatus, PendingSummary, Queue, QueuePosition, tags_key
 from provd.store import Store
 
 from .conftest import Clock
 from .support import (
+    ARCHIVE,
     DEFAULT_QUEUE,
     ORG,
     PROVISIONER,
     TAGS,
+    TAR,
+    all_jobs,
     claim,
     fetch,
     ids,
+    log,
     make_job,
+    new_job,
+    outputs,
     queue_of,
 )
 
@@ -158,6 +166,57 @@ class TestClaimJob:
             claimed = await store.claim_job([DEFAULT_QUEUE], "w1")
         assert claimed is not None and claimed.id == job.id
         assert (await fetch(store, job.id)).daemon_id == "w1"
+
+
+class TestCreateAndClaimJob:
+    """create_and_claim_job: a new job for a daemon already waiting, in one transaction."""
+
+    async def test_an_empty_queue_hands_over_the_new_job(self, store: Store, clock: Clock) -> None:
+        stored = await store.put_file(ARCHIVE, TAR)
+        created, claimed = await store.create_and_claim_job(
+            new_job(stored.hash), [log("queued")], "w1"
+        )
+        assert created == claimed
+        assert (claimed.status, claimed.daemon_id, claimed.started_at) == (
+            JobStatus.RUNNING,
+            "w1",
+            clock(),
+        )
+        assert await fetch(store, claimed.id) == claimed
+        assert await outputs(store, claimed.id) == ["queued"]
+        assert await store.queue_position(claimed) == QueuePosition(0, 0)
+        assert await store.claim_job([DEFAULT_QUEUE], "w2") is None
+
+    async def test_a_job_ahead_in_the_queue_goes_first(self, store: Store) -> None:
+        """An older job, or one of higher priority, is claimed instead; the new job
+        stays pending, next in line."""
+        older = await make_job(store)
+        urgent = await make_job(store, priority=5)
+        stored = await store.put_file(ARCHIVE, TAR)
+        created, claimed = await store.create_and_claim_job(new_job(stored.hash), [], "w1")
+        assert claimed.id == urgent.id and claimed.daemon_id == "w1"
+        assert created.status is JobStatus.PENDING
+        assert await store.queue_positions([older, created]) == [
+            QueuePosition(1, 2),
+            QueuePosition(2, 2),
+        ]
+        assert ids([await claim(store, [DEFAULT_QUEUE], "w2")]) == [older.id]
+        assert ids([await claim(store, [DEFAULT_QUEUE], "w3")]) == [created.id]
+
+    async def test_only_the_new_jobs_queue(self, store: Store) -> None:
+        """A pending job of another queue is not the new job's business."""
+        elsewhere = await make_job(store, tags=dict(EU.tags))
+        stored = await store.put_file(ARCHIVE, TAR)
+        created, claimed = await store.create_and_claim_job(new_job(stored.hash), [], "w1")
+        assert created.id == claimed.id
+        assert (await fetch(store, elsewhere.id)).status is JobStatus.PENDING
+
+    async def test_a_missing_file_stores_and_claims_nothing(self, store: Store) -> None:
+        waiting = await make_job(store)
+        with pytest.raises(NotFound):
+            await store.create_and_claim_job(new_job("0" * 64), [log("queued")], "w1")
+        assert ids(await all_jobs(store)) == [waiting.id]
+        assert (await fetch(store, waiting.id)).status is JobStatus.PENDING
 
 
 class TestPendingQueues:
