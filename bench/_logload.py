@@ -188,6 +188,9 @@ def count_provd_lines(db_path: Path) -> int:
     provd/store/_log_chunks.py)."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        if "log_chunks" not in tables:  # a provd from before the chunks (PROVD_BENCH_SRC)
+            return count_lines(db_path)
         (count,) = conn.execute(
             "SELECT COUNT(*) FROM log_chunks AS c, json_each(c.lines) AS r WHERE r.value ->> 3 = ?",
             (STAGE,),
