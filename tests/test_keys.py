@@ -29,9 +29,10 @@ from provd.store import Store
 from provd.store.sqlite import open_sqlite_store
 from provd.wakeups import DatagramRelay, Rescan
 from provd.websocket_framing import END_STREAM, envelope, error_from_end_of_stream, parse_envelope
+from tests.claim_gate import ClaimGate
 from tests.conftest import ADMIN_TOKEN, Server, ServerFactory
 from tests.daemon_clients import Acquisition, Jobs, TestDaemon, wait_until
-from tests.test_races import PATHS, GatedStore, lock_a_job
+from tests.test_races import PATHS, lock_a_job
 
 
 @dataclass(frozen=True)
@@ -252,10 +253,10 @@ async def test_a_job_claimed_as_its_key_is_deleted_goes_back_to_its_queue(
     """The key is deleted while a claim for its daemon is in flight: the stream ends
     with `unauthenticated`, and the claimed job is pending again, first in its queue,
     for the next daemon."""
-    gates: list[GatedStore] = []
+    gates: list[ClaimGate] = []
 
     def wrap(store: Store) -> Store:
-        gates.append(GatedStore(store))
+        gates.append(ClaimGate(store, only_jobs=True))
         return gates[0]  # type: ignore[return-value]
 
     server = await make_server(wrap_store=wrap)
@@ -267,8 +268,8 @@ async def test_a_job_claimed_as_its_key_is_deleted_goes_back_to_its_queue(
         server, gate, jobs, nursery, path, lambda: waiting(server, daemon, nursery)
     )
     await keys.delete("ci")
-    gate.hold_claims = False
-    gate.let_claim_return.set()
+    gate.armed = False
+    gate.opened.set()
     assert (await stream_error(stream)).code == Code.UNAUTHENTICATED
     await wait_until(lambda: server.scheduler.statistics().released == 1)
     assert (await jobs.get(job_id)).status == pb.JOB_STATUS_PENDING

@@ -9,15 +9,15 @@ transport."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
 import trio
 
 from provd.gen.provd.v1 import jobs_pb2 as pb
-from provd.model import Job, NewJob, NewLogLine, Queue
 from provd.store import Store
+from tests.claim_gate import ClaimGate
 from tests.daemon_clients import Acquisition, Jobs, TestDaemon, wait_until
 from tests.raw_h2 import VanishingDaemon, VanishingWebSocketDaemon
 
@@ -29,47 +29,11 @@ def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-class GatedStore:
-    """The real store, except that a claim can be held after it locked its job and
-    before the scheduler learns of it: the exact moment the races are about. Both
-    ways a job is claimed are gated: a waiting group's claim (`claim_job`) and the
-    hand-over of a new job to an idle daemon (`create_and_claim_job`)."""
-
-    def __init__(self, inner: Store) -> None:
-        self._inner = inner
-        self.hold_claims = False
-        self.claim_locked = trio.Event()
-        self.locked: Job | None = None
-        self.let_claim_return = trio.Event()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
-
-    async def claim_job(self, queues: Sequence[Queue], daemon_id: str) -> Job | None:
-        job = await self._inner.claim_job(queues, daemon_id)
-        await self._hold(job)
-        return job
-
-    async def create_and_claim_job(
-        self, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str
-    ) -> tuple[Job, Job]:
-        created, claimed = await self._inner.create_and_claim_job(job, logs, daemon_id)
-        await self._hold(claimed)
-        return created, claimed
-
-    async def _hold(self, job: Job | None) -> None:
-        if self.hold_claims and job is not None:
-            self.locked = job
-            self.claim_locked.set()
-            with trio.CancelScope(shield=True):  # a real claim, once made, completes
-                await self.let_claim_return.wait()
-
-
-async def gated_server(make_server) -> tuple[object, GatedStore]:  # type: ignore[no-untyped-def]
-    gates: list[GatedStore] = []
+async def gated_server(make_server) -> tuple[object, ClaimGate]:  # type: ignore[no-untyped-def]
+    gates: list[ClaimGate] = []
 
     def wrap(store: Store) -> Store:
-        gates.append(GatedStore(store))
+        gates.append(ClaimGate(store, only_jobs=True))
         return gates[0]  # type: ignore[return-value]
 
     server = await make_server(wrap_store=wrap)
@@ -83,7 +47,7 @@ PATHS = ["claim", "hand-over"]
 
 async def lock_a_job(
     server,
-    gate: GatedStore,
+    gate: ClaimGate,
     jobs: Jobs,
     nursery: trio.Nursery,
     path: str,
@@ -92,20 +56,20 @@ async def lock_a_job(
     """Start the daemon's wait (`wait`) and a job, so that a claim locks the job for
     the daemon and is held there; returns what `wait` returned and the job's id."""
     if path == "claim":
-        gate.hold_claims = True
+        gate.armed = True
         job = await jobs.create()  # nobody waits yet: stored pending
         waiting = await wait()
     else:
         waiting = await wait()
         await wait_until(lambda: server.scheduler.statistics().waiters == 1)
-        gate.hold_claims = True
+        gate.armed = True
         nursery.start_soon(jobs.create)  # answered once the claim returns
     with trio.fail_after(10):
-        await gate.claim_locked.wait()
-    assert gate.locked is not None
+        await gate.holding.wait()
+    assert gate.held is not None
     if path == "claim":
-        assert gate.locked.id == job.id
-    return waiting, gate.locked.id
+        assert gate.held.id == job.id
+    return waiting, gate.held.id
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -122,7 +86,7 @@ async def test_cancel_while_the_job_is_being_locked_still_sends_the_job(
     # The server read the cancel while the claim was in flight, and waits for the claim.
     await wait_until(lambda: server.scheduler.statistics().cancels_during_claim == 1)
     assert not acquisition.ended.is_set()
-    gate.let_claim_return.set()
+    gate.opened.set()
     acquired = await acquisition.wait()
     assert acquired.job_id == job_id  # the job won the race: the daemon must run it
     held = await jobs.get(job_id)
@@ -144,8 +108,8 @@ async def test_daemon_vanishing_after_its_job_was_locked_returns_the_job(
     await ghost.vanish()
     # The server noticed the connection is gone while the claim was in flight.
     await wait_until(lambda: server.scheduler.statistics().cancels_during_claim == 1)
-    gate.hold_claims = False
-    gate.let_claim_return.set()
+    gate.armed = False
+    gate.opened.set()
     # Nothing was sent, so nothing ran: the job is pending again, and says why.
     await wait_until(lambda: server.scheduler.statistics().released == 1)
     assert (await jobs.get(job_id)).status == pb.JOB_STATUS_PENDING

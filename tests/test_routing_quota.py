@@ -24,9 +24,9 @@ from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
-from provd.model import Job, NewJob, NewLogLine, Queue
 from provd.reapers import ReaperSettings
 from provd.store import Store
+from tests.claim_gate import ClaimGate
 from tests.conftest import ADMIN_TOKEN, DAEMON_PSK, Server
 from tests.daemon_clients import Acquisition, Jobs, TestDaemon, wait_until
 
@@ -218,50 +218,16 @@ async def test_user_scoped_job_needs_an_owner(server: Server) -> None:
     assert "scope=user needs an owner" in caught.value.message
 
 
-class GatedClaims:
-    """The real store, except that the first claim that locks a job (a group's claim,
-    or the hand-over of a new job to an idle daemon) can be held before the scheduler
-    learns of it."""
-
-    def __init__(self, inner: Store) -> None:
-        self._inner = inner
-        self.hold = True
-        self.locked = trio.Event()
-        self.release = trio.Event()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
-
-    async def claim_job(self, queues: Sequence[Queue], daemon_id: str) -> Job | None:
-        job = await self._inner.claim_job(queues, daemon_id)
-        await self._hold(job)
-        return job
-
-    async def create_and_claim_job(
-        self, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str
-    ) -> tuple[Job, Job]:
-        created, claimed = await self._inner.create_and_claim_job(job, logs, daemon_id)
-        await self._hold(claimed)
-        return created, claimed
-
-    async def _hold(self, job: Job | None) -> None:
-        if self.hold and job is not None:
-            self.hold = False
-            self.locked.set()
-            with trio.CancelScope(shield=True):
-                await self.release.wait()
-
-
 async def test_job_created_during_another_groups_claim_reaches_an_idle_daemon(
     make_server,  # type: ignore[no-untyped-def]
     nursery: trio.Nursery,
 ) -> None:
     """A job created while one daemon group claims still wakes another idle matching daemon
     at once (not after the 30 s backup poll)."""
-    gates: list[GatedClaims] = []
+    gates: list[ClaimGate] = []
 
     def wrap(store: Store) -> Store:
-        gates.append(GatedClaims(store))
+        gates.append(ClaimGate(store, armed=True, only_jobs=True))
         return gates[0]  # type: ignore[return-value]
 
     server = await make_server(wrap_store=wrap)
@@ -281,9 +247,9 @@ async def test_job_created_during_another_groups_claim_reaches_an_idle_daemon(
     # `first` goes straight to the daemon that waited longest (the gpu one), held there.
     nursery.start_soon(create_first)
     with trio.fail_after(5):
-        await gates[0].locked.wait()
+        await gates[0].holding.wait()
     second = await jobs.create(tags={"os": "linux"})
-    gates[0].release.set()
+    gates[0].opened.set()
     with trio.fail_after(5):
         await first_created.wait()
     # Whichever daemon took `first`, the other one must get `second`.

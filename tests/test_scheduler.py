@@ -8,7 +8,6 @@ and `wait_all_tasks_blocked` proves that every other task has done what it could
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -17,9 +16,10 @@ from trio.testing import MockClock, wait_all_tasks_blocked
 
 from provd.errors import NotFound
 from provd.events import JobEvents
-from provd.model import Daemon, Job, JobStatus, NewJob, NewLogLine, Queue
+from provd.model import Daemon, Job, JobStatus, NewJob
 from provd.scheduler import Scheduler
 from provd.store.memory import MemoryStore
+from tests.claim_gate import ClaimGate
 from tests.store.support import (
     ARCHIVE,
     ORG,
@@ -65,42 +65,6 @@ def daemon(name: str = "d1", **tags: str) -> Daemon:
         provisioners=("echo",),
         tags={**TAGS, **tags},
     )
-
-
-class ClaimGate:
-    """The store, except that while `armed` the next claim is held after the store
-    answered it and before the scheduler learns the answer: the moment the
-    cancel-vs-claim race is about. A claim, once made, completes (shielded)."""
-
-    def __init__(self, inner: MemoryStore) -> None:
-        self._inner = inner
-        self.armed = False
-        self.holding = trio.Event()
-        self.held: Job | None = None
-        self.opened = trio.Event()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
-
-    async def claim_job(self, queues: Sequence[Queue], daemon_id: str) -> Job | None:
-        job = await self._inner.claim_job(queues, daemon_id)
-        await self._hold(job)
-        return job
-
-    async def create_and_claim_job(
-        self, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str
-    ) -> tuple[Job, Job]:
-        created, claimed = await self._inner.create_and_claim_job(job, logs, daemon_id)
-        await self._hold(claimed)
-        return created, claimed
-
-    async def _hold(self, job: Job | None) -> None:
-        if self.armed:
-            self.armed = False
-            self.held = job
-            self.holding.set()
-            with trio.CancelScope(shield=True):
-                await self.opened.wait()
 
 
 @dataclass(eq=False)

@@ -46,7 +46,13 @@ from provd.model import (
 from provd.store import DaemonPresence, Purged
 from provd.store._log_chunks import as_batch, chunks, line_count, read_chunks
 from provd.store._ranks import Level, flip_jobs, positions, take_ordinal
-from provd.store._rules import DESTROY, FAILED_WITHOUT_REASON, cut_to_budget
+from provd.store._rules import (
+    DESTROY,
+    FAILED_WITHOUT_REASON,
+    cut_to_budget,
+    handed_over,
+    new_jobs_queue,
+)
 
 Conn = Connection[DictRow]
 
@@ -338,10 +344,7 @@ def create_and_claim_job(
 ) -> tuple[Job, Job]:
     """`Store.create_and_claim_job` in one transaction."""
     created = create_job(conn, job, logs, now)
-    claimed = claim_job(conn, [Queue(job.organization, job.provisioner, job.tags)], daemon_id, now)
-    if claimed is None:
-        raise AssertionError(f"job {job.id} was created pending but its queue had no head")
-    return (claimed if claimed.id == created.id else created), claimed
+    return handed_over(created, claim_job(conn, [new_jobs_queue(job)], daemon_id, now))
 
 
 def pending_queues(conn: Conn) -> list[Queue]:

@@ -6,7 +6,7 @@ them, so a rule changed here changes for every backend.
 
 from __future__ import annotations
 
-from provd.model import LogBatch, LogLevel, LogLine, LogRow, NewLogLine
+from provd.model import Job, LogBatch, LogLevel, LogLine, LogRow, NewJob, NewLogLine, Queue
 
 # provisioner.WorkspaceTransition.DESTROY: a destroyed workspace costs nothing.
 DESTROY = 2
@@ -46,3 +46,16 @@ def cut_to_budget(batch: LogBatch, used_bytes: int, limit_bytes: int) -> tuple[L
         used_bytes += cost
         kept.append(row)
     raise AssertionError("the lines exceeded the budget in total but not one by one")
+
+
+def new_jobs_queue(job: NewJob) -> Queue:
+    """The queue a new job joins."""
+    return Queue(job.organization, job.provisioner, job.tags)
+
+
+def handed_over(created: Job, claimed: Job | None) -> tuple[Job, Job]:
+    """`Store.create_and_claim_job`'s answer, from the job just created and the claim
+    of its queue that followed in the same transaction (which cannot find it empty)."""
+    if claimed is None:
+        raise AssertionError(f"job {created.id} was created pending but its queue had no head")
+    return (claimed if claimed.id == created.id else created), claimed

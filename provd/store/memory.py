@@ -59,7 +59,13 @@ from provd.model import (
 )
 from provd.store import DaemonPresence, Purged, Store
 from provd.store._log_chunks import as_batch
-from provd.store._rules import DESTROY, FAILED_WITHOUT_REASON, cut_to_budget
+from provd.store._rules import (
+    DESTROY,
+    FAILED_WITHOUT_REASON,
+    cut_to_budget,
+    handed_over,
+    new_jobs_queue,
+)
 
 __all__ = ["MemoryDatabase", "MemoryStore", "open_memory_store"]
 
@@ -144,10 +150,8 @@ class MemoryStore:
         now = self._now()
         db = await self._enter()
         created = self._create(db, job, logs, now)
-        claimed = self._claim([Queue(job.organization, job.provisioner, job.tags)], daemon_id, now)
-        if claimed is None:
-            raise AssertionError(f"job {job.id} was created pending but its queue had no head")
-        return _copy(claimed if claimed.id == created.id else created), _copy(claimed)
+        created, claimed = handed_over(created, self._claim([new_jobs_queue(job)], daemon_id, now))
+        return _copy(created), _copy(claimed)
 
     def _create(self, db: MemoryDatabase, job: NewJob, logs: Sequence[NewLogLine], now: int) -> Job:
         if job.file_hash not in db.files:
