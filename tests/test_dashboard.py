@@ -3,8 +3,10 @@
 The HTTP checks (headers, 404s, no path traversal, the asset table) run without a
 browser. The rest drive the real page in headless Chromium through Selenium against
 the in-process server: sign-in, the jobs list updating live, a job's page following
-its logs, escaping of what jobs and logs contain, and Cancel. Selenium blocks, so
-each browser step runs in a worker thread while trio serves the page.
+its logs, escaping of what jobs and logs contain, Cancel, the daemons page (a daemon
+connecting and taking a job) and the quota page (allowances per organization), at
+desktop and phone width. Selenium blocks, so each browser step runs in a worker
+thread while trio serves the page.
 
 Chromium and its driver come from Debian (`apt-get install chromium chromium-driver`;
 .ci/run installs them). Without them these tests fail under CI (`CI` set) and are
@@ -27,12 +29,15 @@ from urllib.parse import urlsplit
 import pytest
 import trio
 
+from provd.client.connect import call, key_client, quota_client
 from provd.gen.provd.v1 import jobs_pb2 as pb
+from provd.gen.provd.v1 import keys_pb2 as kpb
+from provd.gen.provd.v1 import quota_pb2 as qpb
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from provd.rpc.dashboard import ASSETS, CONTENT_SECURITY_POLICY, WEB_DIR
 from tests.conftest import ADMIN_TOKEN, Server
-from tests.daemon_clients import Jobs, TestDaemon
+from tests.daemon_clients import Jobs, TestDaemon, wait_until
 
 try:
     from selenium import webdriver
@@ -40,6 +45,7 @@ try:
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # reported by the `browser` fixture
@@ -562,3 +568,274 @@ async def test_jobs_page_pages_and_filters_by_tags(server: Server, browser: WebD
 
     await in_browser(page_through)
     assert await in_browser(partial(console_errors, browser)) == []
+
+
+# --- daemons and quota
+
+
+LOCAL_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
+
+
+def daemon_row(driver: WebDriver, name: str) -> dict[str, Any] | None:
+    """The daemon's row on the daemons page: its state, the text of its cells and the
+    href of its job link; None when it is not there."""
+    script = (
+        "const row = [...document.querySelectorAll('#daemons-body tr[data-daemon-id]')]"
+        ".find((r) => r.cells[0].textContent === arguments[0]);"
+        " if (!row) return null;"
+        " const link = row.querySelector('td.daemon-job a');"
+        " return {state: row.dataset.state, cells: [...row.cells].map((c) => c.textContent),"
+        " job: link ? link.getAttribute('href') : null}"
+    )
+    row: dict[str, Any] | None = driver.execute_script(script, name)
+    return row
+
+
+def allowance_rows(driver: WebDriver) -> list[list[str]]:
+    """The quota table's allowances, as [kind, subject, allowance] per row."""
+    script = (
+        "return [...document.querySelectorAll('#quota-body tr[data-kind]')]"
+        ".map((r) => [...r.cells].map((c) => c.textContent))"
+    )
+    rows: list[list[str]] = driver.execute_script(script)
+    return rows
+
+
+def text_of(driver: WebDriver, element_id: str) -> str:
+    script = "const e = document.getElementById(arguments[0]); return e ? e.textContent : ''"
+    return str(driver.execute_script(script, element_id))
+
+
+def images(driver: WebDriver) -> int:
+    return int(driver.execute_script("return document.querySelectorAll('img').length"))
+
+
+def open_page(driver: WebDriver, page: str, table_id: str) -> None:
+    """Go to a page from the navigation bar with the keyboard (Enter on its link)."""
+    driver.find_element(By.ID, f"nav-{page}").send_keys(Keys.ENTER)
+    until(driver, lambda d: shown(d, table_id), f"the {page} page")
+    current = driver.execute_script(
+        "return document.querySelector('#bar nav a[aria-current=page]').id"
+    )
+    assert current == f"nav-{page}"
+
+
+async def set_allowance(server: Server, **allowance: Any) -> None:
+    client = quota_client(server.url, ADMIN_TOKEN)
+    request = qpb.SetAllowanceRequest(allowance=qpb.Allowance(**allowance))
+    await call(client.set_allowance, request)
+
+
+@pytest.mark.slow
+async def test_daemons_page_shows_a_daemon_connecting_and_taking_a_job(
+    server: Server, browser: WebDriver, nursery: trio.Nursery
+) -> None:
+    keys = key_client(server.url, ADMIN_TOKEN)
+    key = await call(keys.create_key, kpb.CreateKeyRequest(name="web-key", tags={"team": "web"}))
+    daemon = TestDaemon(server, "web-daemon", provisioners=("echo", "terraform"), key=key.secret)
+
+    def open_daemons() -> None:
+        signed_in(browser, server.url)
+        browser.execute_script("window.provdTestMark = 1")  # a reload would wipe it
+        open_page(browser, "daemons", "daemons")
+        until(browser, lambda d: "No daemon" in text_of(d, "daemons-body"), "the empty list")
+
+    await in_browser(open_daemons)
+
+    # Connected: an acquire stream open, waiting for a job.
+    acquisition = await daemon.acquire(nursery)
+    await wait_until(lambda: server.scheduler.statistics().waiters == 1)
+    row = await in_browser(
+        lambda: until(
+            browser,
+            lambda d: (r := daemon_row(d, "web-daemon")) and r["state"] == "connected" and r,
+            "the daemon, connected",
+        )
+    )
+    name, organization, state, job_cell, provisioners, tags, used_key, last_seen = row["cells"]
+    assert (name, organization, state, job_cell) == ("web-daemon", "default", "connected", "")
+    assert provisioners == "echo, terraform"
+    assert tags == "owner=, scope=organization, team=web"
+    assert used_key == f"web-key ({key.key.id})"
+    assert LOCAL_TIME.match(last_seen), last_seen
+    assert row["job"] is None
+
+    # Holding a job: its id, linking to the job's page.
+    job = await Jobs(server).create(tags={"team": "web"})
+    assert (await acquisition.wait()).job_id == job.id
+    await in_browser(
+        lambda: until(
+            browser,
+            lambda d: (r := daemon_row(d, "web-daemon")) and r["job"] == f"#/jobs/{job.id}",
+            "the daemon's job",
+        )
+    )
+    row = await in_browser(lambda: daemon_row(browser, "web-daemon"))
+    assert row is not None
+    assert (row["state"], row["cells"][3]) == ("connected", job.id)
+    assert await in_browser(lambda: browser.execute_script("return window.provdTestMark")) == 1
+
+    def follow_the_link() -> None:
+        link = browser.find_element(By.CSS_SELECTOR, "#daemons-body td.daemon-job a")
+        link.send_keys(Keys.ENTER)  # keyboard-usable
+        until(browser, lambda d: text_of(d, "job-id") == job.id, "the job's page")
+        until(browser, lambda d: field_text(d, "status") == "running", "the running job")
+        until(browser, lambda d: "web-daemon" in field_text(d, "daemon"), "the daemon's name")
+
+    await in_browser(follow_the_link)
+
+    # Done: no job any more, and no stream open.
+    await daemon.complete(job.id)
+
+    def back_to_daemons() -> None:
+        open_page(browser, "daemons", "daemons")
+        until(
+            browser,
+            lambda d: (
+                (r := daemon_row(d, "web-daemon")) and r["job"] is None and r["cells"][3] == ""
+            ),
+            "the daemon without a job",
+        )
+        row = daemon_row(browser, "web-daemon")
+        assert row is not None and row["state"] == "idle"  # seen lately, no stream, no job
+        assert "1 daemon, 0 connected" in text_of(browser, "daemons-count")
+
+    await in_browser(back_to_daemons)
+    assert await in_browser(partial(console_errors, browser)) == []
+
+
+@pytest.mark.slow
+async def test_quota_page_shows_an_organizations_allowances(
+    server: Server, browser: WebDriver
+) -> None:
+    await set_allowance(server, organization="acme", group="builders", allowance=40)
+    await set_allowance(server, organization="acme", user_id="alice", allowance=5)
+
+    def open_quota() -> None:
+        signed_in(browser, server.url)
+        open_page(browser, "quota", "quota")
+        assert browser.find_element(By.ID, "quota-organization").get_property("value") == "default"
+        until(browser, lambda d: "default has no quota" in text_of(d, "quota-body"), "no quota")
+        assert allowance_rows(browser) == []
+
+    await in_browser(open_quota)
+
+    # Set while the page is open: it appears without a reload.
+    await set_allowance(server, user_id="bob", allowance=3)  # the default organization
+    await in_browser(
+        lambda: until(browser, lambda d: allowance_rows(d) == [["user", "bob", "3"]], "bob's")
+    )
+
+    def show_acme() -> None:
+        field = browser.find_element(By.ID, "quota-organization")
+        field.clear()
+        field.send_keys("acme", Keys.ENTER)
+        until(
+            browser,
+            lambda d: allowance_rows(d) == [["group", "builders", "40"], ["user", "alice", "5"]],
+            "acme's allowances",
+        )
+        assert text_of(browser, "quota-shown") == "· acme"
+
+    await in_browser(show_acme)
+    await set_allowance(server, organization="acme", user_id="alice", allowance=0)
+    await in_browser(
+        lambda: until(
+            browser,
+            lambda d: allowance_rows(d) == [["group", "builders", "40"], ["user", "alice", "0"]],
+            "alice's new allowance",
+        )
+    )
+
+    def bad_organization() -> None:
+        field = browser.find_element(By.ID, "quota-organization")
+        field.clear()
+        field.send_keys("not an organization!", Keys.ENTER)
+        until(browser, lambda d: shown(d, "quota-error"), "the server's refusal")
+        assert "organization" in text_of(browser, "quota-error")
+        assert allowance_rows(browser) == []  # not acme's under another name
+
+    assert await in_browser(partial(console_errors, browser)) == []
+    await in_browser(bad_organization)
+    # The browser logs the refused calls (400), and nothing else.
+    for error in await in_browser(partial(console_errors, browser)):
+        assert "/provd.v1.QuotaService/ListAllowances" in error and "400" in error, error
+
+
+@pytest.mark.slow
+async def test_daemon_and_quota_text_is_shown_as_text(
+    server: Server, browser: WebDriver, nursery: trio.Nursery
+) -> None:
+    """A daemon name, a tag value and an allowance's subject that look like HTML are
+    shown as those characters, and make no element."""
+    daemon = TestDaemon(server, XSS, tags={"note": XSS})
+    acquisition = await daemon.acquire(nursery)
+    await wait_until(lambda: server.scheduler.statistics().waiters == 1)
+    await set_allowance(server, group=XSS, allowance=7)
+
+    def check() -> None:
+        signed_in(browser, server.url)
+        open_page(browser, "daemons", "daemons")
+        row = until(browser, lambda d: daemon_row(d, XSS), "the daemon")
+        assert row["cells"][0] == XSS
+        assert row["cells"][5] == f"note={XSS}, owner=, scope=organization"
+        assert row["cells"][6] == "pre-shared key"
+        assert images(browser) == 0 and no_alert(browser)
+
+        open_page(browser, "quota", "quota")
+        until(browser, lambda d: allowance_rows(d) == [["group", XSS, "7"]], "the allowance")
+        assert images(browser) == 0 and no_alert(browser)
+
+    await in_browser(check)
+    assert await in_browser(partial(console_errors, browser)) == []
+    acquisition.requests.cancel()
+    await acquisition.wait()
+
+
+@pytest.mark.slow
+async def test_daemons_and_quota_fit_a_phone(
+    server: Server, browser: WebDriver, nursery: trio.Nursery
+) -> None:
+    """At phone width the tables stack (a card per row, each value under its column's
+    name) and nothing scrolls sideways."""
+    daemon = TestDaemon(server, "a-daemon-with-a-rather-long-name", tags={"region": "eu-west"})
+    acquisition = await daemon.acquire(nursery)
+    await wait_until(lambda: server.scheduler.statistics().waiters == 1)
+    await set_allowance(server, group="a-group-with-a-rather-long-name", allowance=12)
+
+    def fits() -> bool:
+        return bool(
+            browser.execute_script(
+                "const e = document.documentElement; return e.scrollWidth <= e.clientWidth"
+            )
+        )
+
+    def label_of_first_cell(table: str) -> str:
+        script = (
+            "const td = document.querySelector(`#${arguments[0]}-body td[data-label]`);"
+            " return td ? getComputedStyle(td, '::before').content : ''"
+        )
+        return str(browser.execute_script(script, table))
+
+    def on_a_phone() -> None:
+        size = browser.get_window_size()
+        browser.set_window_size(390, 844)
+        try:
+            signed_in(browser, server.url)
+            open_page(browser, "daemons", "daemons")
+            until(browser, lambda d: daemon_row(d, daemon.name), "the daemon")
+            assert label_of_first_cell("daemons") == '"Name"'
+            header = "return getComputedStyle(document.querySelector('#daemons thead')).display"
+            assert browser.execute_script(header) == "none"
+            assert fits()
+            open_page(browser, "quota", "quota")
+            until(browser, lambda d: len(allowance_rows(d)) == 1, "the allowance")
+            assert label_of_first_cell("quota") == '"Kind"'
+            assert fits()
+        finally:
+            browser.set_window_size(size["width"], size["height"])
+
+    await in_browser(on_a_phone)
+    assert await in_browser(partial(console_errors, browser)) == []
+    acquisition.requests.cancel()
+    await acquisition.wait()

@@ -50,6 +50,8 @@ ASSETS: Final[Mapping[str, tuple[str, str]]] = {
     "/ui/dom.js": ("dom.js", _JS),
     "/ui/jobs.js": ("jobs.js", _JS),
     "/ui/job.js": ("job.js", _JS),
+    "/ui/daemons.js": ("daemons.js", _JS),
+    "/ui/quota.js": ("quota.js", _JS),
     "/ui/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 

@@ -2,14 +2,18 @@
 //
 //   #/jobs         the jobs page (jobs.js)
 //   #/jobs/<id>    one job with its live logs (job.js)
+//   #/daemons      the daemons provd has seen (daemons.js)
+//   #/quota        an organization's quota allowances (quota.js)
 //
 // The admin token is typed once into the login form, checked with a ListJobs call,
 // then kept in sessionStorage (api.js). Whenever provd answers `unauthenticated`,
 // the token is dropped and the login form comes back.
 
 import { clearToken, getToken, onUnauthenticated, setToken, unary } from "./api.js";
+import { showDaemons } from "./daemons.js";
 import { showJob } from "./job.js";
 import { showJobs } from "./jobs.js";
+import { showQuota } from "./quota.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -33,6 +37,14 @@ function showLogin(message = "") {
   $("token").focus();
 }
 
+// The navigation link of the page on screen gets aria-current (and its style).
+function markNav(page) {
+  for (const link of document.querySelectorAll("#bar nav a")) {
+    if (link.id === `nav-${page}`) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
 function signOut(message = "") {
   clearToken();
   showLogin(message);
@@ -49,8 +61,16 @@ function route() {
   const view = $("view");
   const job = /^#\/jobs\/([^/?#]+)$/.exec(location.hash);
   if (job) {
+    markNav("jobs");
     current = showJob(view, decodeURIComponent(job[1]));
+  } else if (location.hash === "#/daemons") {
+    markNav("daemons");
+    current = showDaemons(view);
+  } else if (location.hash === "#/quota") {
+    markNav("quota");
+    current = showQuota(view);
   } else {
+    markNav("jobs");
     current = showJobs(view);
   }
 }

@@ -1,0 +1,133 @@
+// The quota page: QuotaService.ListAllowances — the allowances (credits per day) of an
+// organization's users and groups — refreshed every couple of seconds while the tab
+// is visible (polling, as jobs.js).
+
+import { unary } from "./api.js";
+import { el, formatTime, poll } from "./dom.js";
+
+const REFRESH_SECONDS = 2;
+// provd's organization when none is named (model.DEFAULT_ORGANIZATION).
+const DEFAULT_ORGANIZATION = "default";
+const COLUMNS = ["Kind", "Subject", "Allowance (credits per day)"];
+
+// Kept while the tab lives, so that leaving the page and coming back keeps it.
+const state = { organization: DEFAULT_ORGANIZATION };
+
+// An allowance's subject is one of userId and group (a oneof in quota.proto).
+function subjectOf(allowance) {
+  if (allowance.group !== undefined) return ["group", allowance.group];
+  return ["user", allowance.userId ?? ""];
+}
+
+function allowanceRow(allowance) {
+  const [kind, subject] = subjectOf(allowance);
+  return el(
+    "tr",
+    { "data-kind": kind, "data-subject": subject },
+    el("td", { class: "allowance-kind", "data-label": COLUMNS[0] }, kind),
+    el("td", { class: "allowance-subject", "data-label": COLUMNS[1] }, subject),
+    el(
+      "td",
+      { class: "allowance-credits number", "data-label": COLUMNS[2] },
+      String(allowance.allowance ?? 0),
+    ),
+  );
+}
+
+export function showQuota(view) {
+  document.title = "Quota · provd";
+  const controller = new AbortController();
+  let shownFor = null; // the organization whose allowances are on screen
+
+  const organization = el("input", {
+    id: "quota-organization",
+    type: "text",
+    value: state.organization,
+    placeholder: DEFAULT_ORGANIZATION,
+    spellcheck: "false",
+  });
+  const form = el(
+    "form",
+    { id: "quota-filters", class: "filters" },
+    el("label", {}, "Organization ", organization),
+    el("button", { type: "submit" }, "Show"),
+  );
+  const body = el("tbody", { id: "quota-body" });
+  const table = el(
+    "table",
+    { id: "quota", class: "data stack" },
+    el("thead", {}, el("tr", {}, COLUMNS.map((name) => el("th", { scope: "col" }, name)))),
+    body,
+  );
+  const heading = el("span", { id: "quota-shown", class: "muted" });
+  const updated = el("span", { id: "quota-updated", class: "muted" });
+  const problem = el("p", { id: "quota-error", class: "error", role: "alert", hidden: true });
+  view.replaceChildren(
+    el("h1", {}, "Quota ", heading),
+    el(
+      "p",
+      { class: "muted" },
+      "A user's daily budget is their own allowance plus those of their groups. " +
+        "An organization without any allowance has no quota.",
+    ),
+    form,
+    problem,
+    table,
+    el("div", { class: "pager" }, updated),
+  );
+
+  const showProblem = (message) => {
+    problem.textContent = message;
+    problem.hidden = !message;
+  };
+
+  const render = (name, allowances) => {
+    shownFor = name;
+    heading.textContent = `· ${name}`;
+    const none = `No allowances: ${name} has no quota.`;
+    body.replaceChildren(
+      ...(allowances.length
+        ? allowances.map(allowanceRow)
+        : [el("tr", {}, el("td", { colspan: COLUMNS.length, class: "muted" }, none))]),
+    );
+    updated.textContent = `updated ${formatTime(new Date().toISOString())}, every ${REFRESH_SECONDS} s`;
+  };
+
+  const refresh = async () => {
+    const name = state.organization || DEFAULT_ORGANIZATION;
+    try {
+      const { allowances = [] } = await unary(
+        "provd.v1.QuotaService/ListAllowances",
+        { organization: name },
+        { signal: controller.signal },
+      );
+      if (name !== (state.organization || DEFAULT_ORGANIZATION)) return; // asked for another since
+      render(name, allowances);
+      showProblem("");
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      if (shownFor !== name) {
+        shownFor = null;
+        heading.textContent = "";
+        body.replaceChildren(); // not another organization's allowances under this name
+      }
+      showProblem(`Cannot list the allowances of ${name}: ${error.message}`);
+    }
+  };
+
+  const poller = poll(refresh, REFRESH_SECONDS);
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.organization = organization.value.trim() || DEFAULT_ORGANIZATION;
+    organization.value = state.organization;
+    poller.now();
+  });
+
+  return {
+    stop() {
+      poller.stop();
+      controller.abort();
+    },
+  };
+}
