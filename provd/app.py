@@ -196,6 +196,7 @@ async def _serve_store(
         settings.limits,
         job_available=wakeups.job_available,
         explain_unroutable=explain,
+        live_daemons=registry.live_daemons,
         log_poll_interval_seconds=settings.log_poll_interval_seconds,
         metrics=metrics,
         files=files,

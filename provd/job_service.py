@@ -16,9 +16,10 @@ import trio
 from provd.archive import TAR, normalize_archive
 from provd.errors import NotFound, ResourceExhausted
 from provd.events import JobEvents
-from provd.explain import describe_tags
+from provd.explain import capable_daemons, describe_tags, explain_unroutable
 from provd.file_cache import FileCache
 from provd.model import (
+    Daemon,
     Job,
     JobPage,
     JobQuery,
@@ -53,6 +54,23 @@ class JobView:
     pending_reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    """A queue's pending jobs at a glance (`Store.pending_summary`), with the live
+    daemons that can take them (and the job each is running, if any) or, when none
+    can, why (`explain_unroutable`)."""
+
+    queue: Queue
+    pending: int
+    oldest_created_at: int
+    daemons: list[tuple[Daemon, str]]
+    unroutable_reason: str
+
+
+def _no_daemons() -> Sequence[Daemon]:
+    return ()
+
+
 def _no_explanation(queue: Queue) -> str | None:
     return None
 
@@ -76,13 +94,16 @@ class JobService:
         metrics: Metrics | None = None,
         files: FileCache | None = None,
         create_job: CreateJob | None = None,
+        live_daemons: Callable[[], Sequence[Daemon]] = _no_daemons,
     ) -> None:
         """`job_available` wakes a daemon waiting for jobs of a queue (the scheduler);
         `explain_unroutable` says what no connected daemon offers for a queue, or None;
         `metrics` counts jobs created and canceled while pending. `files` is shared
         with the dispatcher, so an archive just uploaded reaches its daemon from
         memory; `create_job` stores a new job (`Scheduler.create_job`, which hands it
-        straight to an idle daemon; the store's own by default)."""
+        straight to an idle daemon; the store's own by default). `live_daemons` are
+        the daemons that routing and the pending reason go by
+        (`DaemonRegistry.live_daemons`), for `list_queues`."""
         self._metrics = metrics
         self._store = store
         self._files = files or FileCache(store)
@@ -92,6 +113,7 @@ class JobService:
         self._log_poll_interval = log_poll_interval_seconds
         self._job_available = job_available
         self._explain_unroutable = explain_unroutable
+        self._live_daemons = live_daemons
 
     async def upload_file(self, data: bytes, mimetype: str) -> StoredFile:
         cap = self.limits.upload_max_bytes
@@ -169,6 +191,41 @@ class JobService:
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         return await self._store.list_jobs(query)
+
+    async def list_queues(self, organization: str = "") -> list[QueueView]:
+        """Every queue with pending jobs (of `organization`, if given), the
+        longest-waiting first: how many, since when, and who can take them. One read
+        of the store's queues, and one of the running jobs if a daemon can."""
+        summaries = [
+            summary
+            for summary in await self._store.pending_summary()
+            if not organization or summary.queue.organization == organization
+        ]
+        daemons = self._live_daemons()
+        capable = [capable_daemons(summary.queue, daemons) for summary in summaries]
+        running = await self._store.running_jobs_by_daemon() if any(capable) else {}
+        views = [
+            QueueView(
+                queue=summary.queue,
+                pending=summary.count,
+                oldest_created_at=summary.oldest_created_at,
+                daemons=[
+                    (daemon, running.get(daemon.id, ""))
+                    for daemon in sorted(able, key=lambda d: (d.name, d.id))
+                ],
+                unroutable_reason=explain_unroutable(summary.queue, daemons) or "",
+            )
+            for summary, able in zip(summaries, capable, strict=True)
+        ]
+        return sorted(
+            views,
+            key=lambda v: (
+                v.oldest_created_at,
+                v.queue.organization,
+                v.queue.provisioner,
+                sorted(v.queue.tags.items()),
+            ),
+        )
 
     async def cancel_job(self, job_id: str) -> JobView:
         note = server_line("Cancel", "Cancel requested through the job API", LogLevel.WARN)

@@ -39,7 +39,7 @@ from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from provd.secrets import ADMIN_TOKEN_FILE, secret_path
 from tests.archives import MAIN_TF, make_tar, make_zip
 from tests.conftest import ADMIN_TOKEN, Server
-from tests.daemon_clients import TestDaemon
+from tests.daemon_clients import Jobs, TestDaemon
 
 # A hang guard, not a timing assertion.
 CLI_SECONDS = 30
@@ -185,7 +185,7 @@ async def test_top_level_help_lists_every_command(cli: Cli) -> None:
 async def test_every_command_has_help(cli: Cli) -> None:
     commands = [
         ["files", "upload"],
-        *[["jobs", name] for name in ("create", "list", "get", "cancel", "logs")],
+        *[["jobs", name] for name in ("create", "list", "queues", "get", "cancel", "logs")],
         ["daemons", "list"],
         *[["quota", name] for name in ("set", "list", "get", "delete")],
         ["version"],
@@ -474,6 +474,37 @@ class Background:
             await self._done.wait()
         assert self._result is not None
         return self._result
+
+
+async def test_jobs_queues(cli: Cli, server: Server) -> None:
+    assert (await cli("jobs", "queues")).stdout == "No jobs are pending.\n"
+    job = await Jobs(server).create(provisioner="terraform", tags={"os": "linux"})
+    (queue,) = (await cli.json("jobs", "queues"))["queues"]
+    assert (queue["provisioner"], queue["pending"], queue["oldestCreatedAt"]) == (
+        "terraform",
+        1,
+        job.created_at.ToJsonString(),
+    )
+    assert queue["unroutableReason"].startswith("no daemon is connected")
+    lines = (await cli("jobs", "queues")).stdout.splitlines()
+    assert lines[0].split() == [
+        "ORGANIZATION",
+        "PROVISIONER",
+        "TAGS",
+        "PENDING",
+        "OLDEST",
+        "DAEMONS",
+    ]
+    assert lines[2].split()[:3] == ["default", "terraform", "os=linux,"]
+    assert lines[2].split()[-1] == "none"
+    assert lines[4] == "No connected daemon can take:"
+    assert lines[5].startswith(
+        "- terraform jobs of default with tags os=linux, owner=, scope=organization:"
+        " no daemon is connected in organization 'default'"
+    )
+    assert (await cli("jobs", "queues", "--organization", "acme")).stdout == (
+        "No jobs are pending.\n"
+    )
 
 
 # -- daemons, quota --------------------------------------------------------------------

@@ -18,7 +18,7 @@ from provd.ids import parse_job_id
 from provd.job_service import JobService
 from provd.model import JobQuery, JobType, NewJob
 from provd.rpc import validate
-from provd.rpc.convert import STATUS_FROM_PB, job_to_pb, log_to_pb
+from provd.rpc.convert import STATUS_FROM_PB, job_to_pb, log_to_pb, timestamp
 from provd.rpc.page_tokens import PageTokens
 from provd.rpc.trace_context import trace_metadata_from_headers
 
@@ -72,6 +72,28 @@ class JobServiceHandler:
         self, request: pb.CancelJobRequest, ctx: RequestContext[Any, Any]
     ) -> pb.Job:
         return job_to_pb(await self._jobs.cancel_job(parse_job_id(request.id, "id")))
+
+    async def list_queues(
+        self, request: pb.ListQueuesRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.ListQueuesResponse:
+        organization = validate.name(request.organization, "organization", required=False)
+        return pb.ListQueuesResponse(
+            queues=[
+                pb.JobQueue(
+                    organization=view.queue.organization,
+                    provisioner=view.queue.provisioner,
+                    tags=view.queue.tags,
+                    pending=model.saturate_int32(view.pending),
+                    oldest_created_at=timestamp(view.oldest_created_at),
+                    daemons=[
+                        pb.QueueDaemon(id=daemon.id, name=daemon.name, current_job_id=job_id)
+                        for daemon, job_id in view.daemons
+                    ],
+                    unroutable_reason=view.unroutable_reason,
+                )
+                for view in await self._jobs.list_queues(organization)
+            ]
+        )
 
     async def stream_job_logs(
         self, request: pb.StreamJobLogsRequest, ctx: RequestContext[Any, Any]

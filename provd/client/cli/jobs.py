@@ -16,15 +16,18 @@ from provd.client.cli.output import (
     JOB_HEADERS,
     JOB_STATUSES,
     JOB_TYPES,
+    QUEUE_HEADERS,
     job_row,
     json_option,
     key_values,
     log_line,
+    pairs,
     print_fields,
     print_job,
     print_json,
     print_json_line,
     print_table,
+    queue_row,
     size,
     status,
 )
@@ -372,6 +375,35 @@ def jobs_list(
     print_table(JOB_HEADERS, [job_row(job) for job in listing.jobs], empty="No jobs.")
     if listing.next_page_token:
         click.echo(f"More jobs: add --page-token {listing.next_page_token} (or --all).", err=True)
+
+
+@jobs.command("queues")
+@click.option("--organization", default="", help="Only this organization's queues.")
+@json_option
+@server_options
+def jobs_queues(connection: Connection, organization: str, as_json: bool) -> None:
+    """Pending jobs per queue (organization, provisioner, tags), longest-waiting first:
+    how many, since when, and the connected daemons that can take them, or why none can.
+
+    \b
+    Example:
+      provd jobs queues
+    """
+    listing = connection.jobs().list_queues(pb.ListQueuesRequest(organization=organization))
+    if as_json:
+        print_json(listing)
+        return
+    print_table(
+        QUEUE_HEADERS, [queue_row(queue) for queue in listing.queues], empty="No jobs are pending."
+    )
+    unroutable = [queue for queue in listing.queues if queue.unroutable_reason]
+    if unroutable:
+        click.echo("\nNo connected daemon can take:")
+        for queue in unroutable:
+            click.echo(
+                f"- {queue.provisioner} jobs of {queue.organization} with tags"
+                f" {pairs(queue.tags)}: {queue.unroutable_reason}."
+            )
 
 
 @jobs.command("get")

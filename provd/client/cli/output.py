@@ -225,6 +225,26 @@ def _queue(job: pb.Job) -> str:
     return f"{job.queue_position} of {job.queue_size}" if job.queue_position else ""
 
 
+QUEUE_HEADERS = ("ORGANIZATION", "PROVISIONER", "TAGS", "PENDING", "OLDEST", "DAEMONS")
+
+
+def queue_row(queue: pb.JobQueue) -> tuple[str, ...]:
+    return (
+        queue.organization,
+        queue.provisioner,
+        pairs(queue.tags),
+        str(queue.pending),
+        ago(queue.oldest_created_at),
+        ", ".join(_queue_daemon(daemon) for daemon in queue.daemons) or "none",
+    )
+
+
+def _queue_daemon(daemon: pb.QueueDaemon) -> str:
+    return (
+        f"{daemon.name} (busy: {daemon.current_job_id})" if daemon.current_job_id else daemon.name
+    )
+
+
 def print_job(job: pb.Job) -> None:
     """One job, field by field: what it is, where it stands, and why."""
     kind = job.WhichOneof("input")

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .jobs_pb2 import CancelJobRequest, CreateJobRequest, GetJobRequest, Job, JobLog, ListJobsRequest, ListJobsResponse, StreamJobLogsRequest, UploadFileRequest, UploadFileResponse
+from .jobs_pb2 import CancelJobRequest, CreateJobRequest, GetJobRequest, Job, JobLog, ListJobsRequest, ListJobsResponse, ListQueuesRequest, ListQueuesResponse, StreamJobLogsRequest, UploadFileRequest, UploadFileResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -74,6 +74,14 @@ class JobService(Protocol):
         """
         StreamJobLogs sends a job's log lines after a given line id; with follow,
         it keeps sending new lines until the job completes.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def list_queues(self, request: ListQueuesRequest, ctx: RequestContext[ListQueuesRequest, ListQueuesResponse], /) -> ListQueuesResponse:
+        """
+        ListQueues summarizes the pending jobs per queue (organization, provisioner
+        and tags): how many wait, since when, and which connected daemons can take
+        them, or why none can.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -156,6 +164,17 @@ class JobServiceASGIApplication(ConnectASGIApplication[JobService]):
                         stream_type=StreamType.SERVER_STREAM,
                     ),
                     function=svc.stream_job_logs,
+                ),
+                "/provd.v1.JobService/ListQueues": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ListQueues",
+                        service_name="provd.v1.JobService",
+                        input=ListQueuesRequest,
+                        output=ListQueuesResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.list_queues,
                 ),
             },
             interceptors=interceptors,
@@ -340,6 +359,33 @@ class JobServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def list_queues(
+        self,
+        request: ListQueuesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListQueuesResponse:
+        """
+        ListQueues summarizes the pending jobs per queue (organization, provisioner
+        and tags): how many wait, since when, and which connected daemons can take
+        them, or why none can.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListQueues",
+                service_name="provd.v1.JobService",
+                input=ListQueuesRequest,
+                output=ListQueuesResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 
 class JobServiceSync(Protocol):
     def upload_file(self, request: UploadFileRequest, ctx: RequestContext[UploadFileRequest, UploadFileResponse], /) -> UploadFileResponse:
@@ -378,6 +424,14 @@ class JobServiceSync(Protocol):
         """
         StreamJobLogs sends a job's log lines after a given line id; with follow,
         it keeps sending new lines until the job completes.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def list_queues(self, request: ListQueuesRequest, ctx: RequestContext[ListQueuesRequest, ListQueuesResponse], /) -> ListQueuesResponse:
+        """
+        ListQueues summarizes the pending jobs per queue (organization, provisioner
+        and tags): how many wait, since when, and which connected daemons can take
+        them, or why none can.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -458,6 +512,17 @@ class JobServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.SERVER_STREAM,
                     ),
                     function=service.stream_job_logs,
+                ),
+                "/provd.v1.JobService/ListQueues": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ListQueues",
+                        service_name="provd.v1.JobService",
+                        input=ListQueuesRequest,
+                        output=ListQueuesResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.list_queues,
                 ),
             },
             interceptors=interceptors,
@@ -641,4 +706,31 @@ class JobServiceClientSync(ConnectClientSync):
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+        )
+    def list_queues(
+        self,
+        request: ListQueuesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListQueuesResponse:
+        """
+        ListQueues summarizes the pending jobs per queue (organization, provisioner
+        and tags): how many wait, since when, and which connected daemons can take
+        them, or why none can.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListQueues",
+                service_name="provd.v1.JobService",
+                input=ListQueuesRequest,
+                output=ListQueuesResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
         )

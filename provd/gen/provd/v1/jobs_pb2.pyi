@@ -292,3 +292,50 @@ class JobLog(_message.Message):
     stage: str
     output: str
     def __init__(self, id: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[_Union[_provisionerd_pb2.LogSource, str]] = ..., level: _Optional[_Union[_provisioner_pb2.LogLevel, str]] = ..., stage: _Optional[str] = ..., output: _Optional[str] = ...) -> None: ...
+
+class ListQueuesRequest(_message.Message):
+    __slots__ = ("organization",)
+    ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
+    organization: str
+    def __init__(self, organization: _Optional[str] = ...) -> None: ...
+
+class QueueDaemon(_message.Message):
+    __slots__ = ("id", "name", "current_job_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    current_job_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., current_job_id: _Optional[str] = ...) -> None: ...
+
+class JobQueue(_message.Message):
+    __slots__ = ("organization", "provisioner", "tags", "pending", "oldest_created_at", "daemons", "unroutable_reason")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
+    PROVISIONER_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DAEMONS_FIELD_NUMBER: _ClassVar[int]
+    UNROUTABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    organization: str
+    provisioner: str
+    tags: _containers.ScalarMap[str, str]
+    pending: int
+    oldest_created_at: _timestamp_pb2.Timestamp
+    daemons: _containers.RepeatedCompositeFieldContainer[QueueDaemon]
+    unroutable_reason: str
+    def __init__(self, organization: _Optional[str] = ..., provisioner: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., pending: _Optional[int] = ..., oldest_created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., daemons: _Optional[_Iterable[_Union[QueueDaemon, _Mapping]]] = ..., unroutable_reason: _Optional[str] = ...) -> None: ...
+
+class ListQueuesResponse(_message.Message):
+    __slots__ = ("queues",)
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    queues: _containers.RepeatedCompositeFieldContainer[JobQueue]
+    def __init__(self, queues: _Optional[_Iterable[_Union[JobQueue, _Mapping]]] = ...) -> None: ...
