@@ -839,3 +839,109 @@ async def test_daemons_and_quota_fit_a_phone(
     assert await in_browser(partial(console_errors, browser)) == []
     acquisition.requests.cancel()
     await acquisition.wait()
+
+
+def queue_row(driver: WebDriver, provisioner: str) -> dict[str, Any] | None:
+    """The queues page's row of a provisioner's queue: whether a daemon can take it,
+    the text of its cells and of its daemons, and its job links; None when absent."""
+    script = (
+        "const row = [...document.querySelectorAll('#queues-body tr[data-provisioner]')]"
+        ".find((r) => r.dataset.provisioner === arguments[0]);"
+        " if (!row) return null;"
+        " return {servable: row.dataset.servable, cells: [...row.cells].map((c) => c.textContent),"
+        " daemons: [...row.querySelectorAll('li')].map((li) => li.textContent),"
+        " jobs: [...row.querySelectorAll('a')].map((a) => a.getAttribute('href'))}"
+    )
+    row: dict[str, Any] | None = driver.execute_script(script, provisioner)
+    return row
+
+
+@pytest.mark.slow
+async def test_queues_page_explains_a_job_no_daemon_can_take(
+    server: Server, browser: WebDriver, nursery: trio.Nursery
+) -> None:
+    """A job no connected daemon can take shows in its queue with the reason, which
+    follows the daemons that connect (no reload); once a daemon can take the queue's
+    jobs, it is listed instead, busy with the job it took. Tags shown as text."""
+    jobs = Jobs(server)
+    tags = {"os": "windows", "note": XSS}
+    job = await jobs.create(provisioner="terraform", tags=tags)
+
+    def open_queues() -> None:
+        signed_in(browser, server.url)
+        browser.execute_script("window.provdTestMark = 1")  # a reload would wipe it
+        open_page(browser, "queues", "queues")
+        row = until(browser, lambda d: queue_row(d, "terraform"), "the queue")
+        organization, provisioner, shown_tags, pending, wait, served = row["cells"]
+        assert (organization, provisioner, pending) == ("default", "terraform", "1")
+        assert shown_tags == f"note={XSS}, os=windows, owner=, scope=organization"
+        assert re.match(r"^\d+ s since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", wait), wait
+        assert row["servable"] == "no" and row["daemons"] == []
+        assert served.startswith(
+            "No connected daemon can take these jobs:"
+            " no daemon is connected in organization 'default'"
+        ), served
+        assert "provisioner 'terraform'" in served
+        assert text_of(browser, "queues-count") == (
+            "1 queue, 1 pending job, 1 with no daemon to take them"
+        )
+        assert images(browser) == 0 and no_alert(browser)
+
+    await in_browser(open_queues)
+
+    # A daemon with other tags connects: the page names it as the closest.
+    linux = TestDaemon(server, "linux-box", provisioners=("terraform",), tags={"os": "linux"})
+    waiting = await linux.acquire(nursery)
+    await wait_until(lambda: server.scheduler.statistics().waiters == 1)
+    await in_browser(
+        lambda: until(
+            browser,
+            lambda d: (
+                (r := queue_row(d, "terraform")) and "the closest, 'linux-box'" in r["cells"][5]
+            ),
+            "the closest daemon named",
+        )
+    )
+
+    # One that can connects and takes the job; the next job waits for it, busy.
+    windows = TestDaemon(server, "windows-box", provisioners=("terraform",), tags=tags)
+    assert (await (await windows.acquire(nursery)).wait()).job_id == job.id
+    second = await jobs.create(provisioner="terraform", tags=tags)
+    row = await in_browser(
+        lambda: until(
+            browser,
+            lambda d: (r := queue_row(d, "terraform")) and r["servable"] == "yes" and r,
+            "the queue with its daemon",
+        )
+    )
+    (daemon,) = row["daemons"]
+    assert daemon.startswith("windows-box (") and daemon.endswith(f") busy: {job.id}"), daemon
+    assert row["jobs"] == [f"#/jobs/{job.id}"]
+    assert "No connected daemon" not in row["cells"][5]
+    assert await in_browser(lambda: browser.execute_script("return window.provdTestMark")) == 1
+
+    def on_a_phone() -> None:
+        """A card per queue, each value under its column's name; no sideways scroll."""
+        size = browser.get_window_size()
+        browser.set_window_size(390, 844)
+        try:
+            label = (
+                "const td = document.querySelector('#queues-body td[data-label]');"
+                " return td ? getComputedStyle(td, '::before').content : ''"
+            )
+            until(browser, lambda d: d.execute_script(label) == '"Organization"', "cards")
+            fits = "const e = document.documentElement; return e.scrollWidth <= e.clientWidth"
+            assert browser.execute_script(fits)
+        finally:
+            browser.set_window_size(size["width"], size["height"])
+
+    await in_browser(on_a_phone)
+
+    # Nothing pending any more: the queue is gone.
+    await jobs.cancel(second.id)
+    await in_browser(
+        lambda: until(browser, lambda d: "No job is pending." in text_of(d, "queues-body"), "none")
+    )
+    assert await in_browser(partial(console_errors, browser)) == []
+    waiting.requests.cancel()
+    await waiting.wait()

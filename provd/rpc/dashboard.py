@@ -52,6 +52,8 @@ ASSETS: Final[Mapping[str, tuple[str, str]]] = {
     "/ui/job.js": ("job.js", _JS),
     "/ui/daemons.js": ("daemons.js", _JS),
     "/ui/quota.js": ("quota.js", _JS),
+    "/ui/queues.js": ("queues.js", _JS),
+    "/ui/create.js": ("create.js", _JS),
     "/ui/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 

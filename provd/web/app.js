@@ -2,17 +2,21 @@
 //
 //   #/jobs         the jobs page (jobs.js)
 //   #/jobs/<id>    one job with its live logs (job.js)
+//   #/queues       pending jobs per queue and who can take them (queues.js)
 //   #/daemons      the daemons provd has seen (daemons.js)
 //   #/quota        an organization's quota allowances (quota.js)
+//   #/new          upload a template and create a job (create.js)
 //
 // The admin token is typed once into the login form, checked with a ListJobs call,
 // then kept in sessionStorage (api.js). Whenever provd answers `unauthenticated`,
 // the token is dropped and the login form comes back.
 
 import { clearToken, getToken, onUnauthenticated, setToken, unary } from "./api.js";
+import { showCreate } from "./create.js";
 import { showDaemons } from "./daemons.js";
 import { showJob } from "./job.js";
 import { showJobs } from "./jobs.js";
+import { showQueues } from "./queues.js";
 import { showQuota } from "./quota.js";
 
 const $ = (id) => document.getElementById(id);
@@ -63,12 +67,18 @@ function route() {
   if (job) {
     markNav("jobs");
     current = showJob(view, decodeURIComponent(job[1]));
+  } else if (location.hash === "#/queues") {
+    markNav("queues");
+    current = showQueues(view);
   } else if (location.hash === "#/daemons") {
     markNav("daemons");
     current = showDaemons(view);
   } else if (location.hash === "#/quota") {
     markNav("quota");
     current = showQuota(view);
+  } else if (location.hash === "#/new") {
+    markNav("new");
+    current = showCreate(view);
   } else {
     markNav("jobs");
     current = showJobs(view);

@@ -94,7 +94,7 @@ export function showJobs(view) {
   const updated = el("span", { id: "jobs-updated", class: "muted" });
   const problem = el("p", { id: "jobs-error", class: "error", role: "alert", hidden: true });
   view.replaceChildren(
-    el("h1", {}, "Jobs"),
+    el("h1", {}, "Jobs ", el("a", { href: "#/new", id: "jobs-new", class: "action" }, "New job")),
     filters,
     problem,
     table,
