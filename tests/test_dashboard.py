@@ -3,10 +3,11 @@
 The HTTP checks (headers, 404s, no path traversal, the asset table) run without a
 browser. The rest drive the real page in headless Chromium through Selenium against
 the in-process server: sign-in, the jobs list updating live, a job's page following
-its logs, escaping of what jobs and logs contain, Cancel, the daemons page (a daemon
-connecting and taking a job) and the quota page (allowances per organization), at
-desktop and phone width. Selenium blocks, so each browser step runs in a worker
-thread while trio serves the page.
+its logs and showing its inputs with secrets masked, escaping of what jobs and logs
+contain, Cancel, the daemons page (a daemon connecting and taking a job, and one going
+stale) and the quota page (allowances per organization), at desktop and phone width;
+last, a screenshot of every page into the session's temporary directory. Selenium
+blocks, so each browser step runs in a worker thread while trio serves the page.
 
 Chromium and its driver come from Debian (`apt-get install chromium chromium-driver`;
 .ci/run installs them). Without them these tests fail under CI (`CI` set) and are
@@ -36,7 +37,7 @@ from provd.gen.provd.v1 import quota_pb2 as qpb
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from provd.rpc.dashboard import ASSETS, CONTENT_SECURITY_POLICY, WEB_DIR
-from tests.conftest import ADMIN_TOKEN, Server
+from tests.conftest import ADMIN_TOKEN, Server, ServerFactory
 from tests.daemon_clients import Jobs, TestDaemon, wait_until
 
 try:
@@ -58,6 +59,7 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ROOT = Path(__file__).resolve().parent.parent
 WAIT_SECONDS = 15
 XSS = "<img src=x onerror=alert(1)>"
+MASK = "••••••"  # a secret, as the job page shows it
 
 SECURITY_HEADERS = {
     "content-security-policy": CONTENT_SECURITY_POLICY,
@@ -942,6 +944,255 @@ async def test_queues_page_explains_a_job_no_daemon_can_take(
     await in_browser(
         lambda: until(browser, lambda d: "No job is pending." in text_of(d, "queues-body"), "none")
     )
+    assert await in_browser(partial(console_errors, browser)) == []
+    waiting.requests.cancel()
+    await waiting.wait()
+
+
+@pytest.mark.slow
+async def test_daemons_page_shows_a_daemon_go_stale_without_a_reload(
+    make_server: ServerFactory, browser: WebDriver, nursery: trio.Nursery
+) -> None:
+    """A daemon connects (shown connected), then its stream goes away: with a short
+    heartbeat interval it is stale three intervals after it was last seen, and the
+    page shows that without a reload."""
+    server = await make_server(heartbeat_interval_seconds=0.3)
+    daemon = TestDaemon(server, "going-away", tags={"team": "web"})
+
+    def open_daemons() -> None:
+        signed_in(browser, server.url)
+        browser.execute_script("window.provdTestMark = 1")  # a reload would wipe it
+        open_page(browser, "daemons", "daemons")
+        until(browser, lambda d: "No daemon" in text_of(d, "daemons-body"), "the empty list")
+
+    await in_browser(open_daemons)
+
+    acquisition = await daemon.acquire(nursery)
+    await wait_until(lambda: server.scheduler.statistics().waiters == 1)
+    await in_browser(
+        lambda: until(
+            browser,
+            lambda d: (r := daemon_row(d, "going-away")) and r["state"] == "connected",
+            "the daemon, connected",
+        )
+    )
+    assert "1 daemon, 1 connected" in await in_browser(lambda: text_of(browser, "daemons-count"))
+
+    # The daemon goes away: its stream ends, and nothing is heard from it again.
+    acquisition.requests.cancel()
+    await acquisition.wait()
+    await in_browser(
+        lambda: until(
+            browser,
+            lambda d: (r := daemon_row(d, "going-away")) and r["state"] == "stale",
+            "the daemon, stale",
+        )
+    )
+    row = await in_browser(lambda: daemon_row(browser, "going-away"))
+    assert row is not None and row["cells"][2] == "stale"
+    assert "1 daemon, 0 connected" in await in_browser(lambda: text_of(browser, "daemons-count"))
+    assert await in_browser(lambda: browser.execute_script("return window.provdTestMark")) == 1
+    assert await in_browser(partial(console_errors, browser)) == []
+
+
+@pytest.mark.slow
+async def test_job_page_shows_inputs_with_secrets_masked(
+    server: Server, browser: WebDriver
+) -> None:
+    """A job's inputs are shown, but the values of sensitive variables and the tokens
+    are a mask: the secrets never reach the page, not even its source."""
+    secret, session, oidc, github = (
+        "s3cret-variable-value",
+        "s3cret-session-token",
+        "s3cret-oidc-token",
+        "s3cret-github-token",
+    )
+    jobs = Jobs(server)
+    imported = await jobs.create(
+        template_import=pb.TemplateImportInput(
+            user_variable_values=[
+                sdk.VariableValue(name="region", value="eu-west-1"),
+                sdk.VariableValue(name="api_key", value=secret, sensitive=True),
+                sdk.VariableValue(name="note", value=XSS),
+            ]
+        )
+    )
+    build = await jobs.create(
+        "workspace_build",
+        workspace_build=pb.WorkspaceBuildInput(
+            workspace_name="dev",
+            workspace_build_id="build-1",
+            state=b"{}" * 50,
+            variable_values=[sdk.VariableValue(name="password", value=secret, sensitive=True)],
+            rich_parameter_values=[sdk.RichParameterValue(name="cpu", value="4")],
+            external_auth_providers=[sdk.ExternalAuthProvider(id="github", access_token=github)],
+            metadata=sdk.Metadata(
+                workspace_transition=sdk.STOP,
+                workspace_owner_name="alice",
+                workspace_owner_session_token=session,
+                workspace_owner_oidc_access_token=oidc,
+            ),
+        ),
+    )
+
+    def input_text(key: str) -> str:
+        script = (
+            "const e = document.querySelector(`#job-inputs dd[data-field=${arguments[0]}]`);"
+            " return e ? e.textContent : ''"
+        )
+        return str(browser.execute_script(script, key))
+
+    def no_secret_anywhere() -> None:
+        source = browser.page_source
+        for value in (secret, session, oidc, github):
+            assert value not in source, value
+        everything = browser.execute_script(
+            "return document.documentElement.outerHTML + document.body.innerText"
+        )
+        assert secret not in everything
+
+    def check() -> None:
+        signed_in(browser, server.url)
+        browser.get(f"{server.url}/#/jobs/{imported.id}")
+        until(browser, lambda d: input_text("variables"), "the import's variables")
+        assert shown(browser, "job-inputs")
+        assert input_text("variables") == f"region = eu-west-1api_key = {MASK}note = {XSS}"
+        names = browser.execute_script(
+            "return [...document.querySelectorAll('#job-inputs li')].map((li) => li.dataset.name)"
+        )
+        assert names == ["region", "api_key", "note"]
+        assert images(browser) == 0 and no_alert(browser)
+        no_secret_anywhere()
+
+        browser.get(f"{server.url}/#/jobs/{build.id}")
+        until(browser, lambda d: input_text("variables"), "the build's variables")
+        assert input_text("variables") == f"password = {MASK}"
+        assert input_text("parameters") == "cpu = 4"
+        assert input_text("workspace") == "dev"
+        assert input_text("build-id") == "build-1"
+        assert input_text("transition") == "stop"
+        assert input_text("owner") == "alice"
+        assert input_text("state") == "100 bytes (not shown)"
+        assert input_text("session-token") == MASK
+        assert input_text("oidc-token") == MASK
+        assert input_text("external-auth") == f"github = {MASK}"
+        no_secret_anywhere()
+
+    await in_browser(check)
+    assert await in_browser(partial(console_errors, browser)) == []
+
+
+# --- screenshots
+
+SCREENSHOT_SIZE = (1280, 800)
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder per test session, in pytest's temporary directory (never the
+    repository): the dashboard's screenshots, a PNG per page."""
+    folder = tmp_path_factory.mktemp("dashboard-screenshots")
+    print(f"dashboard screenshots: {folder}")
+    return folder
+
+
+@pytest.mark.slow
+async def test_screenshots_of_every_page(
+    server: Server, browser: WebDriver, nursery: trio.Nursery, screenshot_dir: Path
+) -> None:
+    """A screenshot of each page at desktop width, with something on it: login, jobs,
+    a job with its logs, daemons, queues, quota and the new-job form. Copies of these
+    are committed under docs/screenshots/."""
+    jobs = Jobs(server)
+    done = await jobs.create(
+        tags={"team": "web"},
+        template_import=pb.TemplateImportInput(
+            user_variable_values=[
+                sdk.VariableValue(name="region", value="eu-west-1"),
+                sdk.VariableValue(name="api_key", value="not-shown", sensitive=True),
+            ]
+        ),
+        initiator=pb.Initiator(user_id="u-1", user_name="alice"),
+    )
+    builder = TestDaemon(server, "builder-1", provisioners=("echo",), tags={"team": "web"})
+    assert (await (await builder.acquire(nursery)).wait()).job_id == done.id
+    await builder.update(
+        done.id,
+        logs=[
+            pd.Log(source=pd.PROVISIONER, level=sdk.INFO, stage="Parse", output=text)  # type: ignore[arg-type]
+            for text in (
+                "reading the template",
+                "found 2 variables: region, api_key",
+                "parameters: none",
+                "template import done",
+            )
+        ],
+    )
+    await builder.complete(done.id)
+    await jobs.create(provisioner="terraform", tags={"os": "windows"})
+    await jobs.create(priority=5)
+    waiting = await TestDaemon(server, "idle-box", tags={"team": "web"}).acquire(nursery)
+    await wait_until(lambda: server.scheduler.statistics().waiters >= 1)
+    await set_allowance(server, group="builders", allowance=40)
+    await set_allowance(server, user_id="alice", allowance=5)
+
+    def shoot(name: str) -> None:
+        browser.execute_script("document.activeElement && document.activeElement.blur()")
+        assert browser.save_screenshot(str(screenshot_dir / f"{name}.png"))
+
+    def take() -> None:
+        size = browser.get_window_size()
+        width, height = SCREENSHOT_SIZE
+        browser.set_window_size(width, height)
+        # The window's size includes what the browser draws around the page.
+        inner = browser.execute_script("return [window.innerWidth, window.innerHeight]")
+        browser.set_window_size(2 * width - inner[0], 2 * height - inner[1])
+        try:
+            console_errors(browser)
+            browser.get(server.url + "/")
+            until(browser, lambda d: shown(d, "token"), "the login form")
+            shoot("login")
+
+            signed_in(browser, server.url)
+            until(browser, lambda d: row_status(d, done.id) == "succeeded", "the jobs")
+            shoot("jobs")
+
+            browser.get(f"{server.url}/#/jobs/{done.id}")
+            until(
+                browser,
+                lambda d: text_of(d, "log-state") == "complete" and field_text(d, "status"),
+                "the job and its logs",
+            )
+            shoot("job")
+
+            open_page(browser, "daemons", "daemons")
+            until(browser, lambda d: daemon_row(d, "idle-box"), "the daemons")
+            shoot("daemons")
+
+            open_page(browser, "queues", "queues")
+            until(browser, lambda d: queue_row(d, "terraform"), "the queues")
+            shoot("queues")
+
+            open_page(browser, "quota", "quota")
+            until(browser, lambda d: len(allowance_rows(d)) == 2, "the allowances")
+            shoot("quota")
+
+            open_page(browser, "new", "create-form")
+            shoot("new-job")
+        finally:
+            browser.set_window_size(size["width"], size["height"])
+
+    def written() -> None:
+        names = sorted(path.name for path in screenshot_dir.iterdir())
+        assert names == [
+            f"{page}.png"
+            for page in sorted(("login", "jobs", "job", "daemons", "queues", "quota", "new-job"))
+        ]
+        for path in screenshot_dir.iterdir():
+            assert path.read_bytes().startswith(b"\x89PNG"), path
+
+    await in_browser(take)
+    await in_browser(written)
     assert await in_browser(partial(console_errors, browser)) == []
     waiting.requests.cancel()
     await waiting.wait()

@@ -1,6 +1,6 @@
-// One job: its fields (GetJob, refreshed until it ends), its logs following live
-// (StreamJobLogs with follow, resumed after the last line if the stream breaks),
-// and a Cancel button for pending and running jobs.
+// One job: its fields (GetJob, refreshed until it ends), its inputs (secrets masked),
+// its logs following live (StreamJobLogs with follow, resumed after the last line if
+// the stream breaks), and a Cancel button for pending and running jobs.
 
 import { serverStream, unary } from "./api.js";
 import { el, formatTags, formatTime, poll, statusBadge, statusOf, typeOf } from "./dom.js";
@@ -12,6 +12,93 @@ const CANCELABLE = new Set(["pending", "running"]);
 const LEVELS = new Set(["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]);
 // A log view scrolled to within this many pixels of its end keeps following.
 const STICK_PIXELS = 8;
+
+// Shown instead of a secret. The secret itself never reaches the page: not as text,
+// not in an attribute.
+const MASK = "••••••";
+
+function masked() {
+  return el("span", { class: "masked", title: "sensitive: not shown" }, MASK);
+}
+
+// `name = value` pairs, one a line; a sensitive value (or any value when `secret`)
+// is a mask.
+function pairs(items, { secret = false } = {}) {
+  if (!items || !items.length) return null;
+  return el(
+    "ul",
+    { class: "pairs" },
+    ...items.map(({ name, value, sensitive }) =>
+      el(
+        "li",
+        { "data-name": name || "" },
+        el("span", { class: "mono" }, name || ""),
+        " = ",
+        secret || sensitive ? masked() : el("span", { class: "mono" }, value || ""),
+      ),
+    ),
+  );
+}
+
+function stateSize(base64) {
+  if (!base64) return "";
+  const bytes = Math.floor((base64.length * 3) / 4) - (base64.match(/=*$/)[0].length || 0);
+  return `${bytes} bytes (not shown)`;
+}
+
+// What the job was created with (the one input of its type), secrets masked: values
+// of sensitive variables, the workspace owner's session and OIDC tokens, external
+// auth tokens. A build's state file is shown by its size only.
+function inputRows(job) {
+  const input = job.templateImport || job.workspaceBuild || job.templateDryRun || {};
+  const meta = input.metadata || {};
+  const owner = [
+    meta.workspaceOwnerName || meta.workspaceOwner,
+    meta.workspaceOwnerId,
+    meta.workspaceOwnerEmail,
+  ]
+    .filter(Boolean)
+    .join(" · ");
+  const token = (value) => (value ? masked() : "");
+  return [
+    ["variables", "Variables", pairs(input.userVariableValues || input.variableValues)],
+    ["parameters", "Parameters", pairs(input.richParameterValues)],
+    ["workspace", "Workspace", input.workspaceName || meta.workspaceName],
+    ["workspace-id", "Workspace id", meta.workspaceId],
+    ["build-id", "Workspace build", input.workspaceBuildId],
+    [
+      "transition",
+      "Transition",
+      job.workspaceBuild ? (meta.workspaceTransition || "START").toLowerCase() : "",
+    ],
+    ["owner", "Owner", owner],
+    ["owner-groups", "Owner's groups", (meta.workspaceOwnerGroups || []).join(", ")],
+    ["template", "Template", [meta.templateName, meta.templateVersion].filter(Boolean).join(" · ")],
+    ["template-id", "Template id", meta.templateId],
+    ["coder-url", "Coder URL", meta.coderUrl],
+    ["log-level", "Log level", input.logLevel],
+    ["state", "State", stateSize(input.state)],
+    ["session-token", "Owner's session token", token(meta.workspaceOwnerSessionToken)],
+    ["oidc-token", "Owner's OIDC token", token(meta.workspaceOwnerOidcAccessToken)],
+    [
+      "external-auth",
+      "External auth",
+      pairs(
+        (input.externalAuthProviders || []).map((p) => ({ name: p.id, value: p.accessToken })),
+        { secret: true },
+      ),
+    ],
+  ];
+}
+
+function definitions(rows) {
+  return rows
+    .filter(([, , value]) => value)
+    .flatMap(([key, label, value]) => [
+      el("dt", {}, label),
+      el("dd", { "data-field": key, class: key.startsWith("error") ? "error" : null }, value),
+    ]);
+}
 
 function sleep(seconds, signal) {
   return new Promise((resolve) => {
@@ -47,6 +134,8 @@ export function showJob(view, id) {
   const cancel = el("button", { type: "button", id: "cancel-job", class: "danger", hidden: true }, "Cancel job");
   const problem = el("p", { id: "job-error", class: "error", role: "alert", hidden: true });
   const fields = el("dl", { id: "job-fields", class: "fields" });
+  const inputs = el("dl", { id: "job-inputs", class: "fields", hidden: true });
+  const inputsTitle = el("h2", { id: "job-inputs-title", hidden: true }, "Inputs");
   const logs = el("div", { id: "job-logs", class: "logs", tabindex: "0" });
   const logState = el("span", { id: "log-state", class: "muted" }, "connecting…");
   const toEnd = el("button", { type: "button", id: "log-follow", hidden: true }, "Follow the end ↓");
@@ -55,6 +144,8 @@ export function showJob(view, id) {
     el("h1", {}, "Job ", el("span", { class: "mono", id: "job-id" }, id), " ", cancel),
     problem,
     fields,
+    inputsTitle,
+    inputs,
     el("h2", {}, "Logs ", logState, " ", toEnd),
     logs,
   );
@@ -66,6 +157,7 @@ export function showJob(view, id) {
 
   // --- fields
 
+  let inputsShown = false;
   const render = (job) => {
     const status = statusOf(job);
     const rows = [
@@ -104,14 +196,13 @@ export function showJob(view, id) {
       ["completed", "Completed", formatTime(job.completedAt)],
       ["updated", "Updated", formatTime(job.updatedAt)],
     ];
-    fields.replaceChildren(
-      ...rows
-        .filter(([, , value]) => value)
-        .flatMap(([key, label, value]) => [
-          el("dt", {}, label),
-          el("dd", { "data-field": key, class: key.startsWith("error") ? "error" : null }, value),
-        ]),
-    );
+    fields.replaceChildren(...definitions(rows));
+    if (!inputsShown) {
+      // A job's inputs never change: shown once.
+      inputsShown = true;
+      inputs.replaceChildren(...definitions(inputRows(job)));
+      inputsTitle.hidden = inputs.hidden = !inputs.childElementCount;
+    }
     cancel.hidden = !CANCELABLE.has(status);
     if (job.workerId && !daemonNames.has(job.workerId)) lookUpDaemon(job);
     return status;
