@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import trio
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
 
 from provd.gen.provd.v1 import daemons_pb2 as dpb
 from provd.gen.provd.v1 import jobs_pb2 as pb
@@ -444,6 +446,20 @@ async def test_sigkill_of_a_worker_mid_run_loses_no_acknowledged_job(tmp_path: P
         broken: set[str] = set()
         waiting: dict[str, Acquisition] = {}
 
+        async def complete(daemon: TestDaemon, name: str, job_id: str) -> TestDaemon:
+            """Complete a delivered job as `provd daemon` does: a call the dying worker
+            took down is made again over a new connection, until an answer."""
+            while True:
+                try:
+                    await daemon.complete(job_id)
+                    return daemon
+                except ConnectError as error:
+                    if error.code in (Code.FAILED_PRECONDITION, Code.PERMISSION_DENIED):
+                        raise  # an answer: the job is no longer this daemon's
+                broken.add(name)
+                await trio.sleep(0.05)  # retry pacing, as a daemon's backoff
+                daemon = TestDaemon(target, name)  # type: ignore[arg-type]
+
         async def serve_jobs(name: str) -> None:
             daemon = TestDaemon(target, name)  # type: ignore[arg-type]
             while True:
@@ -454,7 +470,7 @@ async def test_sigkill_of_a_worker_mid_run_loses_no_acknowledged_job(tmp_path: P
                     if not job.job_id:
                         return
                     delivered.setdefault(job.job_id, []).append(name)
-                    await daemon.complete(job.job_id)
+                    daemon = await complete(daemon, name, job.job_id)
                 except Exception:
                     # The worker died under the stream or the call: a new client, so a
                     # new connection, as a real daemon's retry would make.
