@@ -53,6 +53,7 @@ ASSETS: Final[Mapping[str, tuple[str, str]]] = {
     "/ui/daemons.js": ("daemons.js", _JS),
     "/ui/quota.js": ("quota.js", _JS),
     "/ui/queues.js": ("queues.js", _JS),
+    "/ui/table_page.js": ("table_page.js", _JS),
     "/ui/create.js": ("create.js", _JS),
     "/ui/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }

@@ -2,10 +2,9 @@
 // it is connected or stale, the job it runs, its provisioners, tags and key —
 // refreshed every couple of seconds while the tab is visible (polling, as jobs.js).
 
-import { unary } from "./api.js";
-import { el, formatTags, formatTime, poll } from "./dom.js";
+import { el, formatTags, formatTime } from "./dom.js";
+import { cell, showTablePage } from "./table_page.js";
 
-const REFRESH_SECONDS = 2;
 const COLUMNS = ["Name", "Organization", "State", "Job", "Provisioners", "Tags", "Key", "Last seen"];
 
 // Kept while the tab lives, so that a visit to a job and back keeps the filter.
@@ -24,11 +23,6 @@ function keyOf(daemon) {
   if (!daemon.keyId) return el("span", { class: "muted" }, "pre-shared key");
   if (!daemon.keyName) return el("span", { class: "mono" }, `${daemon.keyId} (deleted)`);
   return el("span", {}, daemon.keyName, " ", el("span", { class: "mono muted" }, `(${daemon.keyId})`));
-}
-
-// A cell with its column's name, shown beside the value when rows stack (narrow screens).
-function cell(column, attributes, ...children) {
-  return el("td", { ...attributes, "data-label": column }, ...children);
 }
 
 function daemonRow(daemon) {
@@ -61,85 +55,21 @@ function byOrganizationAndName(a, b) {
 }
 
 export function showDaemons(view) {
-  document.title = "Daemons · provd";
-  const controller = new AbortController();
-
-  const organization = el("input", {
-    id: "daemons-organization",
-    type: "text",
-    value: state.organization,
-    placeholder: "any",
-    spellcheck: "false",
-  });
-  const filters = el(
-    "form",
-    { id: "daemon-filters", class: "filters" },
-    el("label", {}, "Organization ", organization),
-    el("button", { type: "submit" }, "Filter"),
-  );
-  const body = el("tbody", { id: "daemons-body" });
-  const table = el(
-    "table",
-    { id: "daemons", class: "data stack" },
-    el("thead", {}, el("tr", {}, COLUMNS.map((name) => el("th", { scope: "col" }, name)))),
-    body,
-  );
-  const count = el("span", { id: "daemons-count", class: "muted" });
-  const updated = el("span", { id: "daemons-updated", class: "muted" });
-  const problem = el("p", { id: "daemons-error", class: "error", role: "alert", hidden: true });
-  view.replaceChildren(
-    el("h1", {}, "Daemons"),
-    filters,
-    problem,
-    table,
-    el("div", { class: "pager" }, count, updated),
-  );
-
-  const showProblem = (message) => {
-    problem.textContent = message;
-    problem.hidden = !message;
-  };
-
-  const render = (daemons) => {
-    const none = state.organization
-      ? `No daemon of ${state.organization} has connected.`
-      : "No daemon has connected yet.";
-    body.replaceChildren(
-      ...(daemons.length
-        ? [...daemons].sort(byOrganizationAndName).map(daemonRow)
-        : [el("tr", {}, el("td", { colspan: COLUMNS.length, class: "muted" }, none))]),
-    );
-    const connected = daemons.filter((daemon) => daemon.connected).length;
-    count.textContent = `${daemons.length} daemon${daemons.length === 1 ? "" : "s"}, ${connected} connected`;
-    updated.textContent = `updated ${formatTime(new Date().toISOString())}, every ${REFRESH_SECONDS} s`;
-  };
-
-  const refresh = async () => {
-    const request = state.organization ? { organization: state.organization } : {};
-    try {
-      const { daemons = [] } = await unary("provd.v1.DaemonService/ListDaemons", request, {
-        signal: controller.signal,
-      });
-      render(daemons);
-      showProblem("");
-    } catch (error) {
-      if (error.name === "AbortError") return;
-      showProblem(`Cannot list daemons: ${error.message}`);
-    }
-  };
-
-  const poller = poll(refresh, REFRESH_SECONDS);
-
-  filters.addEventListener("submit", (event) => {
-    event.preventDefault();
-    state.organization = organization.value.trim();
-    poller.now();
-  });
-
-  return {
-    stop() {
-      poller.stop();
-      controller.abort();
+  return showTablePage(view, {
+    id: "daemons",
+    formId: "daemon-filters",
+    title: "Daemons",
+    columns: COLUMNS,
+    state,
+    method: "provd.v1.DaemonService/ListDaemons",
+    items: ({ daemons = [] }) => daemons,
+    rows: (daemons) => [...daemons].sort(byOrganizationAndName).map(daemonRow),
+    empty: (organization) =>
+      organization ? `No daemon of ${organization} has connected.` : "No daemon has connected yet.",
+    summary: (daemons) => {
+      const connected = daemons.filter((daemon) => daemon.connected).length;
+      return `${daemons.length} daemon${daemons.length === 1 ? "" : "s"}, ${connected} connected`;
     },
-  };
+    what: "daemons",
+  });
 }

@@ -3,10 +3,9 @@
 // that can take them, or why none can: "why is nothing running?" on one screen.
 // Refreshed every couple of seconds while the tab is visible (polling, as jobs.js).
 
-import { unary } from "./api.js";
-import { el, formatTags, formatTime, poll } from "./dom.js";
+import { el, formatTags, formatTime } from "./dom.js";
+import { cell, showTablePage } from "./table_page.js";
 
-const REFRESH_SECONDS = 2;
 const COLUMNS = ["Organization", "Provisioner", "Tags", "Pending", "Oldest wait", "Daemons"];
 
 // Kept while the tab lives, so that a visit to a job and back keeps the filter.
@@ -28,11 +27,6 @@ function formatAge(timestamp, now = Date.now()) {
   if (hours) return `${hours} h ${minutes} min`;
   if (minutes) return `${minutes} min ${seconds} s`;
   return `${seconds} s`;
-}
-
-// A cell with its column's name, shown beside the value when rows stack (narrow screens).
-function cell(column, attributes, ...children) {
-  return el("td", { ...attributes, "data-label": column }, ...children);
 }
 
 // One daemon that can take the queue's jobs: its name (and id), and the job it runs.
@@ -102,95 +96,29 @@ function queueRow(queue) {
 }
 
 export function showQueues(view) {
-  document.title = "Queues · provd";
-  const controller = new AbortController();
-
-  const organization = el("input", {
-    id: "queues-organization",
-    type: "text",
-    value: state.organization,
-    placeholder: "any",
-    spellcheck: "false",
-  });
-  const filters = el(
-    "form",
-    { id: "queue-filters", class: "filters" },
-    el("label", {}, "Organization ", organization),
-    el("button", { type: "submit" }, "Filter"),
-  );
-  const body = el("tbody", { id: "queues-body" });
-  const table = el(
-    "table",
-    { id: "queues", class: "data stack" },
-    el("thead", {}, el("tr", {}, COLUMNS.map((name) => el("th", { scope: "col" }, name)))),
-    body,
-  );
-  const count = el("span", { id: "queues-count", class: "muted" });
-  const updated = el("span", { id: "queues-updated", class: "muted" });
-  const problem = el("p", { id: "queues-error", class: "error", role: "alert", hidden: true });
-  view.replaceChildren(
-    el("h1", {}, "Queues"),
-    el(
-      "p",
-      { class: "hint muted" },
+  return showTablePage(view, {
+    id: "queues",
+    formId: "queue-filters",
+    title: "Queues",
+    hint:
       "Pending jobs by organization, provisioner and tags, longest-waiting first, with the " +
-        "connected daemons that can take them.",
-    ),
-    filters,
-    problem,
-    table,
-    el("div", { class: "pager" }, count, updated),
-  );
-
-  const showProblem = (message) => {
-    problem.textContent = message;
-    problem.hidden = !message;
-  };
-
-  const render = (queues) => {
-    const none = state.organization
-      ? `No job of ${state.organization} is pending.`
-      : "No job is pending.";
-    body.replaceChildren(
-      ...(queues.length
-        ? queues.map(queueRow)
-        : [el("tr", {}, el("td", { colspan: COLUMNS.length, class: "muted" }, none))]),
-    );
-    const pending = queues.reduce((sum, queue) => sum + (queue.pending || 0), 0);
-    const stuck = queues.filter((queue) => !(queue.daemons || []).length).length;
-    count.textContent =
-      `${queues.length} queue${queues.length === 1 ? "" : "s"}, ` +
-      `${pending} pending job${pending === 1 ? "" : "s"}, ` +
-      `${stuck} with no daemon to take them`;
-    updated.textContent = `updated ${formatTime(new Date().toISOString())}, every ${REFRESH_SECONDS} s`;
-  };
-
-  const refresh = async () => {
-    const request = state.organization ? { organization: state.organization } : {};
-    try {
-      const { queues = [] } = await unary("provd.v1.JobService/ListQueues", request, {
-        signal: controller.signal,
-      });
-      render(queues);
-      showProblem("");
-    } catch (error) {
-      if (error.name === "AbortError") return;
-      showProblem(`Cannot list queues: ${error.message}`);
-    }
-  };
-
-  const poller = poll(refresh, REFRESH_SECONDS);
-
-  filters.addEventListener("submit", (event) => {
-    event.preventDefault();
-    state.organization = organization.value.trim();
-    poller.now();
-  });
-
-  return {
-    stop() {
-      poller.stop();
-      controller.abort();
+      "connected daemons that can take them.",
+    columns: COLUMNS,
+    state,
+    method: "provd.v1.JobService/ListQueues",
+    items: ({ queues = [] }) => queues,
+    rows: (queues) => queues.map(queueRow),
+    empty: (organization) =>
+      organization ? `No job of ${organization} is pending.` : "No job is pending.",
+    summary: (queues) => {
+      const pending = queues.reduce((sum, queue) => sum + (queue.pending || 0), 0);
+      const stuck = queues.filter((queue) => !(queue.daemons || []).length).length;
+      return (
+        `${queues.length} queue${queues.length === 1 ? "" : "s"}, ` +
+        `${pending} pending job${pending === 1 ? "" : "s"}, ` +
+        `${stuck} with no daemon to take them`
+      );
     },
-  };
+    what: "queues",
+  });
 }
