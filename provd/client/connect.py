@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from provd.gen.provisionerd.provisionerd_pb2 import CancelAcquire
 
 T = TypeVar("T")
+C = TypeVar("C")  # a generated sync client class
 
 
 class StaticHeaders:
@@ -110,43 +111,40 @@ def daemon_service_client(
     url: str, admin_token: str | None, *, http_client: SyncClient | None = None
 ) -> DaemonServiceClientSync:
     """A `DaemonService` client that sends `Authorization: Bearer <admin_token>`."""
-    from connectrpc.compat import google_protobuf_binary_codec
-
     from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
 
-    return DaemonServiceClientSync(
-        url,
-        codec=google_protobuf_binary_codec(),
-        interceptors=[_bearer(admin_token)],
-        http_client=http_client,
-    )
+    return _admin_client(DaemonServiceClientSync, url, admin_token, http_client)
 
 
 def key_client(
     url: str, admin_token: str | None, *, http_client: SyncClient | None = None
 ) -> KeyServiceClientSync:
     """A `KeyService` client (daemon keys) that sends `Authorization: Bearer <admin_token>`."""
-    from connectrpc.compat import google_protobuf_binary_codec
-
     from provd.gen.provd.v1.keys_connect import KeyServiceClientSync
 
-    return KeyServiceClientSync(
-        url,
-        codec=google_protobuf_binary_codec(),
-        interceptors=[_bearer(admin_token)],
-        http_client=http_client,
-    )
+    return _admin_client(KeyServiceClientSync, url, admin_token, http_client)
 
 
 def quota_client(
     url: str, admin_token: str | None, *, http_client: SyncClient | None = None
 ) -> QuotaServiceClientSync:
     """A `QuotaService` client that sends `Authorization: Bearer <admin_token>`."""
-    from connectrpc.compat import google_protobuf_binary_codec
-
     from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
 
-    return QuotaServiceClientSync(
+    return _admin_client(QuotaServiceClientSync, url, admin_token, http_client)
+
+
+def _admin_client(
+    client_class: Callable[..., C],
+    url: str,
+    admin_token: str | None,
+    http_client: SyncClient | None,
+) -> C:
+    """A generated sync client of a provd.v1 service: Connect, binary protobuf, and the
+    admin token on every call."""
+    from connectrpc.compat import google_protobuf_binary_codec
+
+    return client_class(
         url,
         codec=google_protobuf_binary_codec(),
         interceptors=[_bearer(admin_token)],
