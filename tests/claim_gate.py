@@ -8,12 +8,16 @@ real store of a server (`make_server(wrap_store=...)`) or a `MemoryStore`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import trio
 
 from provd.model import Job, NewJob, NewLogLine, Queue
 from provd.store import Store
+from tests.daemon_clients import Jobs, wait_until
+
+T = TypeVar("T")
 
 
 class ClaimGate:
@@ -52,3 +56,35 @@ class ClaimGate:
         self.holding.set()
         with trio.CancelScope(shield=True):
             await self.opened.wait()
+
+
+# How the job reaches the daemon: claimed by its group's task for a job that was
+# pending when it came, or handed over by CreateJob while it waited idle.
+PATHS = ["claim", "hand-over"]
+
+
+async def lock_a_job(
+    server,
+    gate: ClaimGate,
+    jobs: Jobs,
+    nursery: trio.Nursery,
+    path: str,
+    wait: Callable[[], Awaitable[T]],
+) -> tuple[T, str]:  # type: ignore[no-untyped-def]
+    """Start the daemon's wait (`wait`) and a job, so that a claim locks the job for
+    the daemon and is held there; returns what `wait` returned and the job's id."""
+    if path == "claim":
+        gate.armed = True
+        job = await jobs.create()  # nobody waits yet: stored pending
+        waiting = await wait()
+    else:
+        waiting = await wait()
+        await wait_until(lambda: server.scheduler.statistics().waiters == 1)
+        gate.armed = True
+        nursery.start_soon(jobs.create)  # answered once the claim returns
+    with trio.fail_after(10):
+        await gate.holding.wait()
+    assert gate.held is not None
+    if path == "claim":
+        assert gate.held.id == job.id
+    return waiting, gate.held.id

@@ -7,19 +7,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import trio
+from connectrpc.compat import google_protobuf_binary_codec
 from connectrpc.protocol import ProtocolType
 
 from provd.client.connect import (
     AcquireRequests,
+    StaticHeaders,
     call,
     daemon_client_for,
     daemon_headers,
     job_client,
 )
 from provd.client.websocket import WebSocketAcquisition
+from provd.gen.provd.v1 import daemons_pb2 as dpb
 from provd.gen.provd.v1 import jobs_pb2 as pb
+from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from tests.archives import MAIN_TF, make_tar
 from tests.conftest import ADMIN_TOKEN, DAEMON_PSK, Server
 
@@ -204,3 +209,38 @@ async def wait_until(predicate, timeout: float = 10, interval: float = 0.01) -> 
     with trio.fail_after(timeout):
         while not predicate():
             await trio.sleep(interval)
+
+
+async def waiting_on(server: Server, daemon: TestDaemon, nursery: trio.Nursery) -> object:
+    """An acquire stream of `daemon`, once its group's first claim found nothing (so
+    only a wake-up or a poll can deliver what comes next)."""
+    before = server.scheduler.statistics().claims_empty
+    acquisition = await daemon.acquire(nursery)
+    await wait_until(lambda: server.scheduler.statistics().claims_empty > before)
+    return acquisition
+
+
+def log(output: str) -> pd.Log:
+    return pd.Log(source=pd.PROVISIONER, level=sdk.INFO, stage="Plan", output=output)
+
+
+async def daemon_named(server: Server, name: str) -> dpb.Daemon:
+    (found,) = [d for d in await list_daemons(server) if d.name == name]
+    return found
+
+
+async def list_daemons(server: Server, organization: str = "") -> list[dpb.Daemon]:
+    response = await call(
+        daemons_client(server).list_daemons, dpb.ListDaemonsRequest(organization=organization)
+    )
+    return list(response.daemons)
+
+
+def daemons_client(server: Server, token: str | None = ADMIN_TOKEN) -> DaemonServiceClientSync:
+    return DaemonServiceClientSync(
+        server.url, codec=google_protobuf_binary_codec(), interceptors=admin_headers(token)
+    )
+
+
+def admin_headers(token: str | None = ADMIN_TOKEN) -> list[StaticHeaders]:
+    return [StaticHeaders({"authorization": f"Bearer {token}"} if token else {})]

@@ -25,11 +25,17 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import quote
+
+import pytest
+
+from tests import pg
 
 ROLE = "provd"
 UNPRIVILEGED_USER = "nobody"
@@ -244,8 +250,46 @@ def cluster_for_fixture() -> Iterator[Cluster]:
 
 
 def _unavailable(why: str) -> NoReturn:
-    import pytest
 
     if os.environ.get("CI") == "true":
         pytest.fail(f"PostgreSQL is required in CI: {why}", pytrace=False)
     pytest.skip(f"no PostgreSQL: {why}")
+
+
+PASSWORD_ROLE = "provd_pw"
+
+
+PASSWORD = "Sekr3t-pw-4d7f"
+
+
+def password_schema(cluster: pg.Cluster) -> str:
+    """A role that logs in with a password (scram) and a schema of its own; returns
+    the schema."""
+    import psycopg
+
+    hba = cluster.data_dir / "pg_hba.conf"
+    if PASSWORD_ROLE not in hba.read_text():
+        hba.write_text(f"local all {PASSWORD_ROLE} scram-sha-256\n" + hba.read_text())
+        done = cluster.run("pg_ctl", "reload", "-D", str(cluster.data_dir))
+        assert done.returncode == 0, done.stderr
+        with psycopg.connect(cluster.dsn(pg.DATABASE), autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'")  # type: ignore[arg-type]
+    schema = f"pw_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(cluster.dsn(pg.DATABASE), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {PASSWORD_ROLE}")  # type: ignore[arg-type]
+    deadline = time.monotonic() + 10
+    while True:  # the reload takes effect a moment later
+        try:
+            with psycopg.connect(password_url(cluster, "postgresql", "wrong", schema)):
+                pass
+        except psycopg.OperationalError as error:
+            if "password" in str(error):
+                return schema
+        assert time.monotonic() < deadline, "pg_hba.conf reload did not take effect"
+        time.sleep(0.05)
+
+
+def password_url(cluster: pg.Cluster, scheme: str, password: str, schema: str) -> str:
+    host = quote(str(cluster.socket_dir), safe="")
+    options = quote(f"-c search_path={schema}", safe="")
+    return f"{scheme}://{PASSWORD_ROLE}:{password}@/{pg.DATABASE}?host={host}&options={options}"

@@ -38,7 +38,7 @@ from tests.archives import MAIN_TF, make_tar
 from tests.conftest import ADMIN_TOKEN, DAEMON_PSK, Server
 from tests.processes import provd_env
 from tests.raw_h2 import RawH2
-from tests.test_http_faults import (
+from tests.raw_http import (
     ACQUIRE,
     LIST_JOBS,
     PING_ACK,

@@ -19,7 +19,7 @@ from provd.gen.provd.v1 import jobs_pb2 as pb
 from tests.conftest import DAEMON_PSK, Server
 from tests.cutting_proxy import CuttingProxy
 from tests.daemon_clients import Jobs
-from tests.test_daemon import FAST, Scripted
+from tests.reference_daemon import FAST, Scripted
 
 
 @pytest.mark.parametrize("transport", ["connect", "websocket"])

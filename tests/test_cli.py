@@ -18,16 +18,13 @@ import subprocess
 import sys
 import tarfile
 import types
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import click
 import pytest
 import trio
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from provd import __version__
 from provd.archive import pack_directory
@@ -38,53 +35,9 @@ from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from provd.secrets import ADMIN_TOKEN_FILE, secret_path
 from tests.archives import MAIN_TF, make_tar, make_zip
+from tests.cli_runner import CLI_SECONDS, ENV_NAMES, Cli
 from tests.conftest import ADMIN_TOKEN, Server
 from tests.daemon_clients import Jobs, TestDaemon
-
-# A hang guard, not a timing assertion.
-CLI_SECONDS = 30
-_ENV_NAMES = ("PROVD_URL", "PROVD_ADMIN_TOKEN", "PROVD_DB", "PROVD_LISTEN", "XDG_DATA_HOME")
-
-
-@dataclass
-class Cli:
-    """Runs `provd ARGS…` against one server, with a private XDG_DATA_HOME."""
-
-    url: str
-    home: Path
-    runner: CliRunner = field(default_factory=CliRunner)
-
-    async def __call__(
-        self,
-        *args: str,
-        expect: int = 0,
-        token: str | None = ADMIN_TOKEN,
-        url: str | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> Result:
-        """The command's result; fails the test unless it exits with `expect`."""
-        environment: dict[str, str | None] = dict.fromkeys(_ENV_NAMES)
-        environment.update(
-            PROVD_URL=url or self.url, PROVD_ADMIN_TOKEN=token, XDG_DATA_HOME=str(self.home)
-        )
-        environment.update(env or {})
-        invoke = partial(self.runner.invoke, main, list(args), env=environment, prog_name="provd")
-        with trio.fail_after(CLI_SECONDS):
-            result = await trio.to_thread.run_sync(invoke, abandon_on_cancel=True)
-        if result.exit_code != expect:
-            detail = ""
-            if result.exc_info and not isinstance(result.exception, SystemExit):
-                import traceback
-
-                detail = "".join(traceback.format_exception(*result.exc_info))
-            pytest.fail(
-                f"provd {' '.join(args)}: exit {result.exit_code}, expected {expect}\n"
-                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{detail}"
-            )
-        return result
-
-    async def json(self, *args: str, **kwargs: Any) -> Any:
-        return json.loads((await self(*args, "--json", **kwargs)).stdout)
 
 
 @pytest.fixture
@@ -631,7 +584,7 @@ async def test_server_down_names_the_address(cli: Cli) -> None:
 async def test_cli_as_a_subprocess(server: Server, tmp_path: Path, template: Path) -> None:
     """`python -m provd`, finding the token beside PROVD_DB, as a user would run it."""
     secret_path(server.db_path.resolve(), ADMIN_TOKEN_FILE).write_text(ADMIN_TOKEN)
-    env = {k: v for k, v in os.environ.items() if k not in _ENV_NAMES}
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
     env.update(PROVD_URL=server.url, PROVD_DB=str(server.db_path), XDG_DATA_HOME=str(tmp_path))
 
     async def provd(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -668,7 +621,7 @@ async def test_ctrl_c_stops_a_follow_at_once(cli: Cli, server: Server, template:
     interrupts it there (the stream is read in the main thread), and click says
     'Aborted!' with exit status 1."""
     job = await cli.json("jobs", "create", "--type", "import", "--archive", str(template))
-    env = {k: v for k, v in os.environ.items() if k not in _ENV_NAMES}
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
     env.update(PROVD_URL=server.url, PROVD_ADMIN_TOKEN=ADMIN_TOKEN)
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "provd", "jobs", "logs", "--follow", job["id"]],

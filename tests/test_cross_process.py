@@ -40,10 +40,9 @@ from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.protocol import JobErrorCode
 from tests import pg
 from tests.archives import make_tar
-from tests.daemon_clients import Acquisition, Follower, Jobs, TestDaemon, wait_until
+from tests.daemon_clients import Acquisition, Follower, Jobs, TestDaemon, log, wait_until
 from tests.deployments import Deployment, postgres_deployment, postgres_url, sqlite_deployment
 from tests.processes import DaemonProcess, start_daemon
-from tests.test_wakeups import log
 
 pytestmark = pytest.mark.slow
 

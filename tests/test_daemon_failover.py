@@ -25,7 +25,7 @@ from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from tests.conftest import DAEMON_PSK, Server, ServerFactory, server_settings
 from tests.daemon_clients import Jobs, wait_until
-from tests.test_daemon import FAST, Scripted
+from tests.reference_daemon import FAST, Scripted
 
 MOVED = "moving to"
 

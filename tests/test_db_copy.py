@@ -26,6 +26,7 @@ from provd.store.copy import TABLES, CopyRefused, copy_sqlite_to_postgres
 from provd.store.postgres import open_postgres_store
 from provd.store.sqlite import open_sqlite_store
 from tests import pg
+from tests.pg import PASSWORD, PASSWORD_ROLE, password_schema
 from tests.store.support import (
     ORG,
     TAGS,
@@ -40,7 +41,6 @@ from tests.store.support import (
     update_logs,
     workspace,
 )
-from tests.test_postgres_serve import PASSWORD, PASSWORD_ROLE, _password_schema
 
 pytestmark = pytest.mark.slow
 
@@ -225,7 +225,7 @@ async def test_the_password_is_never_printed(tmp_path: Path, pg_cluster: pg.Clus
     source = tmp_path / "provd.db"
     async with open_sqlite_store(source) as sqlite_store:
         await make_job(sqlite_store)
-    schema = await trio.to_thread.run_sync(_password_schema, pg_cluster)
+    schema = await trio.to_thread.run_sync(password_schema, pg_cluster)
     for password, status in ((PASSWORD, 0), ("not-" + PASSWORD, 2)):
         url = _url(pg_cluster, schema, PASSWORD_ROLE, password)
         result = await trio.run_process(

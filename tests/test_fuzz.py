@@ -26,12 +26,8 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
 import h11
 import pytest
 import trio
@@ -42,29 +38,11 @@ from google.protobuf.message import Message
 from provd.gen.provd.v1 import daemons_pb2, jobs_pb2, quota_pb2
 from provd.gen.provisionerd import provisionerd_pb2
 from tests.conftest import ADMIN_TOKEN, DAEMON_PSK, Server, ServerFactory
+from tests.raw_http import GRPC_CODES, Response, address, http1, http2
 
 REQUEST_SECONDS = 10.0  # a request not answered by then is a hang
 MAX_TARGET = 6000
 HTTP1_MAX_HEAD = 16 * 1024  # hypercorn's h11_max_incomplete_size: past it, 431 and close
-GRPC_CODES = [
-    "ok",
-    "canceled",
-    "unknown",
-    "invalid_argument",
-    "deadline_exceeded",
-    "not_found",
-    "already_exists",
-    "permission_denied",
-    "resource_exhausted",
-    "failed_precondition",
-    "aborted",
-    "out_of_range",
-    "unimplemented",
-    "internal",
-    "unavailable",
-    "data_loss",
-    "unauthenticated",
-]
 # Never the answer to a client's mistake.
 SERVER_FAULTS = {"unknown", "internal", "data_loss"}
 # The Connect codes whose HTTP status is a 5xx of the protocol's own.
@@ -74,131 +52,10 @@ PROTOCOL_5XX = {"unimplemented", "unavailable", "deadline_exceeded"}
 # -- raw clients ------------------------------------------------------------------------------
 
 
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes = b""
-    trailers: dict[str, str] = field(default_factory=dict)
-    reset: bool = False  # an HTTP/2 stream reset, or a connection closed without an answer
-
-
-def _address(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname or "127.0.0.1", parts.port or 80
-
-
-async def http1(
-    url: str, method: str, target: str, headers: list[tuple[str, str]], body: bytes
-) -> Response:
-    """One request on a new HTTP/1.1 connection."""
-    host, port = _address(url)
-    stream = await trio.open_tcp_stream(host, port)
-    async with stream:
-        lines = [f"{method} {target} HTTP/1.1", f"host: {host}:{port}"]
-        lines += [f"{name}: {value}" for name, value in headers]
-        if method not in ("GET", "HEAD"):
-            lines.append(f"content-length: {len(body)}")
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body
-        # h11 parses the answer; it is told of a plain request of the same method
-        # (which decides whether an answer has a body), since it refuses odd headers.
-        conn = h11.Connection(h11.CLIENT)
-        conn.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
-        conn.send(h11.EndOfMessage())
-        # Refused before it was all sent (a head too large)? Read the answer all the same.
-        with contextlib.suppress(trio.BrokenResourceError):
-            await stream.send_all(data)
-        response: Response | None = None
-        chunks: list[bytes] = []
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                try:
-                    received = await stream.receive_some(65536)
-                except trio.BrokenResourceError:
-                    received = b""
-                conn.receive_data(received)
-                if not received and response is None:
-                    return Response(0, {}, reset=True)
-                continue
-            if isinstance(event, h11.Response):
-                response = Response(
-                    event.status_code,
-                    {k.decode().lower(): v.decode("latin-1") for k, v in event.headers},
-                )
-            elif isinstance(event, h11.Data):
-                chunks.append(bytes(event.data))
-            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                break
-        assert response is not None
-        response.body = b"".join(chunks)
-        return response
-
-
-async def http2(url: str, headers: list[tuple[str, str]], body: bytes) -> Response:
-    """One request on a new cleartext HTTP/2 connection (prior knowledge)."""
-    host, port = _address(url)
-    stream = await trio.open_tcp_stream(host, port)
-    async with stream:
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        conn.initiate_connection()
-        sid = conn.get_next_available_stream_id()
-        conn.send_headers(sid, headers, end_stream=not body)
-        await stream.send_all(conn.data_to_send())
-        response = Response(0, {})
-        chunks: list[bytes] = []
-        ended = False
-        sent = 0 if body else len(body)
-
-        def handle(events: list[h2.events.Event]) -> None:
-            nonlocal ended
-            for event in events:
-                if isinstance(event, h2.events.ResponseReceived) and event.stream_id == sid:
-                    response.status = int(dict(event.headers)[b":status"])
-                    response.headers = {
-                        k.decode().lower(): v.decode("latin-1") for k, v in event.headers
-                    }
-                elif isinstance(event, h2.events.DataReceived) and event.stream_id == sid:
-                    chunks.append(event.data)
-                    conn.acknowledge_received_data(event.flow_controlled_length, sid)
-                elif isinstance(event, h2.events.TrailersReceived) and event.stream_id == sid:
-                    response.trailers = {
-                        k.decode().lower(): v.decode("latin-1") for k, v in event.headers
-                    }
-                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == sid:
-                    ended = True
-                elif isinstance(event, h2.events.ConnectionTerminated) or (
-                    isinstance(event, h2.events.StreamReset) and event.stream_id == sid
-                ):
-                    response.reset = ended = True
-
-        while not ended:
-            while sent < len(body) and not ended:
-                window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
-                if window <= 0:
-                    break
-                chunk = body[sent : sent + window]
-                sent += len(chunk)
-                conn.send_data(sid, chunk, end_stream=sent == len(body))
-                await stream.send_all(conn.data_to_send())
-            received = await stream.receive_some(65536)
-            if not received:
-                response.reset = True
-                break
-            try:
-                handle(conn.receive_data(received))
-            except h2.exceptions.ProtocolError:
-                response.reset = True
-                break
-            await stream.send_all(conn.data_to_send())
-        response.body = b"".join(chunks)
-        return response
-
-
 async def raw_bytes(url: str, data: bytes) -> bytes:
     """Send `data` as it is and read whatever comes back until the server closes or
     goes quiet."""
-    host, port = _address(url)
+    host, port = address(url)
     stream = await trio.open_tcp_stream(host, port)
     received = b""
     async with stream:
@@ -604,7 +461,7 @@ def make_case(rpc: Rpc, rng: random.Random) -> Case:
 
 
 async def send(url: str, case: Case) -> Response:
-    host, port = _address(url)
+    host, port = address(url)
     if case.http2:
         pseudo = [
             (":method", case.method),

@@ -16,8 +16,8 @@ from provd.rpc.health import PROBE_ID, READY_DEADLINE_SECONDS, Health, State
 from provd.store.memory import MemoryStore
 from tests.conftest import Server
 from tests.daemon_clients import TestDaemon
+from tests.plain_http import http_get
 from tests.processes import start_server
-from tests.test_metrics import http_get
 
 
 async def test_healthz_and_readyz_answer_200_while_serving(server: Server) -> None:

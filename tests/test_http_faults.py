@@ -22,27 +22,30 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 import h2.config
 import h2.connection
 import h2.events
 import trio
 import trio.testing
-from hypercorn.trio import serve as hypercorn_serve
 
-from provd._compat import hypercorn_fixes
-from provd.rpc.connections import ConnectionLimits, limited_config
+from provd.rpc.connections import ConnectionLimits
 from tests.conftest import ADMIN_TOKEN, DAEMON_PSK, Server
 from tests.daemon_clients import Jobs, wait_until
 from tests.raw_h2 import RawH2
+from tests.raw_http import (
+    ACQUIRE,
+    LIST_JOBS,
+    PING,
+    PING_ACK,
+    bare_hypercorn,
+    h2c_call,
+    healthy,
+    host_port,
+    lifespan,
+)
 
-ACQUIRE = "/provisionerd.ProvisionerDaemon/AcquireJobWithCancel"
-LIST_JOBS = "/provd.v1.JobService/ListJobs"
 GRPC_EMPTY_MESSAGE = b"\0\0\0\0\0"  # a CancelAcquire: flags 0, length 0
 SETTLE_SECONDS = 10.0  # how long a released socket may take to close; a hang guard
 # Sockets must come back well before `close_grace`, the backstop that would give them
@@ -62,26 +65,6 @@ async def settled_fds(baseline: int, timeout: float = SETTLE_SECONDS) -> int:
     return open_fds()
 
 
-def host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname or "127.0.0.1", parts.port or 80
-
-
-async def healthy(url: str) -> bool:
-    """Whether the server answers /healthz on a new connection."""
-    stream = await trio.open_tcp_stream(*host_port(url))
-    async with stream:
-        await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: provd\r\n\r\n")
-        answer = b""
-        with trio.fail_after(10):
-            while b"ok\n" not in answer:
-                chunk = await stream.receive_some()
-                if not chunk:
-                    return False
-                answer += chunk
-    return answer.startswith(b"HTTP/1.1 200")
-
-
 async def abandon(url: str, data: bytes, *, rst: bool = False, after: bytes = b"") -> None:
     """Connect, send `data`, wait until the server sent `after`, and leave (FIN, or
     RST with `rst`), without reading the rest."""
@@ -96,33 +79,6 @@ async def abandon(url: str, data: bytes, *, rst: bool = False, after: bytes = b"
             assert chunk, f"closed before {after!r}: {received!r}"
             received += chunk
     await stream.aclose()
-
-
-PING = b"provd-rt"
-# The server's answer to PING: it has read and dispatched everything sent before it.
-PING_ACK = b"\x00\x00\x08\x06\x01\x00\x00\x00\x00" + PING
-
-
-def h2c_call(url: str, *headers: tuple[str, str]) -> bytes:
-    """The finding's repro: preface, SETTINGS, HEADERS for ListJobs (without
-    credentials unless `headers` has them), an empty DATA frame with END_STREAM; then
-    a PING, so the client can leave once the call is under way."""
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    conn.initiate_connection()
-    conn.send_headers(
-        1,
-        [
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":authority", "{}:{}".format(*host_port(url))),
-            (":path", LIST_JOBS),
-            ("content-type", "application/proto"),
-            *headers,
-        ],
-    )
-    conn.send_data(1, b"", end_stream=True)
-    conn.ping(PING)
-    return conn.data_to_send()
 
 
 def h2c_upgrade(*headers: str) -> bytes:
@@ -260,31 +216,6 @@ async def test_abandoned_h2c_upgrades_give_their_sockets_back(server: Server) ->
     await abandon_many(server.url, upgrade, 60, PING_ACK)
     assert await settled_fds(baseline, timeout=PROMPT_SECONDS) <= baseline
     assert await healthy(server.url)
-
-
-@asynccontextmanager
-async def bare_hypercorn(
-    app: Callable[..., Awaitable[None]], nursery: trio.Nursery
-) -> AsyncIterator[str]:
-    """`app` alone behind hypercorn with provd's fixes and limits: the layer under test."""
-    hypercorn_fixes.apply()
-    config = limited_config(ConnectionLimits())
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    stop = trio.Event()
-    binds: list[str] = await nursery.start(
-        partial(hypercorn_serve, app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-    )
-    try:
-        yield binds[0]
-    finally:
-        stop.set()
-
-
-async def lifespan(receive: Any, send: Any) -> None:
-    while (await receive())["type"] != "lifespan.shutdown":
-        await send({"type": "lifespan.startup.complete"})
-    await send({"type": "lifespan.shutdown.complete"})
 
 
 async def test_app_answering_without_reading_the_body_closes_the_connection(

@@ -23,7 +23,7 @@ from provd.client.connect import call, job_client
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from tests.archives import MAIN_TF, make_tar
 from tests.conftest import ADMIN_TOKEN, DAEMON_PSK, Server, ServerFactory
-from tests.test_fuzz import GRPC_CODES, Response, http1, http2
+from tests.raw_http import GRPC_CODES, Response, http1, http2
 
 ADMIN = [("authorization", f"Bearer {ADMIN_TOKEN}")]
 DAEMON = [

@@ -16,7 +16,7 @@ from provd.key_revocations import KeyRevocations
 from provd.keys import DaemonKeys, digest, key_tags, make_secret, parse_secret
 from provd.model import Daemon, DaemonKey
 from provd.store.memory import MemoryStore
-from tests.test_scheduler import at, virtual_now
+from tests.virtual_clock import at, virtual_now
 
 FLUSH_SECONDS = 5
 

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import trio
 from connectrpc.code import Code
-from connectrpc.errors import ConnectError
 from connectrpc.protocol import ProtocolType
 from google.protobuf.message import Message
 from trio_websocket import open_websocket_url
@@ -30,10 +29,10 @@ from provd.store import Store
 from provd.store.sqlite import open_sqlite_store
 from provd.wakeups import DatagramRelay, Rescan
 from provd.websocket_framing import END_STREAM, envelope, error_from_end_of_stream, parse_envelope
-from tests.claim_gate import ClaimGate
+from tests.claim_gate import PATHS, ClaimGate, lock_a_job
 from tests.conftest import ADMIN_TOKEN, Server, ServerFactory
-from tests.daemon_clients import Acquisition, Jobs, TestDaemon, wait_until
-from tests.test_races import PATHS, lock_a_job
+from tests.daemon_clients import Jobs, TestDaemon, wait_until
+from tests.daemon_keys import Keys, refused, stream_error, waiting
 
 
 @dataclass(frozen=True)
@@ -93,48 +92,6 @@ WIRES = [
 @pytest.fixture(params=WIRES)
 def wire(request: pytest.FixtureRequest) -> Wire:
     return request.param  # type: ignore[no-any-return]
-
-
-class Keys:
-    """`provd.v1.KeyService` as tests use it."""
-
-    def __init__(self, server: Server) -> None:
-        self.client = key_client(server.url, ADMIN_TOKEN)
-
-    async def create(self, name: str, **fields: Any) -> kpb.CreateKeyResponse:
-        return await call(self.client.create_key, kpb.CreateKeyRequest(name=name, **fields))
-
-    async def list(self, organization: str = "") -> list[kpb.Key]:
-        listing = await call(self.client.list_keys, kpb.ListKeysRequest(organization=organization))
-        return list(listing.keys)
-
-    async def delete(self, name: str) -> kpb.DeleteKeyResponse:
-        return await call(self.client.delete_key, kpb.DeleteKeyRequest(name=name))
-
-
-async def refused(code: Code, coroutine: Any) -> ConnectError:
-    """The error `coroutine` fails with, which must have `code`."""
-    with pytest.raises(ConnectError) as caught:
-        await coroutine
-    assert caught.value.code == code, caught.value
-    return caught.value
-
-
-async def stream_error(acquisition: Acquisition) -> ConnectError:
-    """How a stream ended that must end with an error and no answer."""
-    with trio.fail_after(10):
-        await acquisition.ended.wait()
-    assert acquisition.responses == [], acquisition.responses
-    assert isinstance(acquisition.error, ConnectError), acquisition.error
-    return acquisition.error
-
-
-async def waiting(server: Server, daemon: TestDaemon, nursery: trio.Nursery) -> Acquisition:
-    """An acquire stream of `daemon` that provd has queued."""
-    before = server.scheduler.statistics().waiters
-    acquisition = await daemon.acquire(nursery)
-    await wait_until(lambda: server.scheduler.statistics().waiters > before)
-    return acquisition
 
 
 ACME_LINUX = {"organization": "acme", "tags": {"os": "linux"}, "provisioners": ["echo"]}

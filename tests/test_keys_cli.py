@@ -18,10 +18,10 @@ from provd.client.daemon.command import _resolve_key
 from provd.client.daemon.runner import DaemonSettings, run_daemon
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.secrets import DAEMON_PSK_FILE, secret_path
+from tests.cli_runner import Cli
 from tests.conftest import Server
 from tests.daemon_clients import Jobs
-from tests.test_cli import Cli
-from tests.test_daemon import FAST
+from tests.reference_daemon import FAST
 
 
 @pytest.fixture

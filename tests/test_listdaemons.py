@@ -15,8 +15,7 @@ import trio
 
 from provd.gen.provd.v1 import daemons_pb2 as dpb
 from tests.conftest import ServerFactory
-from tests.daemon_clients import Jobs, TestDaemon
-from tests.test_routing_quota import daemon_named
+from tests.daemon_clients import Jobs, TestDaemon, daemon_named
 
 # Stale after 1.5 s: heartbeats every 0.1 s keep it far from stale, even on a busy machine.
 HEARTBEAT_SECONDS = 0.5

@@ -31,24 +31,12 @@ from provd.registry import DaemonRegistry
 from provd.store.memory import MemoryStore
 from tests.conftest import ADMIN_TOKEN, Server, server_settings
 from tests.daemon_clients import Jobs, TestDaemon
+from tests.plain_http import http_get
 from tests.processes import provd_env, start_server
 from tests.store.support import make_job, make_running
-from tests.test_scheduler import virtual_now
+from tests.virtual_clock import virtual_now
 
 DOCS = Path(__file__).parent.parent / "docs" / "operations.md"
-
-
-async def http_get(url: str) -> tuple[int, str]:
-    """GET `url`: its status and body (errors included)."""
-
-    def get() -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-
-    return await trio.to_thread.run_sync(get)
 
 
 class Scrape:

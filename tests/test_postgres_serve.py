@@ -10,11 +10,9 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import cast
-from urllib.parse import quote
 
 import pytest
 import trio
@@ -25,15 +23,14 @@ from provd.errors import StoreUnusable
 from provd.wakeups import JobChanged, PostgresRelay, Wakeup, notify_directory, postgres_channel
 from tests import pg
 from tests.conftest import ServerFactory
-from tests.daemon_clients import Follower, Jobs, TestDaemon, wait_until
+from tests.daemon_clients import Follower, Jobs, TestDaemon, log, wait_until, waiting_on
+from tests.pg import PASSWORD, PASSWORD_ROLE, password_schema, password_url
 from tests.processes import START_SECONDS, provd_env, start_server
-from tests.test_wakeups import HOUR, log, waiting_on
 
 # Every test here runs a PostgreSQL server: out of the quick loop, in the full suite.
 pytestmark = pytest.mark.slow
 
-PASSWORD_ROLE = "provd_pw"
-PASSWORD = "Sekr3t-pw-4d7f"
+HOUR = 3600.0
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +111,7 @@ async def test_a_daemon_key_deleted_through_a_is_refused_on_b(
     re-check) and B refuses the daemon's next call."""
     from connectrpc.code import Code
 
-    from tests.test_keys import Keys, refused, stream_error, waiting
+    from tests.daemon_keys import Keys, refused, stream_error, waiting
 
     a = await make_server(**slow_polls)
     b = await make_server(**slow_polls)
@@ -189,42 +186,9 @@ async def test_relay_latency_and_its_thread_and_connections_end_on_cancel(
 # -- passwords ----------------------------------------------------------------------
 
 
-def _password_schema(cluster: pg.Cluster) -> str:
-    """A role that logs in with a password (scram) and a schema of its own; returns
-    the schema."""
-    import psycopg
-
-    hba = cluster.data_dir / "pg_hba.conf"
-    if PASSWORD_ROLE not in hba.read_text():
-        hba.write_text(f"local all {PASSWORD_ROLE} scram-sha-256\n" + hba.read_text())
-        done = cluster.run("pg_ctl", "reload", "-D", str(cluster.data_dir))
-        assert done.returncode == 0, done.stderr
-        with psycopg.connect(cluster.dsn(pg.DATABASE), autocommit=True) as conn:
-            conn.execute(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'")  # type: ignore[arg-type]
-    schema = f"pw_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(cluster.dsn(pg.DATABASE), autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {PASSWORD_ROLE}")  # type: ignore[arg-type]
-    deadline = time.monotonic() + 10
-    while True:  # the reload takes effect a moment later
-        try:
-            with psycopg.connect(_url(cluster, "postgresql", "wrong", schema)):
-                pass
-        except psycopg.OperationalError as error:
-            if "password" in str(error):
-                return schema
-        assert time.monotonic() < deadline, "pg_hba.conf reload did not take effect"
-        time.sleep(0.05)
-
-
-def _url(cluster: pg.Cluster, scheme: str, password: str, schema: str) -> str:
-    host = quote(str(cluster.socket_dir), safe="")
-    options = quote(f"-c search_path={schema}", safe="")
-    return f"{scheme}://{PASSWORD_ROLE}:{password}@/{pg.DATABASE}?host={host}&options={options}"
-
-
 async def test_a_wrong_password_fails_without_showing_it(pg_cluster: pg.Cluster) -> None:
-    schema = await trio.to_thread.run_sync(_password_schema, pg_cluster)
-    url = _url(pg_cluster, "postgresql", "not-" + PASSWORD, schema)
+    schema = await trio.to_thread.run_sync(password_schema, pg_cluster)
+    url = password_url(pg_cluster, "postgresql", "not-" + PASSWORD, schema)
     with pytest.raises(StoreUnusable) as caught:
         await serve(ServerSettings(listen="127.0.0.1:0", postgres_url=url))
     assert "password authentication failed" in str(caught.value)
@@ -236,10 +200,10 @@ async def test_a_wrong_password_fails_without_showing_it(pg_cluster: pg.Cluster)
 async def test_provd_serve_db_postgresql_url_never_prints_the_password(
     pg_cluster: pg.Cluster, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    schema = await trio.to_thread.run_sync(_password_schema, pg_cluster)
+    schema = await trio.to_thread.run_sync(password_schema, pg_cluster)
     env = provd_env(XDG_DATA_HOME=str(tmp_path / "data"))
     # The right password: serves, and prints the URL without it.
-    url = _url(pg_cluster, "postgresql", PASSWORD, schema)
+    url = password_url(pg_cluster, "postgresql", PASSWORD, schema)
     server = await start_server(nursery, cast(Path, url), env=env)
     await Jobs(server).create()  # type: ignore[arg-type]
     server.signal(2)
@@ -251,7 +215,7 @@ async def test_provd_serve_db_postgresql_url_never_prints_the_password(
     assert not (tmp_path / "data").exists()
 
     # A wrong one (postgres://, through PROVD_DB): one line, exit 2, no password.
-    wrong = _url(pg_cluster, "postgres", "not-" + PASSWORD, schema)
+    wrong = password_url(pg_cluster, "postgres", "not-" + PASSWORD, schema)
     with trio.fail_after(START_SECONDS):
         result = await trio.run_process(
             [sys.executable, "-m", "provd", "serve", "--listen", "127.0.0.1:0"],

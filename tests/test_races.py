@@ -9,7 +9,6 @@ transport."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
@@ -17,7 +16,7 @@ import trio
 
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.store import Store
-from tests.claim_gate import ClaimGate
+from tests.claim_gate import PATHS, ClaimGate, lock_a_job
 from tests.daemon_clients import Acquisition, Jobs, TestDaemon, wait_until
 from tests.raw_h2 import VanishingDaemon, VanishingWebSocketDaemon
 
@@ -38,38 +37,6 @@ async def gated_server(make_server) -> tuple[object, ClaimGate]:  # type: ignore
 
     server = await make_server(wrap_store=wrap)
     return server, gates[0]
-
-
-# How the job reaches the daemon: claimed by its group's task for a job that was
-# pending when it came, or handed over by CreateJob while it waited idle.
-PATHS = ["claim", "hand-over"]
-
-
-async def lock_a_job(
-    server,
-    gate: ClaimGate,
-    jobs: Jobs,
-    nursery: trio.Nursery,
-    path: str,
-    wait: Callable[[], Awaitable[T]],
-) -> tuple[T, str]:  # type: ignore[no-untyped-def]
-    """Start the daemon's wait (`wait`) and a job, so that a claim locks the job for
-    the daemon and is held there; returns what `wait` returned and the job's id."""
-    if path == "claim":
-        gate.armed = True
-        job = await jobs.create()  # nobody waits yet: stored pending
-        waiting = await wait()
-    else:
-        waiting = await wait()
-        await wait_until(lambda: server.scheduler.statistics().waiters == 1)
-        gate.armed = True
-        nursery.start_soon(jobs.create)  # answered once the claim returns
-    with trio.fail_after(10):
-        await gate.holding.wait()
-    assert gate.held is not None
-    if path == "claim":
-        assert gate.held.id == job.id
-    return waiting, gate.held.id
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -17,8 +17,8 @@ from provd.protocol import JobErrorCode
 from provd.reapers import ReaperSettings, reap_hung_jobs, reap_unroutable_jobs
 from provd.registry import DaemonRegistry
 from provd.store.memory import MemoryDatabase, MemoryStore
-from tests.store.support import fetch, make_job, make_running, outputs
-from tests.test_scheduler import at, daemon, virtual_now
+from tests.store.support import daemon, fetch, make_job, make_running, outputs
+from tests.virtual_clock import at, virtual_now
 
 HANG = ReaperSettings(hang_timeout_seconds=300, pending_timeout_seconds=None, interval_seconds=30)
 PENDING = ReaperSettings(

@@ -15,8 +15,8 @@ from provd.errors import StoreClosed
 from provd.model import JobUpdate
 from provd.registry import DaemonRegistry, DaemonView
 from provd.store.memory import MemoryDatabase, MemoryStore
-from tests.store.support import make_running
-from tests.test_scheduler import at, daemon, virtual_now
+from tests.store.support import daemon, make_running
+from tests.virtual_clock import at, virtual_now
 
 HEARTBEAT_SECONDS = 10
 FLUSH_SECONDS = 5

@@ -19,7 +19,6 @@ from provd.client.connect import StaticHeaders, call, daemon_client, http2_clien
 from provd.gen.provd.v1 import daemons_pb2 as dpb
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provd.v1 import quota_pb2 as qpb
-from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
 from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
@@ -28,37 +27,24 @@ from provd.reapers import ReaperSettings
 from provd.store import Store
 from tests.claim_gate import ClaimGate
 from tests.conftest import ADMIN_TOKEN, DAEMON_PSK, Server
-from tests.daemon_clients import Acquisition, Jobs, TestDaemon, wait_until
+from tests.daemon_clients import (
+    Acquisition,
+    Jobs,
+    TestDaemon,
+    admin_headers,
+    daemon_named,
+    daemons_client,
+    list_daemons,
+    wait_until,
+)
 
 # -- helpers -------------------------------------------------------------------
-
-
-def admin_headers(token: str | None = ADMIN_TOKEN) -> list[StaticHeaders]:
-    return [StaticHeaders({"authorization": f"Bearer {token}"} if token else {})]
-
-
-def daemons_client(server: Server, token: str | None = ADMIN_TOKEN) -> DaemonServiceClientSync:
-    return DaemonServiceClientSync(
-        server.url, codec=google_protobuf_binary_codec(), interceptors=admin_headers(token)
-    )
 
 
 def quota_client(server: Server, token: str | None = ADMIN_TOKEN) -> QuotaServiceClientSync:
     return QuotaServiceClientSync(
         server.url, codec=google_protobuf_binary_codec(), interceptors=admin_headers(token)
     )
-
-
-async def list_daemons(server: Server, organization: str = "") -> list[dpb.Daemon]:
-    response = await call(
-        daemons_client(server).list_daemons, dpb.ListDaemonsRequest(organization=organization)
-    )
-    return list(response.daemons)
-
-
-async def daemon_named(server: Server, name: str) -> dpb.Daemon:
-    (found,) = [d for d in await list_daemons(server) if d.name == name]
-    return found
 
 
 async def expect_error(code: Code, fn: Any, *args: Any) -> ConnectError:

@@ -22,9 +22,9 @@ from provd.store.memory import MemoryStore
 from tests.claim_gate import ClaimGate
 from tests.store.support import (
     ARCHIVE,
-    ORG,
     TAGS,
     TAR,
+    daemon,
     fetch,
     log,
     make_job,
@@ -32,39 +32,16 @@ from tests.store.support import (
     outputs,
     queue_of,
 )
+from tests.virtual_clock import virtual_now
 
 POLL_SECONDS = 30.0
 HANG_GUARD_SECONDS = 3600
-# Unix milliseconds at virtual time 0: stored times must not be mistaken for trio's.
-EPOCH_MS = 1_700_000_000_000
 
 
 async def until(event: trio.Event) -> None:
     """Wait for `event`; a hang guard, which on the virtual clock fails at once."""
     with trio.fail_after(HANG_GUARD_SECONDS):
         await event.wait()
-
-
-def virtual_now() -> int:
-    """Unix milliseconds that follow trio's (virtual) clock."""
-    return EPOCH_MS + round(trio.current_time() * 1000)
-
-
-def at(seconds: float) -> int:
-    """The Unix milliseconds that `virtual_now` gives at virtual time `seconds`."""
-    return EPOCH_MS + round(seconds * 1000)
-
-
-def daemon(name: str = "d1", **tags: str) -> Daemon:
-    """An echo daemon of the test organization, untagged unless `tags` are given."""
-    return Daemon(
-        id=f"id-{name}",
-        organization=ORG,
-        name=name,
-        owner="",
-        provisioners=("echo",),
-        tags={**TAGS, **tags},
-    )
 
 
 @dataclass(eq=False)

@@ -12,29 +12,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.processes import START_SECONDS, provd_env
+from tests.processes import START_SECONDS, provd_env, serve_failure
 
 pytestmark = pytest.mark.slow
-
-
-async def serve_failure(*args: str) -> str:
-    """Run `provd serve ARGS` to its end; assert exit 2 and a one-line error, no
-    traceback; return that line."""
-    with trio.fail_after(START_SECONDS):
-        result = await trio.run_process(
-            [sys.executable, "-m", "provd", "serve", *args],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            env=provd_env(),
-        )
-    stderr = result.stderr.decode()
-    assert result.returncode == 2, (result.returncode, stderr)
-    assert "Traceback" not in stderr and "ExceptionGroup" not in stderr, stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("provd: "), stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

@@ -25,8 +25,7 @@ from provd.cli.settings import (
     settings_table,
     toml_key,
 )
-from tests.processes import START_SECONDS, provd_env, start_server
-from tests.test_serve_startup import serve_failure
+from tests.processes import START_SECONDS, provd_env, serve_failure, start_server
 
 OPERATIONS = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
 

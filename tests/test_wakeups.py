@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from provd.gen.provisionerd import provisionerd_pb2 as pd
-from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from provd.model import Queue
 from provd.wakeups import (
     MAGIC,
@@ -35,7 +33,7 @@ from provd.wakeups import (
     notify_directory,
 )
 from tests.conftest import Server, ServerFactory
-from tests.daemon_clients import Follower, Jobs, TestDaemon, wait_until
+from tests.daemon_clients import Follower, Jobs, TestDaemon, log, wait_until, waiting_on
 
 HOUR = 3600.0
 
@@ -51,19 +49,6 @@ async def two_servers(make_server: ServerFactory, **overrides: object) -> tuple[
     a = await make_server(**overrides)
     b = await make_server(db_path=a.db_path, **overrides)
     return a, b
-
-
-async def waiting_on(server: Server, daemon: TestDaemon, nursery: trio.Nursery) -> object:
-    """An acquire stream of `daemon`, once its group's first claim found nothing (so
-    only a wake-up or a poll can deliver what comes next)."""
-    before = server.scheduler.statistics().claims_empty
-    acquisition = await daemon.acquire(nursery)
-    await wait_until(lambda: server.scheduler.statistics().claims_empty > before)
-    return acquisition
-
-
-def log(output: str) -> pd.Log:
-    return pd.Log(source=pd.PROVISIONER, level=sdk.INFO, stage="Plan", output=output)
 
 
 # -- across two servers ----------------------------------------------------------------

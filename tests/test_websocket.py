@@ -31,7 +31,7 @@ from provd.websocket_framing import (
 )
 from tests.conftest import DAEMON_PSK, Server, ServerFactory
 from tests.daemon_clients import Jobs, TestDaemon
-from tests.test_daemon import FAST, Scripted
+from tests.reference_daemon import FAST, Scripted
 
 HEADERS = [
     (b"provd-daemon-psk", DAEMON_PSK.encode()),

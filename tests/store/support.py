@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from provd.model import (
+    Daemon,
     Job,
     JobQuery,
     JobType,
@@ -153,3 +154,15 @@ async def all_jobs(store: Store, **filters: Any) -> list[Job]:
 
 def ids(items: Iterable[Job | LogLine]) -> list[Any]:
     return [item.id for item in items]
+
+
+def daemon(name: str = "d1", **tags: str) -> Daemon:
+    """An echo daemon of the test organization, untagged unless `tags` are given."""
+    return Daemon(
+        id=f"id-{name}",
+        organization=ORG,
+        name=name,
+        owner="",
+        provisioners=("echo",),
+        tags={**TAGS, **tags},
+    )
