@@ -171,7 +171,10 @@ async def _serve_store(
     wakeups = Wakeups(store, relay)
     events = wakeups.events
     scheduler = Scheduler(
-        store, job_changed=wakeups.job_released, poll_interval=settings.poll_interval_seconds
+        store,
+        job_changed=wakeups.job_changed,
+        announce_available=wakeups.job_available,
+        poll_interval=settings.poll_interval_seconds,
     )
     wakeups.deliver_jobs_to(scheduler.job_available)
     registry = DaemonRegistry(store, heartbeat_interval=settings.heartbeat_interval_seconds)

@@ -114,8 +114,10 @@ class SchedulerStatistics:
 class Scheduler:
     """Matches waiting daemons with pending jobs. Run `run` in a nursery first.
 
-    `job_changed(job_id)` is called when the scheduler changes a job on its own (it
-    gave it back), so that the job's log followers hear of it.
+    When the scheduler gives a job back, it announces it like any other change: the
+    job is pending in its queue again (`announce_available`, by default only to this
+    scheduler's own `job_available`; a server passes one that tells every process) and
+    has changed (`job_changed`), so that the job's log followers hear of it.
     """
 
     def __init__(
@@ -123,10 +125,12 @@ class Scheduler:
         store: Store,
         *,
         job_changed: Callable[[str], None],
+        announce_available: Callable[[Queue], None] | None = None,
         poll_interval: float = 30.0,
     ) -> None:
         self._store = store
         self._job_changed = job_changed
+        self._announce_available = announce_available or self.job_available
         self._poll_interval = poll_interval
         self._queues: dict[QueueKey, Queue] = {}
         self._queues_version = 0
@@ -194,7 +198,7 @@ class Scheduler:
             return  # no longer held by `daemon`: nothing to give back
         self._released += 1
         if released.status is JobStatus.PENDING:
-            self.job_available(_queue_of(released))
+            self._announce_available(_queue_of(released))
         self._job_changed(job.id)
 
     async def create_job(self, job: NewJob, logs: Sequence[NewLogLine] = ()) -> Job:

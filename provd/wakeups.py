@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 import trio
 
 from provd.events import JobEvents
-from provd.model import JobStatus, Queue
+from provd.model import Queue
 from provd.store import Store
 
 if TYPE_CHECKING:
@@ -74,13 +74,6 @@ class JobChanged:
 
 
 @dataclass(frozen=True, slots=True)
-class JobReleased:
-    """Job `job_id` was given back by a scheduler: it may be pending again."""
-
-    job_id: str
-
-
-@dataclass(frozen=True, slots=True)
 class KeyRevoked:
     """Daemon key `key_id` was deleted: end the acquire streams of its daemons."""
 
@@ -97,7 +90,7 @@ class _Hello:
     """A relay-level greeting: the sender has just joined (never delivered)."""
 
 
-Wakeup = JobAvailable | JobChanged | JobReleased | KeyRevoked | Rescan
+Wakeup = JobAvailable | JobChanged | KeyRevoked | Rescan
 
 MAGIC = b"provd-wakeups/1\n"
 # Safe on every unix (macOS caps local datagrams at 2048 bytes) and within a
@@ -111,8 +104,6 @@ def _item(wakeup: Wakeup | _Hello) -> list[object]:
         return ["q", q.organization, q.provisioner, dict(q.tags)]
     if isinstance(wakeup, JobChanged):
         return ["j", wakeup.job_id]
-    if isinstance(wakeup, JobReleased):
-        return ["r", wakeup.job_id]
     if isinstance(wakeup, KeyRevoked):
         return ["k", wakeup.key_id]
     if isinstance(wakeup, Rescan):
@@ -207,8 +198,10 @@ def decode(message: bytes) -> list[Wakeup | _Hello]:
                 )
             case ["j", job_id]:
                 wakeups.append(JobChanged(_text(job_id)))
-            case ["r", job_id]:
-                wakeups.append(JobReleased(_text(job_id)))
+            case ["r", _]:
+                # "Job given back", sent by provd before 2026-12 (now a "q" and a "j"):
+                # a rescan finds the job in its queue.
+                wakeups.append(Rescan())
             case ["k", key_id]:
                 wakeups.append(KeyRevoked(_text(key_id)))
             case ["*"]:
@@ -772,9 +765,9 @@ class Wakeups:
     """Deliver wake-ups here first, then relay them to the other processes.
 
     Wire it before serving: `events` goes to the services (its `notify` relays), the
-    scheduler gets `job_released` as its `job_changed` and is handed back through
-    `deliver_jobs_to`, and `job_available` replaces the scheduler's own for the
-    services; the daemon keys announce deletions through `key_revoked` and are
+    scheduler announces through `job_available` and `job_changed` and is handed wake-ups
+    back through `deliver_jobs_to`, and `job_available` replaces the scheduler's own
+    for the services; the daemon keys announce deletions through `key_revoked` and are
     handed them through `deliver_key_revocations_to`. Run `run` in the server's
     nursery.
     """
@@ -819,12 +812,6 @@ class Wakeups:
         """Job `job_id` changed: wake its followers here, then elsewhere."""
         self.events.notify(job_id)
 
-    def job_released(self, job_id: str) -> None:
-        """The local scheduler gave `job_id` back (and woke its own queue already)."""
-        self.events.wake(job_id)
-        if self._relay is not None:
-            self._relay.send(JobReleased(job_id))
-
     def _relay_job_changed(self, job_id: str) -> None:
         if self._relay is not None:
             self._relay.send(JobChanged(job_id))
@@ -857,10 +844,6 @@ class Wakeups:
                 self._local_job_available(wakeup.queue)
             elif isinstance(wakeup, JobChanged):
                 self.events.wake(wakeup.job_id)
-            elif isinstance(wakeup, JobReleased):
-                self.events.wake(wakeup.job_id)
-                if self._nursery is not None:
-                    self._nursery.start_soon(self._requeue, wakeup.job_id)
             elif isinstance(wakeup, KeyRevoked):
                 self._local_key_revoked(wakeup.key_id)
             else:
@@ -868,15 +851,6 @@ class Wakeups:
                 if self._nursery is not None:
                     self._nursery.start_soon(self._rescan)
                     self._nursery.start_soon(self._recheck)
-
-    async def _requeue(self, job_id: str) -> None:
-        try:
-            job = await self._store.get_job(job_id)
-        except Exception:
-            logger.exception("reading released job %s failed", job_id)
-            return
-        if job is not None and job.status is JobStatus.PENDING:
-            self._local_job_available(Queue(job.organization, job.provisioner, job.tags))
 
     async def _recheck(self) -> None:
         try:

@@ -17,13 +17,13 @@ import pytest
 import trio
 
 from provd.model import Queue
+from provd.store import Store
 from provd.wakeups import (
     MAGIC,
     MAX_MESSAGE_BYTES,
     DatagramRelay,
     JobAvailable,
     JobChanged,
-    JobReleased,
     KeyRevoked,
     Malformed,
     Rescan,
@@ -32,8 +32,10 @@ from provd.wakeups import (
     encode,
     notify_directory,
 )
+from tests.claim_gate import ClaimGate, lock_a_job
 from tests.conftest import Server, ServerFactory
 from tests.daemon_clients import Follower, Jobs, TestDaemon, log, wait_until, waiting_on
+from tests.raw_h2 import VanishingDaemon
 
 HOUR = 3600.0
 
@@ -62,6 +64,31 @@ async def test_a_job_created_on_one_server_wakes_a_daemon_waiting_on_the_other(
     job = await Jobs(a).create()
     acquired = await acquisition.wait(timeout=10)  # type: ignore[attr-defined]
     assert acquired.job_id == job.id
+    assert b.scheduler.statistics().polls == 0
+
+
+async def test_a_job_given_back_on_one_server_wakes_a_daemon_waiting_on_the_other(
+    make_server: ServerFactory, slow_polls: dict[str, float], nursery: trio.Nursery
+) -> None:
+    """A's scheduler hands a new job to a daemon that vanishes before it is sent: the
+    job goes back to pending on A, and the daemon waiting on B gets it at once."""
+    gates: list[ClaimGate] = []
+
+    def gated(store: Store) -> Store:
+        gates.append(ClaimGate(store, only_jobs=True))
+        return gates[0]  # type: ignore[return-value]
+
+    a = await make_server(wrap_store=gated, **slow_polls)
+    b = await make_server(db_path=a.db_path, **slow_polls)
+    acquisition = await waiting_on(b, TestDaemon(b, "on-b"), nursery)
+    ghost = VanishingDaemon(a.url, "ghost")
+    _, job_id = await lock_a_job(a, gates[0], Jobs(a), nursery, "hand-over", ghost.open_acquire)
+    await ghost.vanish()
+    await wait_until(lambda: a.scheduler.statistics().cancels_during_claim == 1)
+    gates[0].opened.set()
+    acquired = await acquisition.wait(timeout=10)  # type: ignore[attr-defined]
+    assert acquired.job_id == job_id
+    assert a.scheduler.statistics().released == 1
     assert b.scheduler.statistics().polls == 0
 
 
@@ -298,10 +325,12 @@ async def test_a_burst_is_batched_and_a_full_queue_is_made_up_by_a_rescan(
 
 def test_encoding_round_trips_and_batches() -> None:
     queue = Queue("org", "echo", {"scope": "organization", "owner": ""})
-    wakeups: list[Wakeup] = [JobAvailable(queue), JobChanged("j1"), JobReleased("j2"), Rescan()]
+    wakeups: list[Wakeup] = [JobAvailable(queue), JobChanged("j1"), Rescan()]
     messages = encode(wakeups)
     assert len(messages) == 1
     assert decode(messages[0]) == wakeups
+    # A job given back, as provd sent it before 2026-12: a rescan finds it.
+    assert decode(MAGIC + b'[["r","j2"]]') == [Rescan()]
 
     many = [JobChanged(f"{i:036d}") for i in range(500)]
     messages = encode(many)
