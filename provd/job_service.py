@@ -34,12 +34,18 @@ from provd.model import (
     StoredFile,
     server_line,
 )
-from provd.store import Store
+from provd.store import JobHistory, Store
 
 if TYPE_CHECKING:
     from provd.metrics import Metrics
 
 LOG_PAGE = 500
+# GetJobHistory: an hour of minutes unless asked otherwise; at most a day, and at
+# most a day of minutes in buckets.
+HISTORY_WINDOW_SECONDS = 3600
+HISTORY_BUCKET_SECONDS = 60
+HISTORY_MAX_WINDOW_SECONDS = 86_400
+HISTORY_MAX_BUCKETS = 1440
 
 # Stores a new job with its first log lines (`Store.create_job`'s signature).
 CreateJob = Callable[[NewJob, Sequence[NewLogLine]], Awaitable[Job]]
@@ -225,6 +231,17 @@ class JobService:
                 v.queue.provisioner,
                 sorted(v.queue.tags.items()),
             ),
+        )
+
+    async def job_history(
+        self, window_seconds: int, bucket_seconds: int, organization: str = ""
+    ) -> JobHistory:
+        """Jobs finished per bucket by outcome, and the queue depth at each bucket's
+        end, over the last `window_seconds` (`Store.job_history`: read from the store,
+        so every worker's and replica's jobs count). The caller keeps to the
+        `HISTORY_*` bounds."""
+        return await self._store.job_history(
+            window_seconds * 1000, bucket_seconds * 1000, organization
         )
 
     async def cancel_job(self, job_id: str) -> JobView:

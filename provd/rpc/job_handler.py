@@ -15,7 +15,13 @@ from provd.errors import InvalidArgument
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from provd.ids import parse_job_id
-from provd.job_service import JobService
+from provd.job_service import (
+    HISTORY_BUCKET_SECONDS,
+    HISTORY_MAX_BUCKETS,
+    HISTORY_MAX_WINDOW_SECONDS,
+    HISTORY_WINDOW_SECONDS,
+    JobService,
+)
 from provd.model import JobQuery, JobType, NewJob
 from provd.rpc import validate
 from provd.rpc.convert import STATUS_FROM_PB, job_to_pb, log_to_pb, timestamp
@@ -93,6 +99,28 @@ class JobServiceHandler:
                 )
                 for view in await self._jobs.list_queues(organization)
             ]
+        )
+
+    async def get_job_history(
+        self, request: pb.GetJobHistoryRequest, ctx: RequestContext[Any, Any]
+    ) -> pb.JobHistory:
+        organization = validate.name(request.organization, "organization", required=False)
+        window, bucket = history_span_from_pb(request)
+        history = await self._jobs.job_history(window, bucket, organization)
+        return pb.JobHistory(
+            buckets=[
+                pb.JobHistoryBucket(
+                    start=timestamp(b.start),
+                    succeeded=model.saturate_int32(b.succeeded),
+                    failed=model.saturate_int32(b.failed),
+                    canceled=model.saturate_int32(b.canceled),
+                    pending=model.saturate_int32(b.pending),
+                )
+                for b in history.buckets
+            ],
+            bucket_seconds=bucket,
+            pending=model.saturate_int32(history.pending),
+            read_at=timestamp(history.read_at),
         )
 
     async def stream_job_logs(
@@ -178,6 +206,27 @@ def job_query_from_pb(request: pb.ListJobsRequest, tokens: PageTokens) -> JobQue
     if not request.page_token:
         return query
     return replace(query, before_seq=tokens.check(request.page_token, query))
+
+
+def history_span_from_pb(request: pb.GetJobHistoryRequest) -> tuple[int, int]:
+    """(window, bucket) in seconds: the defaults for 0, within the bounds."""
+    window = request.window_seconds or HISTORY_WINDOW_SECONDS
+    bucket = request.bucket_seconds or HISTORY_BUCKET_SECONDS
+    if not 0 < window <= HISTORY_MAX_WINDOW_SECONDS:
+        raise InvalidArgument(
+            f"windowSeconds: must be between 1 and {HISTORY_MAX_WINDOW_SECONDS}, got {window}"
+        )
+    if not 0 < bucket <= window:
+        raise InvalidArgument(
+            f"bucketSeconds: must be between 1 and windowSeconds ({window}), got {bucket}"
+        )
+    buckets = -(-window // bucket)
+    if buckets > HISTORY_MAX_BUCKETS:
+        raise InvalidArgument(
+            f"bucketSeconds: {bucket} makes {buckets} buckets of a {window} s window,"
+            f" more than {HISTORY_MAX_BUCKETS}"
+        )
+    return window, bucket
 
 
 def _check_metadata(metadata: sdk.Metadata, field: str) -> None:

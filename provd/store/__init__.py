@@ -31,7 +31,7 @@ from provd.model import (
     StoredFile,
 )
 
-__all__ = ["DaemonPresence", "Purged", "Store"]
+__all__ = ["DaemonPresence", "HistoryBucket", "JobHistory", "Purged", "Store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,30 @@ class Purged:
     jobs: int = 0
     logs: int = 0
     files: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBucket:
+    """One bucket of `Store.job_history`: from `start` (Unix ms) for the history's
+    `bucket_ms`, the jobs that completed in it by their status now, and the jobs
+    pending at its end."""
+
+    start: int
+    succeeded: int = 0
+    failed: int = 0
+    canceled: int = 0
+    pending: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class JobHistory:
+    """What `Store.job_history` read at `read_at` (Unix ms): its buckets, oldest
+    first, the last one holding `read_at`; and the jobs pending then."""
+
+    buckets: tuple[HistoryBucket, ...]
+    bucket_ms: int
+    pending: int
+    read_at: int
 
 
 class Store(Protocol):
@@ -132,6 +156,25 @@ class Store(Protocol):
 
     async def pending_summary(self) -> list[PendingSummary]:
         """For each queue with pending jobs: how many, and when the oldest was created."""
+        ...
+
+    async def job_history(
+        self, window_ms: int, bucket_ms: int, organization: str = ""
+    ) -> JobHistory:
+        """The jobs (of `organization`, if given) over the last `window_ms`, in
+        buckets of `bucket_ms` aligned to multiples of it since the epoch, the last
+        one holding now: per bucket, the jobs that completed in it by status
+        (succeeded, failed, canceled: `model.Job.status`), and the jobs pending at
+        its end (now, for the last).
+
+        A job is pending from its creation until it is claimed (`started_at`) or
+        completes without having started (canceled, or failed as unroutable). A job
+        given back (`release_job`) keeps no claim time, so it counts as pending from
+        its creation throughout; a released job that was canceled meanwhile as
+        pending until it completed. Jobs deleted by retention no longer count.
+
+        Its cost follows the jobs created, claimed or completed in the window and
+        the running jobs (provd/store/_history.py), never the pending backlog."""
         ...
 
     async def purge_expired(self, completed_before: int, files_before: int, limit: int) -> Purged:

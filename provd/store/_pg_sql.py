@@ -43,7 +43,8 @@ from provd.model import (
     WorkspaceRef,
     tags_key,
 )
-from provd.store import DaemonPresence, Purged
+from provd.store import DaemonPresence, JobHistory, Purged
+from provd.store._history import SKEW_MS, assemble, grid, outcome_case
 from provd.store._log_chunks import as_batch, chunks, line_count, read_chunks
 from provd.store._ranks import Level, flip_jobs, positions, take_ordinal
 from provd.store._rules import (
@@ -374,6 +375,54 @@ def pending_summary(conn: Conn) -> list[PendingSummary]:
         if row is not None and row["count"]:
             summaries.append(PendingSummary(queue, row["count"], row["oldest"]))
     return summaries
+
+
+def job_history(
+    conn: Conn, window_ms: int, bucket_ms: int, organization: str, now: int
+) -> JobHistory:
+    """`Store.job_history` in one snapshot (REPEATABLE READ), provd/store/_history.py:
+    a range of `jobs_completed`, the running jobs (`jobs_running`), the tail of the
+    table by seq (a backward walk of its primary key), and the level counters; never
+    the pending jobs that were waiting before the window."""
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    start, count = grid(now, window_ms, bucket_ms)
+    where = "AND organization = %(org)s" if organization else ""
+    params = {"start": start, "bucket": bucket_ms, "org": organization, "skew": SKEW_MS}
+    finished = conn.execute(
+        "SELECT (completed_at - %(start)s) / %(bucket)s AS bucket,"
+        f" {outcome_case(STATUS_CONDITIONS)} AS status, COUNT(*) AS jobs"
+        f" FROM jobs WHERE completed_at >= %(start)s {where} GROUP BY 1, 2",
+        params,
+    ).fetchall()
+    left = conn.execute(
+        "SELECT (COALESCE(started_at, completed_at) - %(start)s) / %(bucket)s AS bucket,"
+        " COUNT(*) AS jobs FROM jobs WHERE completed_at >= %(start)s"
+        f" AND COALESCE(started_at, completed_at) >= %(start)s {where} GROUP BY 1 UNION ALL"
+        " SELECT (started_at - %(start)s) / %(bucket)s, COUNT(*) FROM jobs"
+        f" WHERE {RUNNING} AND started_at >= %(start)s {where} GROUP BY 1",
+        params,
+    ).fetchall()
+    arrived = conn.execute(
+        "SELECT (created_at - %(start)s) / %(bucket)s AS bucket, COUNT(*) AS jobs FROM jobs"
+        " WHERE seq > COALESCE((SELECT seq FROM jobs WHERE created_at < %(start)s - %(skew)s"
+        f" ORDER BY seq DESC LIMIT 1), 0) AND created_at >= %(start)s {where} GROUP BY 1",
+        params,
+    ).fetchall()
+    pending = conn.execute(
+        "SELECT COALESCE(SUM(pending), 0) AS pending FROM queue_levels"
+        " WHERE %(org)s = '' OR organization = %(org)s",
+        params,
+    ).fetchone()
+    return assemble(
+        now,
+        start,
+        bucket_ms,
+        count,
+        int(pending["pending"]) if pending else 0,
+        [(row["bucket"], JobStatus(row["status"]), row["jobs"]) for row in finished],
+        [(row["bucket"], row["jobs"]) for row in arrived],
+        [(row["bucket"], row["jobs"]) for row in left],
+    )
 
 
 # -- retention -----------------------------------------------------------------------

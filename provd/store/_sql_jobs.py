@@ -30,7 +30,8 @@ from provd.model import (
     WorkspaceRef,
     tags_key,
 )
-from provd.store import Purged
+from provd.store import JobHistory, Purged
+from provd.store._history import SKEW_MS, assemble, grid, outcome_case
 from provd.store._log_chunks import as_batch, chunks, line_count, read_chunks
 from provd.store._ranks import Level, flip_jobs, positions, take_ordinal
 from provd.store._rules import FAILED_WITHOUT_REASON, cut_to_budget, handed_over, new_jobs_queue
@@ -325,6 +326,50 @@ def pending_summary(conn: sqlite3.Connection) -> list[PendingSummary]:
         if count:
             summaries.append(PendingSummary(queue, count, oldest))
     return summaries
+
+
+def job_history(
+    conn: sqlite3.Connection, window_ms: int, bucket_ms: int, organization: str, now: int
+) -> JobHistory:
+    """`Store.job_history` in one read snapshot (provd/store/_history.py): a range of
+    `jobs_completed`, the running jobs, the tail of the table by seq, and the level
+    counters; never the pending jobs that were waiting before the window."""
+    start, count = grid(now, window_ms, bucket_ms)
+    where = "AND organization = :org" if organization else ""
+    params = {"start": start, "bucket": bucket_ms, "org": organization, "skew": SKEW_MS}
+    finished = conn.execute(
+        f"SELECT (completed_at - :start) / :bucket, {outcome_case(STATUS_CONDITIONS)}, COUNT(*)"
+        f" FROM jobs WHERE completed_at >= :start {where} GROUP BY 1, 2",
+        params,
+    ).fetchall()
+    left = conn.execute(
+        "SELECT (COALESCE(started_at, completed_at) - :start) / :bucket, COUNT(*) FROM jobs"
+        f" WHERE completed_at >= :start AND COALESCE(started_at, completed_at) >= :start {where}"
+        " GROUP BY 1 UNION ALL"
+        " SELECT (started_at - :start) / :bucket, COUNT(*) FROM jobs INDEXED BY jobs_running"
+        f" WHERE {RUNNING} AND started_at >= :start {where} GROUP BY 1",
+        params,
+    ).fetchall()
+    arrived = conn.execute(
+        "SELECT (created_at - :start) / :bucket, COUNT(*) FROM jobs WHERE seq > COALESCE(("
+        "SELECT seq FROM jobs WHERE created_at < :start - :skew ORDER BY seq DESC LIMIT 1), 0)"
+        f" AND created_at >= :start {where} GROUP BY 1",
+        params,
+    ).fetchall()
+    (pending_now,) = conn.execute(
+        "SELECT COALESCE(SUM(pending), 0) FROM queue_levels WHERE :org = '' OR organization = :org",
+        params,
+    ).fetchone()
+    return assemble(
+        now,
+        start,
+        bucket_ms,
+        count,
+        pending_now,
+        [(bucket, JobStatus(status), jobs) for bucket, status, jobs in finished],
+        arrived,
+        left,
+    )
 
 
 # -- retention -----------------------------------------------------------------------

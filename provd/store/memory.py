@@ -57,7 +57,8 @@ from provd.model import (
     now_ms,
     tags_key,
 )
-from provd.store import DaemonPresence, Purged, Store
+from provd.store import DaemonPresence, HistoryBucket, JobHistory, Purged, Store
+from provd.store._history import grid
 from provd.store._log_chunks import as_batch
 from provd.store._rules import (
     DESTROY,
@@ -278,6 +279,33 @@ class MemoryStore:
                 queue = Queue(key[0], key[1], json.loads(key[2]))
                 summaries.append(PendingSummary(queue, len(waiting), min(waiting)))
         return summaries
+
+    async def job_history(
+        self, window_ms: int, bucket_ms: int, organization: str = ""
+    ) -> JobHistory:
+        """By looking at every job: the reference for the SQL backends, which compute
+        the depth backwards from the counters instead (provd/store/_history.py)."""
+        now = self._now()
+        start, count = grid(now, window_ms, bucket_ms)
+        db = await self._enter()
+        jobs = [job for job in db.jobs.values() if organization in ("", job.organization)]
+        pending_now = sum(1 for job in jobs if job.status is JobStatus.PENDING)
+        buckets = []
+        for index in range(count):
+            begin, end = start + index * bucket_ms, start + (index + 1) * bucket_ms
+            finished = [job.status for job in jobs if begin <= (job.completed_at or -1) < end]
+            buckets.append(
+                HistoryBucket(
+                    start=begin,
+                    succeeded=finished.count(JobStatus.SUCCEEDED),
+                    failed=finished.count(JobStatus.FAILED),
+                    canceled=finished.count(JobStatus.CANCELED),
+                    pending=pending_now
+                    if index == count - 1
+                    else sum(1 for job in jobs if _pending_at(job, end)),
+                )
+            )
+        return JobHistory(tuple(buckets), bucket_ms, pending_now, now)
 
     async def purge_expired(self, completed_before: int, files_before: int, limit: int) -> Purged:
         db = await self._enter()
@@ -676,6 +704,13 @@ class MemoryStore:
             return -1
         wanted = {("user", user_id), *(("group", group) for group in groups)}
         return sum(n for kind, subject, n in mine if (kind, subject) in wanted)
+
+
+def _pending_at(job: Job, moment: int) -> bool:
+    """Whether `job` was pending just before `moment` (Unix ms): created before it, and
+    neither claimed nor completed before it (a released job has no claim time)."""
+    left = job.started_at if job.started_at is not None else job.completed_at
+    return job.created_at < moment and (left is None or left >= moment)
 
 
 def _key_of(job: Job) -> QueueKey:

@@ -55,7 +55,7 @@ from provd.model import (
     StoredFile,
     now_ms,
 )
-from provd.store import DaemonPresence, Purged, Store
+from provd.store import DaemonPresence, JobHistory, Purged, Store
 from provd.store import _pg_keys as keys_sql
 from provd.store import _pg_sql as sql
 from provd.store._pg_schema import migrate
@@ -267,6 +267,19 @@ class PostgresStore:
 
     async def pending_summary(self) -> list[PendingSummary]:
         return await self._run(sql.pending_summary)
+
+    async def job_history(
+        self, window_ms: int, bucket_ms: int, organization: str = ""
+    ) -> JobHistory:
+        return await self._run(
+            partial(
+                sql.job_history,
+                window_ms=window_ms,
+                bucket_ms=bucket_ms,
+                organization=organization,
+                now=self._now(),
+            )
+        )
 
     async def purge_expired(self, completed_before: int, files_before: int, limit: int) -> Purged:
         return await self._run(

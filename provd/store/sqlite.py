@@ -49,7 +49,7 @@ from provd.model import (
     StoredFile,
     now_ms,
 )
-from provd.store import DaemonPresence, Purged, _faults
+from provd.store import DaemonPresence, JobHistory, Purged, _faults
 from provd.store import _sql_daemons as daemons_sql
 from provd.store import _sql_jobs as jobs_sql
 from provd.store import _sql_keys as keys_sql
@@ -235,6 +235,19 @@ class SQLiteStore:
 
     async def pending_summary(self) -> list[PendingSummary]:
         return await self._readers.read(jobs_sql.pending_summary)
+
+    async def job_history(
+        self, window_ms: int, bucket_ms: int, organization: str = ""
+    ) -> JobHistory:
+        return await self._readers.read(
+            partial(
+                jobs_sql.job_history,
+                window_ms=window_ms,
+                bucket_ms=bucket_ms,
+                organization=organization,
+                now=self._clock(),
+            )
+        )
 
     async def purge_expired(self, completed_before: int, files_before: int, limit: int) -> Purged:
         return await self._writer.write(

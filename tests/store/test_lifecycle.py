@@ -58,6 +58,7 @@ CALLS: dict[str, Call] = {
     "queue_positions": lambda s, j: s.queue_positions([j]),
     "read_logs": lambda s, j: s.read_logs(j.id),
     "pending_summary": lambda s, j: s.pending_summary(),
+    "job_history": lambda s, j: s.job_history(60_000, 60_000),
     "purge_expired": lambda s, j: s.purge_expired(j.created_at + 1, j.created_at + 1, 10),
     "release_job": lambda s, j: s.release_job(j.id, "d1"),
     "update_job": lambda s, j: s.update_job(j.id, "d1", JobUpdate()),

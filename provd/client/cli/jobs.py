@@ -13,10 +13,12 @@ import click
 
 from provd.client.cli.context import Connection, Failure, server_options
 from provd.client.cli.output import (
+    HISTORY_HEADERS,
     JOB_HEADERS,
     JOB_STATUSES,
     JOB_TYPES,
     QUEUE_HEADERS,
+    history_row,
     job_row,
     json_option,
     key_values,
@@ -404,6 +406,56 @@ def jobs_queues(connection: Connection, organization: str, as_json: bool) -> Non
                 f"- {queue.provisioner} jobs of {queue.organization} with tags"
                 f" {pairs(queue.tags)}: {queue.unroutable_reason}."
             )
+
+
+class _Seconds(click.ParamType[int]):
+    """A duration as whole seconds: `90`, `90s`, `15m` or `2h`."""
+
+    name = "duration"
+    _UNITS = {"s": 1, "m": 60, "h": 3600}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        unit = self._UNITS.get(text[-1:], 0)
+        number = text[:-1] if unit else text
+        if not number.isdigit() or int(number) == 0:
+            self.fail(f"{value!r} is not a duration such as 90s, 15m or 2h", param, ctx)
+        return int(number) * (unit or 1)
+
+
+@jobs.command("history")
+@click.option("--organization", default="", help="Only this organization's jobs.")
+@click.option(
+    "--window", type=_Seconds(), default="1h", show_default=True, help="How far back (at most 24h)."
+)
+@click.option(
+    "--bucket", type=_Seconds(), default="1m", show_default=True, help="The width of each row."
+)
+@json_option
+@server_options
+def jobs_history(
+    connection: Connection, organization: str, window: int, bucket: int, as_json: bool
+) -> None:
+    """Jobs finished per minute (or --bucket) by outcome, and the jobs pending at the
+    end of each, over the last hour (or --window), oldest first; the last row is the
+    current minute, up to now.
+
+    \b
+    Example:
+      provd jobs history --window 15m
+    """
+    history = connection.jobs().get_job_history(
+        pb.GetJobHistoryRequest(
+            organization=organization, window_seconds=window, bucket_seconds=bucket
+        )
+    )
+    if as_json:
+        print_json(history)
+        return
+    print_table(HISTORY_HEADERS, [history_row(b) for b in history.buckets], empty="No history.")
+    click.echo(f"\nPending now: {history.pending}")
 
 
 @jobs.command("get")

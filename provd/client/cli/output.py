@@ -245,6 +245,21 @@ def _queue_daemon(daemon: pb.QueueDaemon) -> str:
     )
 
 
+HISTORY_HEADERS = ("FROM", "SUCCEEDED", "FAILED", "CANCELED", "PENDING")
+
+
+def history_row(bucket: pb.JobHistoryBucket) -> tuple[str, ...]:
+    """A bucket of `provd jobs history`: its start in local time, the jobs that
+    finished in it by outcome, and the jobs pending at its end."""
+    return (
+        when(bucket.start),
+        str(bucket.succeeded),
+        str(bucket.failed),
+        str(bucket.canceled),
+        str(bucket.pending),
+    )
+
+
 def print_job(job: pb.Job) -> None:
     """One job, field by field: what it is, where it stands, and why."""
     kind = job.WhichOneof("input")

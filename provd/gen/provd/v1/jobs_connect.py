@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .jobs_pb2 import CancelJobRequest, CreateJobRequest, GetJobRequest, Job, JobLog, ListJobsRequest, ListJobsResponse, ListQueuesRequest, ListQueuesResponse, StreamJobLogsRequest, UploadFileRequest, UploadFileResponse
+from .jobs_pb2 import CancelJobRequest, CreateJobRequest, GetJobHistoryRequest, GetJobRequest, Job, JobHistory, JobLog, ListJobsRequest, ListJobsResponse, ListQueuesRequest, ListQueuesResponse, StreamJobLogsRequest, UploadFileRequest, UploadFileResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -82,6 +82,14 @@ class JobService(Protocol):
         ListQueues summarizes the pending jobs per queue (organization, provisioner
         and tags): how many wait, since when, and which connected daemons can take
         them, or why none can.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_job_history(self, request: GetJobHistoryRequest, ctx: RequestContext[GetJobHistoryRequest, JobHistory], /) -> JobHistory:
+        """
+        GetJobHistory counts, per time bucket over a recent window, the jobs that
+        finished by outcome and the jobs pending at the bucket's end, computed from
+        the store (so it covers every worker and replica).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -175,6 +183,17 @@ class JobServiceASGIApplication(ConnectASGIApplication[JobService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.list_queues,
+                ),
+                "/provd.v1.JobService/GetJobHistory": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetJobHistory",
+                        service_name="provd.v1.JobService",
+                        input=GetJobHistoryRequest,
+                        output=JobHistory,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_job_history,
                 ),
             },
             interceptors=interceptors,
@@ -386,6 +405,33 @@ class JobServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    async def get_job_history(
+        self,
+        request: GetJobHistoryRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> JobHistory:
+        """
+        GetJobHistory counts, per time bucket over a recent window, the jobs that
+        finished by outcome and the jobs pending at the bucket's end, computed from
+        the store (so it covers every worker and replica).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetJobHistory",
+                service_name="provd.v1.JobService",
+                input=GetJobHistoryRequest,
+                output=JobHistory,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 
 class JobServiceSync(Protocol):
     def upload_file(self, request: UploadFileRequest, ctx: RequestContext[UploadFileRequest, UploadFileResponse], /) -> UploadFileResponse:
@@ -432,6 +478,14 @@ class JobServiceSync(Protocol):
         ListQueues summarizes the pending jobs per queue (organization, provisioner
         and tags): how many wait, since when, and which connected daemons can take
         them, or why none can.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_job_history(self, request: GetJobHistoryRequest, ctx: RequestContext[GetJobHistoryRequest, JobHistory], /) -> JobHistory:
+        """
+        GetJobHistory counts, per time bucket over a recent window, the jobs that
+        finished by outcome and the jobs pending at the bucket's end, computed from
+        the store (so it covers every worker and replica).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -523,6 +577,17 @@ class JobServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.list_queues,
+                ),
+                "/provd.v1.JobService/GetJobHistory": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetJobHistory",
+                        service_name="provd.v1.JobService",
+                        input=GetJobHistoryRequest,
+                        output=JobHistory,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_job_history,
                 ),
             },
             interceptors=interceptors,
@@ -727,6 +792,33 @@ class JobServiceClientSync(ConnectClientSync):
                 service_name="provd.v1.JobService",
                 input=ListQueuesRequest,
                 output=ListQueuesResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def get_job_history(
+        self,
+        request: GetJobHistoryRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> JobHistory:
+        """
+        GetJobHistory counts, per time bucket over a recent window, the jobs that
+        finished by outcome and the jobs pending at the bucket's end, computed from
+        the store (so it covers every worker and replica).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetJobHistory",
+                service_name="provd.v1.JobService",
+                input=GetJobHistoryRequest,
+                output=JobHistory,
                 idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                 stream_type=StreamType.UNARY,
             ),

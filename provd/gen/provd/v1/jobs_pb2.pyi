@@ -339,3 +339,39 @@ class ListQueuesResponse(_message.Message):
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     queues: _containers.RepeatedCompositeFieldContainer[JobQueue]
     def __init__(self, queues: _Optional[_Iterable[_Union[JobQueue, _Mapping]]] = ...) -> None: ...
+
+class GetJobHistoryRequest(_message.Message):
+    __slots__ = ("organization", "window_seconds", "bucket_seconds")
+    ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    organization: str
+    window_seconds: int
+    bucket_seconds: int
+    def __init__(self, organization: _Optional[str] = ..., window_seconds: _Optional[int] = ..., bucket_seconds: _Optional[int] = ...) -> None: ...
+
+class JobHistoryBucket(_message.Message):
+    __slots__ = ("start", "succeeded", "failed", "canceled", "pending")
+    START_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    CANCELED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    succeeded: int
+    failed: int
+    canceled: int
+    pending: int
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., canceled: _Optional[int] = ..., pending: _Optional[int] = ...) -> None: ...
+
+class JobHistory(_message.Message):
+    __slots__ = ("buckets", "bucket_seconds", "pending", "read_at")
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    READ_AT_FIELD_NUMBER: _ClassVar[int]
+    buckets: _containers.RepeatedCompositeFieldContainer[JobHistoryBucket]
+    bucket_seconds: int
+    pending: int
+    read_at: _timestamp_pb2.Timestamp
+    def __init__(self, buckets: _Optional[_Iterable[_Union[JobHistoryBucket, _Mapping]]] = ..., bucket_seconds: _Optional[int] = ..., pending: _Optional[int] = ..., read_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
