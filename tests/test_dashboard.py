@@ -17,14 +17,12 @@ skipped with the reason elsewhere.
 from __future__ import annotations
 
 import http.client
-import os
 import re
 import tomllib
-from collections.abc import Callable, Iterator
 from fnmatch import fnmatch
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -37,27 +35,30 @@ from provd.gen.provd.v1 import quota_pb2 as qpb
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from provd.rpc.dashboard import ASSETS, CONTENT_SECURITY_POLICY, WEB_DIR
+from tests import chromium
+from tests.chromium import (
+    console_errors,
+    field_text,
+    in_browser,
+    no_alert,
+    open_page,
+    shown,
+    sign_in,
+    signed_in,
+    text_of,
+    until,
+)
 from tests.conftest import ADMIN_TOKEN, Server, ServerFactory
 from tests.daemon_clients import Jobs, TestDaemon, wait_until
 
 try:
-    from selenium import webdriver
-    from selenium.common.exceptions import NoAlertPresentException, TimeoutException
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.remote.webdriver import WebDriver
-    from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # reported by the `browser` fixture
-    webdriver = None  # type: ignore[assignment]
+    pass
 
-T = TypeVar("T")
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ROOT = Path(__file__).resolve().parent.parent
-WAIT_SECONDS = 15
 XSS = "<img src=x onerror=alert(1)>"
 MASK = "••••••"  # a secret, as the job page shows it
 
@@ -194,81 +195,9 @@ def test_the_asset_table_matches_provd_web_and_the_package_data() -> None:
         assert any(fnmatch(f"web/{name}", pattern) for pattern in patterns), name
 
 
-# --- in Chromium
+# --- in Chromium (the browser fixture and the shared helpers: tests/chromium.py)
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    """Headless Chromium, one per module; each test loads its own server's page (a
-    new origin, so a fresh sessionStorage)."""
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if webdriver is None:
-        missing.append("the selenium package (pip install -e '.[dev]')")
-    if missing:
-        reason = (
-            f"the dashboard's browser tests need {', '.join(missing)}"
-            " (apt-get install chromium chromium-driver)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",  # as root, in a container
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--disable-extensions",
-        "--no-first-run",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(WAIT_SECONDS)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-async def in_browser(function: Callable[[], T]) -> T:
-    """Run a blocking Selenium step in a worker thread, so trio keeps serving."""
-    return await trio.to_thread.run_sync(function, abandon_on_cancel=True)
-
-
-def until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str) -> Any:
-    """Wait for `condition` to be truthy (a hang guard, not a timing assertion)."""
-    try:
-        return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.05).until(condition)
-    except TimeoutException:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
-# The page re-renders as it polls: read it in one script each time, never through an
-# element found earlier (it may be gone by the next call).
-
-
-def shown(driver: WebDriver, element_id: str) -> bool:
-    script = "const e = document.getElementById(arguments[0]); return !!e && e.checkVisibility()"
-    return bool(driver.execute_script(script, element_id))
-
-
-def sign_in(driver: WebDriver, url: str, token: str) -> None:
-    """Load the page and submit `token` in the login form."""
-    console_errors(driver)  # forget the previous page's
-    driver.get(url + "/")
-    until(driver, lambda d: shown(d, "token"), "the login form")
-    field = driver.find_element(By.ID, "token")
-    field.clear()
-    field.send_keys(token)
-    driver.find_element(By.ID, "login-submit").click()
-
-
-def signed_in(driver: WebDriver, url: str) -> None:
-    sign_in(driver, url, ADMIN_TOKEN)
-    until(driver, lambda d: shown(d, "jobs"), "the jobs page")
+browser = chromium.browser
 
 
 def row_cells(driver: WebDriver, job_id: str) -> list[str] | None:
@@ -285,28 +214,6 @@ def row_cells(driver: WebDriver, job_id: str) -> list[str] | None:
 def row_status(driver: WebDriver, job_id: str) -> str | None:
     cells = row_cells(driver, job_id)
     return cells[0] if cells else None
-
-
-def field_text(driver: WebDriver, key: str) -> str:
-    script = (
-        "const e = [...document.querySelectorAll('#job-fields dd')]"
-        ".find((d) => d.dataset.field === arguments[0]); return e ? e.textContent : ''"
-    )
-    return str(driver.execute_script(script, key))
-
-
-def console_errors(driver: WebDriver) -> list[str]:
-    """The page's console errors since the last call: script errors, CSP and Trusted
-    Types violations, failed loads."""
-    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-
-
-def no_alert(driver: WebDriver) -> bool:
-    try:
-        driver.switch_to.alert  # noqa: B018 - raises when there is none
-    except NoAlertPresentException:
-        return True
-    return False
 
 
 @pytest.mark.slow
@@ -603,23 +510,8 @@ def allowance_rows(driver: WebDriver) -> list[list[str]]:
     return rows
 
 
-def text_of(driver: WebDriver, element_id: str) -> str:
-    script = "const e = document.getElementById(arguments[0]); return e ? e.textContent : ''"
-    return str(driver.execute_script(script, element_id))
-
-
 def images(driver: WebDriver) -> int:
     return int(driver.execute_script("return document.querySelectorAll('img').length"))
-
-
-def open_page(driver: WebDriver, page: str, table_id: str) -> None:
-    """Go to a page from the navigation bar with the keyboard (Enter on its link)."""
-    driver.find_element(By.ID, f"nav-{page}").send_keys(Keys.ENTER)
-    until(driver, lambda d: shown(d, table_id), f"the {page} page")
-    current = driver.execute_script(
-        "return document.querySelector('#bar nav a[aria-current=page]').id"
-    )
-    assert current == f"nav-{page}"
 
 
 async def set_allowance(server: Server, **allowance: Any) -> None:
@@ -1101,7 +993,7 @@ async def test_screenshots_of_every_page(
     server: Server, browser: WebDriver, nursery: trio.Nursery, screenshot_dir: Path
 ) -> None:
     """A screenshot of each page at desktop width, with something on it: login, jobs,
-    a job with its logs, daemons, queues, quota and the new-job form. Copies of these
+    a job with its logs, activity, daemons, queues, quota and the new-job form. Copies of these
     are committed under docs/screenshots/."""
     jobs = Jobs(server)
     done = await jobs.create(
@@ -1129,6 +1021,11 @@ async def test_screenshots_of_every_page(
         ],
     )
     await builder.complete(done.id)
+    # A failed and a canceled job, for the activity page's chart.
+    failed = await jobs.create(tags={"team": "web"})
+    assert (await (await builder.acquire(nursery)).wait()).job_id == failed.id
+    await builder.fail(failed.id, "terraform apply failed")
+    await jobs.cancel((await jobs.create(provisioner="terraform", tags={"os": "linux"})).id)
     await jobs.create(provisioner="terraform", tags={"os": "windows"})
     await jobs.create(priority=5)
     waiting = await TestDaemon(server, "idle-box", tags={"team": "web"}).acquire(nursery)
@@ -1165,6 +1062,14 @@ async def test_screenshots_of_every_page(
             )
             shoot("job")
 
+            open_page(browser, "activity", "activity-finished")
+            until(
+                browser,
+                lambda d: text_of(d, "activity-hour") == "1 succeeded, 1 failed, 1 canceled",
+                "the activity",
+            )
+            shoot("activity")
+
             open_page(browser, "daemons", "daemons")
             until(browser, lambda d: daemon_row(d, "idle-box"), "the daemons")
             shoot("daemons")
@@ -1186,7 +1091,9 @@ async def test_screenshots_of_every_page(
         names = sorted(path.name for path in screenshot_dir.iterdir())
         assert names == [
             f"{page}.png"
-            for page in sorted(("login", "jobs", "job", "daemons", "queues", "quota", "new-job"))
+            for page in sorted(
+                ("login", "jobs", "job", "activity", "daemons", "queues", "quota", "new-job")
+            )
         ]
         for path in screenshot_dir.iterdir():
             assert path.read_bytes().startswith(b"\x89PNG"), path

@@ -2,8 +2,8 @@
 template archive and create a job from a form, in headless Chromium against a real
 server and a real `provd daemon`.
 
-It reuses the browser fixture and helpers of tests/test_dashboard.py (and skips or
-fails as they do without Chromium).
+It uses the browser fixture and helpers of tests/chromium.py (and skips or fails as
+they do without Chromium).
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ import trio
 
 from provd.client.connect import call
 from provd.gen.provd.v1 import jobs_pb2 as pb
-from tests import test_dashboard
+from tests import chromium
 from tests.archives import make_tar, make_zip
-from tests.conftest import Server
-from tests.daemon_clients import Jobs
-from tests.processes import start_daemon
-from tests.test_dashboard import (
+from tests.chromium import (
     console_errors,
     field_text,
     in_browser,
@@ -32,6 +29,9 @@ from tests.test_dashboard import (
     text_of,
     until,
 )
+from tests.conftest import Server
+from tests.daemon_clients import Jobs
+from tests.processes import start_daemon
 
 try:
     from selenium.webdriver.common.action_chains import ActionChains
@@ -43,8 +43,8 @@ except ImportError:  # reported by the `browser` fixture
 
 pytestmark = pytest.mark.slow
 
-# test_dashboard's module-scoped headless Chromium (skipped or failing as there).
-browser = test_dashboard.browser
+# The module-scoped headless Chromium (skipped or failing as tests/chromium.py says).
+browser = chromium.browser
 
 # Runs long enough (5 s) for the job page, polling every 2 s, to see it running.
 ECHO_SPEC = {

@@ -55,6 +55,8 @@ ASSETS: Final[Mapping[str, tuple[str, str]]] = {
     "/ui/queues.js": ("queues.js", _JS),
     "/ui/table_page.js": ("table_page.js", _JS),
     "/ui/create.js": ("create.js", _JS),
+    "/ui/activity.js": ("activity.js", _JS),
+    "/ui/charts.js": ("charts.js", _JS),
     "/ui/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 

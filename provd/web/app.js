@@ -2,6 +2,7 @@
 //
 //   #/jobs         the jobs page (jobs.js)
 //   #/jobs/<id>    one job with its live logs (job.js)
+//   #/activity     jobs finished per minute and jobs pending, as charts (activity.js)
 //   #/queues       pending jobs per queue and who can take them (queues.js)
 //   #/daemons      the daemons provd has seen (daemons.js)
 //   #/quota        an organization's quota allowances (quota.js)
@@ -11,6 +12,7 @@
 // then kept in sessionStorage (api.js). Whenever provd answers `unauthenticated`,
 // the token is dropped and the login form comes back.
 
+import { showActivity } from "./activity.js";
 import { clearToken, getToken, onUnauthenticated, setToken, unary } from "./api.js";
 import { showCreate } from "./create.js";
 import { showDaemons } from "./daemons.js";
@@ -67,6 +69,9 @@ function route() {
   if (job) {
     markNav("jobs");
     current = showJob(view, decodeURIComponent(job[1]));
+  } else if (location.hash === "#/activity") {
+    markNav("activity");
+    current = showActivity(view);
   } else if (location.hash === "#/queues") {
     markNav("queues");
     current = showQueues(view);

@@ -1,12 +1,15 @@
 // The jobs page: ListJobs with filters and pages, refreshed every couple of seconds
-// while the tab is visible (polling; live push is for later: docs/dashboard.md).
+// while the tab is visible (polling; live push is for later: docs/dashboard.md). On a
+// narrow screen the table shows each job as a card (table_page.js's `cell`).
 
 import { unary } from "./api.js";
 import { el, formatTags, formatTime, poll, statusBadge, statusOf, typeOf } from "./dom.js";
+import { cell } from "./table_page.js";
 
 const STATUSES = ["pending", "running", "succeeded", "failed", "canceling", "canceled"];
 const REFRESH_SECONDS = 2;
 const PAGE_SIZE = 50;
+const COLUMNS = ["ID", "Type", "Status", "Provisioner", "Organization", "Tags", "Created", "Queue"];
 
 // Kept while the tab lives, so that a visit to a job and back keeps the filters.
 // `pages` holds the page token of each page from the first to the one shown.
@@ -34,14 +37,14 @@ function jobRow(job) {
   return el(
     "tr",
     { "data-job-id": job.id, "data-status": status },
-    el("td", { class: "mono" }, el("a", { href: `#/jobs/${encodeURIComponent(job.id)}` }, job.id)),
-    el("td", {}, typeOf(job)),
-    el("td", { class: "job-status" }, statusBadge(job)),
-    el("td", {}, job.provisioner || ""),
-    el("td", {}, job.organization || ""),
-    el("td", { class: "tags" }, formatTags(job.tags)),
-    el("td", { class: "time" }, formatTime(job.createdAt)),
-    el("td", { class: "queue" }, queue),
+    cell("ID", { class: "mono" }, el("a", { href: `#/jobs/${encodeURIComponent(job.id)}` }, job.id)),
+    cell("Type", {}, typeOf(job)),
+    cell("Status", { class: "job-status" }, statusBadge(job)),
+    cell("Provisioner", {}, job.provisioner || ""),
+    cell("Organization", {}, job.organization || ""),
+    cell("Tags", { class: "tags" }, formatTags(job.tags)),
+    cell("Created", { class: "time" }, formatTime(job.createdAt)),
+    cell("Queue", { class: "queue" }, queue),
   );
 }
 
@@ -74,18 +77,8 @@ export function showJobs(view) {
   const body = el("tbody", { id: "jobs-body" });
   const table = el(
     "table",
-    { id: "jobs", class: "jobs" },
-    el(
-      "thead",
-      {},
-      el(
-        "tr",
-        {},
-        ["ID", "Type", "Status", "Provisioner", "Organization", "Tags", "Created", "Queue"].map(
-          (name) => el("th", { scope: "col" }, name),
-        ),
-      ),
-    ),
+    { id: "jobs", class: "jobs stack" },
+    el("thead", {}, el("tr", {}, COLUMNS.map((name) => el("th", { scope: "col" }, name)))),
     body,
   );
   const newer = el("button", { type: "button", id: "page-newer" }, "← Newer");
@@ -111,7 +104,7 @@ export function showJobs(view) {
     body.replaceChildren(
       ...(jobs.length
         ? jobs.map(jobRow)
-        : [el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No jobs match."))]),
+        : [el("tr", {}, el("td", { colspan: COLUMNS.length, class: "muted" }, "No jobs match."))]),
     );
     nextToken = page.nextPageToken || "";
     newer.disabled = state.pages.length <= 1;
