@@ -234,6 +234,8 @@ class JobQuery:
     """Filters and a page for ListJobs; jobs come newest first."""
 
     status: JobStatus | None = None
+    # Only jobs of this type; None means any.
+    type: JobType | None = None
     organization: str | None = None
     provisioner: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)

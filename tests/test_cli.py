@@ -90,6 +90,7 @@ async def test_version(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
         ["jobs", "get"],  # missing ID
         ["jobs", "frobnicate"],
         ["jobs", "list", "--status", "sleeping"],
+        ["jobs", "list", "--type", "image"],
         ["jobs", "list", "--tag", "no-equals-sign"],
         ["jobs", "list", "--url", "127.0.0.1:8420"],
         ["jobs", "create", "--type", "import"],  # neither --file nor --archive
@@ -312,6 +313,15 @@ async def test_list_as_table_and_json(cli: Cli, template: Path) -> None:
     canceled = await cli.json("jobs", "list", "--status", "canceled")
     assert [job["id"] for job in canceled["jobs"]] == [ids[1]]
     assert (await cli.json("jobs", "list", "--provisioner", "terraform"))["jobs"] == []
+
+    for position, kind in enumerate(("import", "build", "dry-run")):
+        typed = await cli.json("jobs", "list", "--type", kind)
+        assert [job["id"] for job in typed["jobs"]] == [ids[position]], kind
+    builds = (await cli("jobs", "list", "--type", "build", "--status", "canceled")).stdout
+    assert [line.split()[:3] for line in builds.splitlines()[2:]] == [[ids[1], "build", "canceled"]]
+    assert (await cli("jobs", "list", "--type", "dry-run", "--status", "canceled")).stdout == (
+        "No jobs.\n"
+    )
 
 
 async def test_get_and_cancel(cli: Cli, template: Path) -> None:

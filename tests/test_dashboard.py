@@ -479,6 +479,66 @@ async def test_jobs_page_pages_and_filters_by_tags(server: Server, browser: WebD
     assert await in_browser(partial(console_errors, browser)) == []
 
 
+def listed(driver: WebDriver) -> list[tuple[str, str]]:
+    """(id, type) of every job row on the jobs page, top to bottom."""
+    script = (
+        "return [...document.querySelectorAll('#jobs-body tr[data-job-id]')]"
+        ".map((r) => [r.dataset.jobId, r.cells[1].textContent])"
+    )
+    return [tuple(row) for row in driver.execute_script(script)]
+
+
+@pytest.mark.slow
+async def test_jobs_page_filters_by_type(server: Server, browser: WebDriver) -> None:
+    """The Type select asks the server for one type's jobs; with Status, both apply;
+    the filter is kept on a visit to a job and back; "any" lists every type again."""
+    jobs = Jobs(server)
+    imported = await jobs.create()
+    build = await jobs.create("workspace_build")
+    dry_run = await jobs.create("template_dry_run")
+    canceled_build = await jobs.create("workspace_build")
+    await jobs.cancel(canceled_build.id)
+    everything = [
+        (canceled_build.id, "workspace build"),
+        (dry_run.id, "template dry run"),
+        (build.id, "workspace build"),
+        (imported.id, "template import"),
+    ]
+
+    def choose(select: str, value: str) -> None:
+        browser.find_element(By.CSS_SELECTOR, f"#{select} option[value='{value}']").click()
+
+    def filter_by_type() -> None:
+        signed_in(browser, server.url)
+        until(browser, lambda d: listed(d) == everything, "every job")
+        options = browser.execute_script(
+            "return [...document.querySelectorAll('#filter-type option')].map((o) => o.text)"
+        )
+        assert options == ["any", "template import", "workspace build", "template dry run"]
+
+        choose("filter-type", "JOB_TYPE_WORKSPACE_BUILD")
+        until(browser, lambda d: listed(d) == [everything[0], everything[2]], "the builds")
+        choose("filter-status", "JOB_STATUS_PENDING")
+        until(browser, lambda d: listed(d) == [everything[2]], "the pending build")
+
+        choose("filter-type", "JOB_TYPE_TEMPLATE_DRY_RUN")
+        until(browser, lambda d: listed(d) == [everything[1]], "the pending dry run")
+        # Kept on a visit to a job and back.
+        browser.get(f"{server.url}/#/jobs/{dry_run.id}")
+        until(browser, lambda d: field_text(d, "type") == "template dry run", "the dry run")
+        browser.get(f"{server.url}/#/jobs")
+        until(browser, lambda d: listed(d) == [everything[1]], "the filter, kept")
+        value = "return document.getElementById('filter-type').value"
+        assert browser.execute_script(value) == "JOB_TYPE_TEMPLATE_DRY_RUN"
+
+        choose("filter-status", "")
+        choose("filter-type", "")
+        until(browser, lambda d: listed(d) == everything, "every job again")
+
+    await in_browser(filter_by_type)
+    assert await in_browser(partial(console_errors, browser)) == []
+
+
 # --- daemons and quota
 
 

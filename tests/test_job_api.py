@@ -153,6 +153,56 @@ async def test_list_jobs_pages_through_everything(server: Server) -> None:
     assert pages == 3
 
 
+async def test_list_jobs_filters_by_type_and_signs_it_into_page_tokens(server: Server) -> None:
+    """A type filter lists that type's jobs only, page by page; a page token is good
+    under the type it was issued for, and refused under another type or none."""
+    client = job_client(server.url, ADMIN_TOKEN)
+    requests = create_requests(await upload(client))
+    created: dict[str, list[str]] = {kind: [] for kind in requests}
+    for _ in range(3):
+        for kind, request in requests.items():
+            created[kind].append((await call(client.create_job, request)).id)
+
+    builds = pb.ListJobsRequest(type=pb.JOB_TYPE_WORKSPACE_BUILD, limit=2)
+    first = await call(client.list_jobs, builds)
+    assert [j.id for j in first.jobs] == created["workspace_build"][:0:-1]
+    assert all(j.type == pb.JOB_TYPE_WORKSPACE_BUILD for j in first.jobs)
+    token = first.next_page_token
+    assert token
+    rest = await call(client.list_jobs, pb.ListJobsRequest(type=builds.type, page_token=token))
+    assert [j.id for j in rest.jobs] == created["workspace_build"][:1]
+    assert rest.next_page_token == ""
+
+    dry_runs = await call(client.list_jobs, pb.ListJobsRequest(type=pb.JOB_TYPE_TEMPLATE_DRY_RUN))
+    assert [j.id for j in dry_runs.jobs] == created["template_dry_run"][::-1]
+    # Unspecified means any type.
+    assert len((await call(client.list_jobs, pb.ListJobsRequest())).jobs) == 9
+
+    # The type is part of what the token signs.
+    for other in (
+        pb.ListJobsRequest(type=pb.JOB_TYPE_TEMPLATE_IMPORT, page_token=token),
+        pb.ListJobsRequest(page_token=token),
+    ):
+        with pytest.raises(ConnectError) as refused:
+            await call(client.list_jobs, other)
+        assert refused.value.code == Code.INVALID_ARGUMENT
+        assert refused.value.message.startswith("pageToken: ")
+    untyped = await call(client.list_jobs, pb.ListJobsRequest(limit=2))
+    with pytest.raises(ConnectError) as refused:
+        await call(
+            client.list_jobs,
+            pb.ListJobsRequest(
+                type=pb.JOB_TYPE_TEMPLATE_IMPORT, page_token=untyped.next_page_token
+            ),
+        )
+    assert refused.value.code == Code.INVALID_ARGUMENT
+
+    with pytest.raises(ConnectError) as refused:
+        await call(client.list_jobs, pb.ListJobsRequest(type=7))  # type: ignore[arg-type]
+    assert refused.value.code == Code.INVALID_ARGUMENT
+    assert refused.value.message == "type: 7 is not a job type"
+
+
 async def test_upload_deduplicates_and_converts_zip(server: Server) -> None:
     client = job_client(server.url, ADMIN_TOKEN)
     tar = make_tar(MAIN_TF)

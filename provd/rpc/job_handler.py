@@ -24,7 +24,7 @@ from provd.job_service import (
 )
 from provd.model import JobQuery, JobType, NewJob
 from provd.rpc import validate
-from provd.rpc.convert import STATUS_FROM_PB, job_to_pb, log_to_pb, timestamp
+from provd.rpc.convert import JOB_TYPE_TO_PB, STATUS_FROM_PB, job_to_pb, log_to_pb, timestamp
 from provd.rpc.page_tokens import PageTokens
 from provd.rpc.trace_context import trace_metadata_from_headers
 
@@ -32,6 +32,7 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 500
 _INPUT_FIELDS = "templateImport, workspaceBuild or templateDryRun"
 _LOG_LEVELS = ("", "debug")
+_TYPE_FROM_PB = {value: job_type for job_type, value in JOB_TYPE_TO_PB.items()}
 
 
 class JobServiceHandler:
@@ -194,10 +195,16 @@ def job_query_from_pb(request: pb.ListJobsRequest, tokens: PageTokens) -> JobQue
         if request.status not in STATUS_FROM_PB:
             raise InvalidArgument(f"status: {request.status} is not a job status")
         status = STATUS_FROM_PB[request.status]
+    job_type = None
+    if request.type != pb.JOB_TYPE_UNSPECIFIED:
+        if request.type not in _TYPE_FROM_PB:
+            raise InvalidArgument(f"type: {request.type} is not a job type")
+        job_type = _TYPE_FROM_PB[request.type]
     if request.limit < 0:
         raise InvalidArgument(f"limit: must not be negative, got {request.limit}")
     query = JobQuery(
         status=status,
+        type=job_type,
         organization=validate.name(request.organization, "organization", required=False),
         provisioner=validate.name(request.provisioner, "provisioner", required=False),
         tags=validate.string_map(request.tags, "tags"),

@@ -8,6 +8,9 @@ beside the database, or the `PROVD_ADMIN_TOKEN` they were all given. So a token 
 valid across a restart and from one process to another on the same database, and
 stops being valid when the admin token changes (the client then lists from the start).
 The filters are in the HMAC so that a token is only good for the query it came from.
+A filter added later (the job type) joins the HMAC only when it is set, so a token
+issued before it existed, or by a process that does not know it yet, still holds for
+the same query without it.
 """
 
 from __future__ import annotations
@@ -65,13 +68,13 @@ class PageTokens:
         return before_seq
 
     def _mac(self, body: bytes, query: JobQuery) -> bytes:
-        filters = json.dumps(
-            [
-                query.status.name if query.status is not None else None,
-                query.organization,
-                query.provisioner,
-                sorted(query.tags.items()),
-            ],
-            separators=(",", ":"),
-        ).encode()
+        fields: list[object] = [
+            query.status.name if query.status is not None else None,
+            query.organization,
+            query.provisioner,
+            sorted(query.tags.items()),
+        ]
+        if query.type is not None:  # a fifth item: never equal to a query without one
+            fields.append(query.type.name)
+        filters = json.dumps(fields, separators=(",", ":")).encode()
         return hmac.new(self._key, body + filters, hashlib.sha256).digest()[:_MAC_BYTES]

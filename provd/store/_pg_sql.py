@@ -263,6 +263,9 @@ def list_jobs(conn: Conn, query: JobQuery) -> JobPage:
     params: list[Any] = []
     if query.status is not None:
         conditions.append(STATUS_CONDITIONS[query.status])
+    if query.type is not None:
+        conditions.append("type = %s")
+        params.append(query.type.value)
     if query.organization:
         conditions.append("organization = %s")
         params.append(query.organization)

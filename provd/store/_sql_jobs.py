@@ -221,6 +221,9 @@ def list_jobs(conn: sqlite3.Connection, query: JobQuery) -> JobPage:
     params: list[Any] = []
     if query.status is not None:
         conditions.append(STATUS_CONDITIONS[query.status])
+    if query.type is not None:
+        conditions.append("type = ?")
+        params.append(query.type.value)
     if query.organization:
         conditions.append("organization = ?")
         params.append(query.organization)

@@ -722,6 +722,7 @@ def _matches(job: Job, query: JobQuery) -> bool:
     filters nothing, as in SQLite)."""
     return (
         (query.status is None or job.status is query.status)
+        and (query.type is None or job.type is query.type)
         and (not query.organization or job.organization == query.organization)
         and (not query.provisioner or job.provisioner == query.provisioner)
         and all(job.tags.get(key) == value for key, value in query.tags.items())

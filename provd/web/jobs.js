@@ -7,13 +7,14 @@ import { el, formatTags, formatTime, poll, statusBadge, statusOf, typeOf } from 
 import { cell } from "./table_page.js";
 
 const STATUSES = ["pending", "running", "succeeded", "failed", "canceling", "canceled"];
+const TYPES = ["template_import", "workspace_build", "template_dry_run"];
 const REFRESH_SECONDS = 2;
 const PAGE_SIZE = 50;
 const COLUMNS = ["ID", "Type", "Status", "Provisioner", "Organization", "Tags", "Created", "Queue"];
 
 // Kept while the tab lives, so that a visit to a job and back keeps the filters.
 // `pages` holds the page token of each page from the first to the one shown.
-const state = { status: "", provisioner: "", organization: "", tags: "", pages: [""] };
+const state = { status: "", type: "", provisioner: "", organization: "", tags: "", pages: [""] };
 
 // "k=v, k2=v2" → {k: "v", k2: "v2"}; throws for an item without "=".
 function parseTags(text) {
@@ -60,6 +61,15 @@ export function showJobs(view) {
     STATUSES.map((name) => el("option", { value: `JOB_STATUS_${name.toUpperCase()}` }, name)),
   );
   status.value = state.status;
+  const type = el(
+    "select",
+    { id: "filter-type" },
+    el("option", { value: "" }, "any"),
+    TYPES.map((name) =>
+      el("option", { value: `JOB_TYPE_${name.toUpperCase()}` }, name.replaceAll("_", " ")),
+    ),
+  );
+  type.value = state.type;
   const text = (id, value, placeholder) =>
     el("input", { id, type: "text", value, placeholder, spellcheck: "false" });
   const provisioner = text("filter-provisioner", state.provisioner, "any");
@@ -69,6 +79,7 @@ export function showJobs(view) {
     "form",
     { id: "job-filters", class: "filters" },
     el("label", {}, "Status ", status),
+    el("label", {}, "Type ", type),
     el("label", {}, "Provisioner ", provisioner),
     el("label", {}, "Organization ", organization),
     el("label", {}, "Tags ", tags),
@@ -123,6 +134,7 @@ export function showJobs(view) {
       return;
     }
     if (state.status) request.status = state.status;
+    if (state.type) request.type = state.type;
     if (state.provisioner) request.provisioner = state.provisioner;
     if (state.organization) request.organization = state.organization;
     const token = state.pages[state.pages.length - 1];
@@ -146,6 +158,7 @@ export function showJobs(view) {
   filters.addEventListener("submit", (event) => {
     event.preventDefault();
     state.status = status.value;
+    state.type = type.value;
     state.provisioner = provisioner.value.trim();
     state.organization = organization.value.trim();
     state.tags = tags.value.trim();
@@ -153,6 +166,7 @@ export function showJobs(view) {
     poller.now();
   });
   status.addEventListener("change", () => filters.requestSubmit());
+  type.addEventListener("change", () => filters.requestSubmit());
   older.addEventListener("click", () => {
     if (!nextToken) return;
     state.pages.push(nextToken);

@@ -266,6 +266,34 @@ class TestListJobs:
             assert ids(got) == want, status
             assert all(job.status is status for job in got)
 
+    async def test_filters_by_type(self, store: Store) -> None:
+        """A type filter returns exactly the jobs of that type, in any status; None
+        filters nothing."""
+        made = {kind: [await make_job(store, type=kind) for _ in range(2)] for kind in JobType}
+        await store.cancel_job(made[JobType.WORKSPACE_BUILD][0].id)
+        for kind, jobs in made.items():
+            got = await all_jobs(store, type=kind)
+            assert ids(got) == ids(reversed(jobs)), kind
+            assert all(job.type is kind for job in got)
+        assert len(await all_jobs(store, type=None)) == 6
+        pending_builds = await all_jobs(
+            store, type=JobType.WORKSPACE_BUILD, status=JobStatus.PENDING
+        )
+        assert ids(pending_builds) == [made[JobType.WORKSPACE_BUILD][1].id]
+
+    async def test_pages_with_a_type_filter(self, store: Store) -> None:
+        """Paging under a type filter counts only the jobs of that type."""
+        runs = [await make_job(store, type=JobType.TEMPLATE_DRY_RUN) for _ in range(3)]
+        for _ in range(3):
+            await make_job(store)
+        first = await store.list_jobs(JobQuery(type=JobType.TEMPLATE_DRY_RUN, limit=2))
+        assert ids(first.jobs) == [runs[2].id, runs[1].id]
+        second = await store.list_jobs(
+            JobQuery(type=JobType.TEMPLATE_DRY_RUN, limit=2, before_seq=first.next_before_seq)
+        )
+        assert ids(second.jobs) == [runs[0].id]
+        assert second.next_before_seq is None
+
     async def test_filters_by_organization(self, store: Store) -> None:
         """An organization filter returns only that organization's jobs; an empty one
         filters nothing."""

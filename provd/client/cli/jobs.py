@@ -319,6 +319,12 @@ def create_request(
 
 @jobs.command("list")
 @click.option("--status", "status_name", type=click.Choice(JOB_STATUSES), help="Only these.")
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(list(JOB_TYPES)),
+    help="Only jobs of this type (import, build or dry-run, as `jobs create --type`).",
+)
 @click.option("--provisioner", default="", help="Only jobs for this provisioner type.")
 @click.option("--organization", default="", help="Only this organization's jobs.")
 @click.option(
@@ -342,6 +348,7 @@ def create_request(
 def jobs_list(
     connection: Connection,
     status_name: str | None,
+    kind: str | None,
     provisioner: str,
     organization: str,
     tags: Sequence[tuple[str, str]],
@@ -355,9 +362,11 @@ def jobs_list(
     \b
     Example:
       provd jobs list --status pending --tag scope=organization
+      provd jobs list --type build --organization acme
     """
     request = pb.ListJobsRequest(
         status=f"JOB_STATUS_{status_name.upper()}" if status_name else None,
+        type=JOB_TYPES[kind] if kind else None,
         provisioner=provisioner,
         organization=organization,
         tags=dict(tags),

@@ -231,7 +231,7 @@ class GetJobRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("status", "organization", "provisioner", "tags", "limit", "page_token")
+    __slots__ = ("status", "organization", "provisioner", "tags", "limit", "page_token", "type")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -245,13 +245,15 @@ class ListJobsRequest(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
     status: JobStatus
     organization: str
     provisioner: str
     tags: _containers.ScalarMap[str, str]
     limit: int
     page_token: str
-    def __init__(self, status: _Optional[_Union[JobStatus, str]] = ..., organization: _Optional[str] = ..., provisioner: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    type: JobType
+    def __init__(self, status: _Optional[_Union[JobStatus, str]] = ..., organization: _Optional[str] = ..., provisioner: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., type: _Optional[_Union[JobType, str]] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token")
