@@ -38,6 +38,7 @@ from provd._compat import hypercorn_fixes
 from provd.config import ServerSettings, parse_listen
 from provd.dispatch import Dispatcher
 from provd.errors import StoreUnusable
+from provd.events import JobEvents
 from provd.explain import explain_unroutable
 from provd.file_cache import FileCache
 from provd.job_service import JobService
@@ -45,7 +46,7 @@ from provd.key_revocations import KeyRevocations
 from provd.keys import DaemonKeys
 from provd.logging_setup import HTTP_LOGGER
 from provd.metrics import Metrics
-from provd.model import Queue
+from provd.model import Daemon, Job, Queue
 from provd.reapers import reap_hung_jobs, reap_unroutable_jobs
 from provd.registry import DaemonRegistry
 from provd.retention import run_retention
@@ -72,6 +73,8 @@ class Running:
     scheduler: Scheduler
     # Where `/metrics` is served when not on the main port (`--metrics-listen`).
     metrics_url: str | None = None
+    # The wake-ups of this process's job watchers (log followers, WatchJobs).
+    events: JobEvents | None = None
 
 
 def _base_config(
@@ -205,6 +208,13 @@ async def _serve_store(
         files=files,
         create_job=scheduler.create_job,
     )
+
+    def handed_over(job: Job, daemon: Daemon) -> None:
+        # A claim turns the job running: its watchers hear of it here and everywhere.
+        events.notify(job.id)
+        if tracing is not None:
+            tracing.job_handed_over(job, daemon)
+
     dispatcher = Dispatcher(
         store,
         scheduler,
@@ -213,7 +223,7 @@ async def _serve_store(
         settings.limits,
         keys=keys,
         unary_acquire_wait_seconds=settings.unary_acquire_wait_seconds,
-        on_handed_over=None if tracing is None else tracing.job_handed_over,
+        on_handed_over=handed_over,
         metrics=metrics,
         files=files,
     )
@@ -298,5 +308,6 @@ async def _serve_store(
                 db_path=settings.database,
                 scheduler=scheduler,
                 metrics_url=metrics_url,
+                events=events,
             )
         )

@@ -32,6 +32,7 @@ from provd.model import (
     Queue,
     QueuePosition,
     StoredFile,
+    now_ms,
     server_line,
 )
 from provd.store import JobHistory, Store
@@ -46,6 +47,14 @@ HISTORY_WINDOW_SECONDS = 3600
 HISTORY_BUCKET_SECONDS = 60
 HISTORY_MAX_WINDOW_SECONDS = 86_400
 HISTORY_MAX_BUCKETS = 1440
+# WatchJobs: at most one message per interval, however fast jobs change. Each message
+# makes a dashboard re-read its page (ListJobs, GetJobHistory, …); half a second still
+# reads as "at once" to a person, and bounds that to two reads a second per open tab
+# while daemons stream logs every few hundred milliseconds.
+WATCH_MIN_INTERVAL_SECONDS = 0.5
+# A message while nothing changes, well within the minute that proxies (nginx's
+# proxy_read_timeout, load balancers' idle timeouts) give a quiet response.
+WATCH_KEEP_ALIVE_SECONDS = 20.0
 
 # Stores a new job with its first log lines (`Store.create_job`'s signature).
 CreateJob = Callable[[NewJob, Sequence[NewLogLine]], Awaitable[Job]]
@@ -58,6 +67,17 @@ class JobView:
     job: Job
     queue: QueuePosition
     pending_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobsChanged:
+    """One message of `JobService.watch_jobs`: which jobs changed since the last one
+    (`job_ids`), or re-read everything (`many`), or nothing (`keep_alive`)."""
+
+    read_at: int
+    job_ids: tuple[str, ...] = ()
+    many: bool = False
+    keep_alive: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +121,8 @@ class JobService:
         files: FileCache | None = None,
         create_job: CreateJob | None = None,
         live_daemons: Callable[[], Sequence[Daemon]] = _no_daemons,
+        watch_min_interval_seconds: float = WATCH_MIN_INTERVAL_SECONDS,
+        watch_keep_alive_seconds: float = WATCH_KEEP_ALIVE_SECONDS,
     ) -> None:
         """`job_available` wakes a daemon waiting for jobs of a queue (the scheduler);
         `explain_unroutable` says what no connected daemon offers for a queue, or None;
@@ -109,7 +131,9 @@ class JobService:
         memory; `create_job` stores a new job (`Scheduler.create_job`, which hands it
         straight to an idle daemon; the store's own by default). `live_daemons` are
         the daemons that routing and the pending reason go by
-        (`DaemonRegistry.live_daemons`), for `list_queues`."""
+        (`DaemonRegistry.live_daemons`), for `list_queues`. `watch_jobs` sends at most
+        one message per `watch_min_interval_seconds`, and one every
+        `watch_keep_alive_seconds` while nothing changes."""
         self._metrics = metrics
         self._store = store
         self._files = files or FileCache(store)
@@ -120,6 +144,8 @@ class JobService:
         self._job_available = job_available
         self._explain_unroutable = explain_unroutable
         self._live_daemons = live_daemons
+        self._watch_min_interval = watch_min_interval_seconds
+        self._watch_keep_alive = watch_keep_alive_seconds
 
     async def upload_file(self, data: bytes, mimetype: str) -> StoredFile:
         cap = self.limits.upload_max_bytes
@@ -159,6 +185,10 @@ class JobService:
                 server_line("Queued", f"No daemon can take it yet: {missing}.", LogLevel.WARN)
             )
         job = await self._create_job(new, lines)
+        # The watchers of every job here; the other processes hear of a pending job
+        # through `job_available`, and of one handed straight to a daemon through its
+        # claim (the dispatcher's hand-over notifies).
+        self._events.created(job.id)
         if job.status is JobStatus.PENDING:  # not handed straight to a waiting daemon
             self._job_available(queue)
         if self._metrics is not None:
@@ -275,6 +305,32 @@ class JobService:
                 return
             with trio.move_on_after(self._log_poll_interval):
                 await changed.wait()
+
+    async def watch_jobs(self) -> AsyncGenerator[JobsChanged]:
+        """Tell the caller when jobs change, until it stops iterating: one message at
+        once (`many`: it re-reads everything), then one whenever jobs changed, with
+        their ids, coalesced to at most one per `watch_min_interval_seconds` (the
+        first change after a quiet spell goes out at once, those right behind it
+        wait out the interval together); a `keep_alive` one after
+        `watch_keep_alive_seconds` without any. Reads nothing from the store.
+
+        The waits happen in a cancel scope that is left before each `yield` (trio
+        forbids a yield inside one). The feed is dropped however the generator ends:
+        closed by the caller, or cancelled with a request whose client went away."""
+        with self._events.subscribe() as feed:
+            yield JobsChanged(read_at=now_ms(), many=True)
+            sent = trio.current_time()
+            while True:
+                with trio.move_on_at(sent + self._watch_keep_alive):
+                    await feed.wait_changed()
+                if feed.pending:
+                    await trio.sleep_until(sent + self._watch_min_interval)
+                    changes = feed.take()
+                    message = JobsChanged(now_ms(), changes.job_ids, changes.many)
+                else:
+                    message = JobsChanged(now_ms(), keep_alive=True)
+                yield message
+                sent = trio.current_time()
 
     async def _require(self, job_id: str) -> Job:
         job = await self._store.get_job(job_id)

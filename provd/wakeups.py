@@ -838,10 +838,13 @@ class Wakeups:
             task_status.started()
 
     def _deliver(self, wakeups: Sequence[Wakeup]) -> None:
-        """What another process relayed: deliver it here only."""
+        """What another process relayed: deliver it here only. Each kind but a key's
+        deletion also reaches the watchers of every job (`JobEvents.subscribe`): a
+        job available is one created or given back there, by an id it does not carry."""
         for wakeup in wakeups:
             if isinstance(wakeup, JobAvailable):
                 self._local_job_available(wakeup.queue)
+                self.events.some_job_changed()
             elif isinstance(wakeup, JobChanged):
                 self.events.wake(wakeup.job_id)
             elif isinstance(wakeup, KeyRevoked):

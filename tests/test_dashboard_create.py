@@ -46,7 +46,7 @@ pytestmark = pytest.mark.slow
 # The module-scoped headless Chromium (skipped or failing as tests/chromium.py says).
 browser = chromium.browser
 
-# Runs long enough (5 s) for the job page, polling every 2 s, to see it running.
+# Runs long enough (5 s) for the job page to see it running (pushed, or polled every 2 s).
 ECHO_SPEC = {
     "description": "dashboard create test",
     "stages": [

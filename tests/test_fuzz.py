@@ -113,6 +113,11 @@ def _rpcs() -> list[Rpc]:
 
 RPCS = _rpcs()
 PROTOCOLS = ("connect-json", "connect-proto", "grpc", "grpc-web")
+# Streams that never end by themselves (WatchJobs says when jobs change, for as long as
+# the client listens): sent with a deadline, as a client that wants its answer in time
+# would, so a well-formed call ends `deadline_exceeded` instead of looking like a hang.
+ENDLESS = {"/provd.v1.JobService/WatchJobs"}
+ENDLESS_DEADLINE = [("connect-timeout-ms", "1000"), ("grpc-timeout", "1S")]
 
 
 def credentials(rpc: Rpc) -> list[tuple[str, str]]:
@@ -457,7 +462,11 @@ def make_case(rpc: Rpc, rng: random.Random) -> Case:
         body = mutate_envelope(payload, rng, connect=False)
     if rng.random() < 0.05:
         method = rng.choice(["PUT", "DELETE", "PATCH", "GET", "OPTIONS"])
-    return Case(protocol, http2, rpc, method, target, mutate_headers(headers, rng), body)
+    headers = mutate_headers(headers, rng)
+    if rpc.path in ENDLESS:  # its deadline, whatever the mutation did to the timeouts
+        timeouts = {name for name, _ in ENDLESS_DEADLINE}
+        headers = [h for h in headers if h[0] not in timeouts] + ENDLESS_DEADLINE
+    return Case(protocol, http2, rpc, method, target, headers, body)
 
 
 async def send(url: str, case: Case) -> Response:

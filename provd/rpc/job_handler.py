@@ -136,6 +136,22 @@ class JobServiceHandler:
                 for line in batch:
                     yield log_to_pb(line)
 
+    async def watch_jobs(
+        self, request: pb.WatchJobsRequest, ctx: RequestContext[Any, Any]
+    ) -> AsyncIterator[pb.JobsChanged]:
+        """`JobService.watch_jobs` as messages. It never ends by itself: the client
+        leaves, or the server stops (a departed client's request is cancelled within
+        the connection's close grace, which drops its feed)."""
+        changes = self._jobs.watch_jobs()
+        async with aclosing(changes):
+            async for change in changes:
+                yield pb.JobsChanged(
+                    read_at=timestamp(change.read_at),
+                    job_ids=change.job_ids,
+                    many=change.many,
+                    keep_alive=change.keep_alive,
+                )
+
 
 def new_job_from_pb(request: pb.CreateJobRequest) -> NewJob:
     """Check a CreateJobRequest field by field and turn it into a `NewJob`."""

@@ -1,18 +1,17 @@
 // The activity page: JobService.GetJobHistory — the jobs finished per minute by
 // outcome, and the jobs pending at the end of each minute, over the last hour —
-// as two small charts, refreshed every couple of seconds while the tab is visible
-// (polling, as jobs.js). provd computes the figures from its store, so they cover
-// every worker and replica.
+// as two small charts, re-read whenever provd says jobs changed (WatchJobs, as
+// jobs.js), or every couple of seconds while that stream is down. provd computes the
+// figures from its store, so they cover every worker and replica.
 //
 // Each chart has an accessible name that sums it up, and the numbers behind both are
 // in a table that screen readers read (visually hidden): `#activity-numbers`, one
 // row per minute with its start in `data-start` (Unix ms).
 
 import { unary } from "./api.js";
-import { el, formatTime, poll } from "./dom.js";
+import { el, formatTime, livePoll } from "./dom.js";
 import { areaLine, clock, stackedBars } from "./charts.js";
 
-const REFRESH_SECONDS = 2;
 const OUTCOMES = [
   { key: "succeeded", name: "succeeded" },
   { key: "failed", name: "failed" },
@@ -107,6 +106,7 @@ export function showActivity(view) {
   // Hidden by its box: a table itself does not clip what overflows it.
   const numbers = el("div", { id: "activity-table", class: "visually-hidden" });
   const updated = el("span", { id: "activity-updated", class: "muted" });
+  const mode = el("span", { id: "activity-live", class: "muted" });
   const problem = el("p", { id: "activity-error", class: "error", role: "alert", hidden: true });
   view.replaceChildren(
     el("h1", {}, "Activity"),
@@ -142,7 +142,7 @@ export function showActivity(view) {
       el("section", { class: "chart-panel" }, el("h2", {}, "Jobs pending"), depth),
     ),
     numbers,
-    el("div", { class: "pager" }, updated),
+    el("div", { class: "pager" }, updated, mode),
   );
 
   const showProblem = (message) => {
@@ -177,7 +177,7 @@ export function showActivity(view) {
       ),
     );
     numbers.replaceChildren(numbersTable(points));
-    updated.textContent = `updated ${formatTime(new Date().toISOString())}, every ${REFRESH_SECONDS} s`;
+    updated.textContent = `updated ${formatTime(new Date().toISOString())}`;
   };
 
   const refresh = async () => {
@@ -191,7 +191,7 @@ export function showActivity(view) {
     }
   };
 
-  const poller = poll(refresh, REFRESH_SECONDS);
+  const poller = livePoll(refresh, { mode });
 
   filters.addEventListener("submit", (event) => {
     event.preventDefault();

@@ -1,7 +1,7 @@
 // provd's public API from the browser: Connect over fetch, JSON only.
 //
 // Unary calls are a POST of JSON (Content-Type application/json); server streams
-// (StreamJobLogs) are a POST of one enveloped message (application/connect+json)
+// (StreamJobLogs, WatchJobs) are a POST of one enveloped message (application/connect+json)
 // whose answer is a sequence of envelopes: 1 byte of flags, a 4-byte big-endian
 // length, then that many bytes of JSON. Flag 0x02 marks the end-stream message,
 // {"error": {...}, "metadata": {...}}, which carries the call's error if it failed.
@@ -170,5 +170,121 @@ export async function* serverStream(method, request, { token = getToken(), signa
     }
   } finally {
     reader.cancel().catch(() => {});
+  }
+}
+
+// Resolves after `seconds`, or at once when `signal` is aborted.
+export function sleep(seconds, signal) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, seconds * 1000);
+    signal.addEventListener("abort", done);
+  });
+}
+
+// --- WatchJobs: one stream for the whole tab
+//
+// Pages that show jobs re-read when provd says jobs changed, instead of polling fast.
+// One WatchJobs stream serves them all: it opens with the first listener, stays open
+// from page to page, and closes a few seconds after the last one left (at once on
+// sign-out: `closeJobsWatch`). provd sends a message at once, then one whenever jobs
+// changed (at most every half second), and a keep-alive every 20 s. Listeners hear
+// `state(live)` when the stream comes up or goes down, and `changed({jobIds, many})`
+// for each message but keep-alives (`many`: re-read everything; so is the first).
+// A stream that breaks, or stays silent past two keep-alives, is opened again after
+// 1 s, then 2, 4, … up to 30 s between tries.
+
+const WATCH_METHOD = "provd.v1.JobService/WatchJobs";
+const WATCH_RETRY_SECONDS = [1, 2, 4, 8, 16, 30];
+const WATCH_IDLE_CLOSE_SECONDS = 5;
+const WATCH_SILENCE_SECONDS = 45;
+
+const jobWatchers = new Set();
+let watchController = null; // while the stream (or its reconnecting) runs
+let watchLive = false;
+let idleTimer = null;
+
+// `listener`: {changed(changes), state(live)}; `state` is called at once with the
+// current state. Returns the function that removes the listener.
+export function watchJobs(listener) {
+  jobWatchers.add(listener);
+  clearTimeout(idleTimer);
+  if (!watchController) runJobsWatch();
+  listener.state(watchLive);
+  return () => {
+    jobWatchers.delete(listener);
+    if (!jobWatchers.size) {
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(closeJobsWatch, WATCH_IDLE_CLOSE_SECONDS * 1000);
+    }
+  };
+}
+
+// Close the stream now (signing out); the next listener opens a new one.
+export function closeJobsWatch() {
+  clearTimeout(idleTimer);
+  if (watchController) watchController.abort();
+  watchController = null;
+  setWatchLive(false);
+}
+
+function setWatchLive(live) {
+  if (live === watchLive) return;
+  watchLive = live;
+  for (const listener of [...jobWatchers]) listener.state(live);
+}
+
+// One connection: resolves when it ends or breaks (rejects only for `unauthenticated`).
+async function readJobsWatch(signal) {
+  const connection = new AbortController();
+  const abort = () => connection.abort();
+  signal.addEventListener("abort", abort);
+  let silence = null;
+  const expectSoon = () => {
+    clearTimeout(silence);
+    silence = setTimeout(abort, WATCH_SILENCE_SECONDS * 1000);
+  };
+  let heard = false;
+  try {
+    expectSoon();
+    for await (const message of serverStream(WATCH_METHOD, {}, { signal: connection.signal })) {
+      expectSoon();
+      heard = true;
+      setWatchLive(true);
+      if (message.keepAlive) continue;
+      const changes = { jobIds: message.jobIds || [], many: Boolean(message.many) };
+      for (const listener of [...jobWatchers]) listener.changed(changes);
+    }
+  } catch (error) {
+    if (error.code === "unauthenticated") throw error;
+  } finally {
+    clearTimeout(silence);
+    signal.removeEventListener("abort", abort);
+  }
+  return heard;
+}
+
+async function runJobsWatch() {
+  const controller = new AbortController();
+  watchController = controller;
+  const { signal } = controller;
+  let failures = 0;
+  try {
+    while (!signal.aborted) {
+      failures = (await readJobsWatch(signal)) ? 0 : failures + 1;
+      setWatchLive(false);
+      if (signal.aborted) break;
+      const step = Math.min(Math.max(failures - 1, 0), WATCH_RETRY_SECONDS.length - 1);
+      await sleep(WATCH_RETRY_SECONDS[step], signal);
+    }
+  } catch {
+    // unauthenticated: the sign-in form is back (api.js reported it)
+    setWatchLive(false);
+  } finally {
+    if (watchController === controller) watchController = null;
   }
 }

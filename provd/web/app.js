@@ -13,7 +13,7 @@
 // the token is dropped and the login form comes back.
 
 import { showActivity } from "./activity.js";
-import { clearToken, getToken, onUnauthenticated, setToken, unary } from "./api.js";
+import { clearToken, closeJobsWatch, getToken, onUnauthenticated, setToken, unary } from "./api.js";
 import { showCreate } from "./create.js";
 import { showDaemons } from "./daemons.js";
 import { showJob } from "./job.js";
@@ -54,6 +54,7 @@ function markNav(page) {
 function signOut(message = "") {
   clearToken();
   showLogin(message);
+  closeJobsWatch(); // opened with the token just dropped
 }
 
 function route() {

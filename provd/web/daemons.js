@@ -1,6 +1,7 @@
 // The daemons page: DaemonService.ListDaemons — every daemon provd has seen, whether
 // it is connected or stale, the job it runs, its provisioners, tags and key —
-// refreshed every couple of seconds while the tab is visible (polling, as jobs.js).
+// refreshed every couple of seconds while the tab is visible (polling: a daemon
+// connecting or going stale is not a job change, so WatchJobs does not tell).
 
 import { el, formatTags, formatTime } from "./dom.js";
 import { cell, showTablePage } from "./table_page.js";

@@ -1,5 +1,15 @@
 // Building the page from data without ever parsing it as HTML: every string from
-// provd (job fields, log lines, error messages) becomes a text node.
+// provd (job fields, log lines, error messages) becomes a text node. And the timers
+// that keep a page fresh: `poll`, and `livePoll` (push, with polling as a safety net).
+
+import { watchJobs } from "./api.js";
+
+// How often a page re-reads by itself: while the WatchJobs stream is down, and while
+// it is up (a safety net: pushes do the work then).
+export const POLL_SECONDS = 2;
+export const LIVE_POLL_SECONDS = 30;
+// Pushes that come together make one re-read.
+const PUSH_DEBOUNCE_MS = 100;
 
 // An element: `attributes` are set with setAttribute (never event handlers);
 // children are nodes or strings (made text nodes); null and false are skipped.
@@ -61,9 +71,11 @@ export function statusBadge(job) {
   return el("span", { class: `status status-${status.replaceAll(" ", "-")}` }, status);
 }
 
-// A timer that calls `tick` now and then every `seconds` while the tab is visible,
-// and at once when it becomes visible again. Returns a function that stops it.
+// A timer that calls `tick` now and then every `seconds` (a number, or a function
+// read before each wait) while the tab is visible, and at once when it becomes
+// visible again. Returns {now(), stop()}.
 export function poll(tick, seconds) {
+  const interval = typeof seconds === "function" ? seconds : () => seconds;
   let timer = null;
   let stopped = false;
   let running = false;
@@ -90,7 +102,7 @@ export function poll(tick, seconds) {
       again = false;
       run();
     } else {
-      timer = setTimeout(run, seconds * 1000);
+      timer = setTimeout(run, interval() * 1000);
     }
   };
   const onVisible = () => {
@@ -104,6 +116,45 @@ export function poll(tick, seconds) {
       stopped = true;
       clearTimeout(timer);
       document.removeEventListener("visibilitychange", onVisible);
+    },
+  };
+}
+
+// `tick` now, shortly after each push of WatchJobs that `wants(changes)` accepts
+// (changes: {jobIds, many}; any, by default), and by polling: every `liveSeconds`
+// while the stream is up, every POLL_SECONDS while it is down (and at once when it
+// goes down). `mode`, if given, is an element that says which ("live" or "polling
+// every 2 s", with `data-live`; empty once stopped). Returns {now(), stop()}.
+export function livePoll(
+  tick,
+  { wants = () => true, mode = null, liveSeconds = LIVE_POLL_SECONDS, liveLabel = "live" } = {},
+) {
+  let live = false;
+  let debounce = null;
+  const poller = poll(tick, () => (live ? liveSeconds : POLL_SECONDS));
+  const unwatch = watchJobs({
+    changed(changes) {
+      if (!wants(changes)) return;
+      clearTimeout(debounce);
+      debounce = setTimeout(poller.now, PUSH_DEBOUNCE_MS);
+    },
+    state(isLive) {
+      const wasLive = live;
+      live = isLive;
+      if (mode) {
+        mode.textContent = live ? liveLabel : `polling every ${POLL_SECONDS} s`;
+        mode.dataset.live = String(live);
+      }
+      if (wasLive && !live) poller.now(); // from a 30 s wait to 2 s polling, now
+    },
+  });
+  return {
+    now: poller.now,
+    stop() {
+      clearTimeout(debounce);
+      unwatch();
+      poller.stop();
+      if (mode) mode.textContent = ""; // no longer re-read: neither live nor polling
     },
   };
 }

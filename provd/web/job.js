@@ -1,11 +1,12 @@
-// One job: its fields (GetJob, refreshed until it ends), its inputs (secrets masked),
-// its logs following live (StreamJobLogs with follow, resumed after the last line if
-// the stream breaks), and a Cancel button for pending and running jobs.
+// One job: its fields (GetJob, re-read whenever provd says this job changed —
+// WatchJobs, through dom.js's `livePoll` — or every couple of seconds while that
+// stream is down, until it ends), its inputs (secrets masked), its logs following live
+// (StreamJobLogs with follow, resumed after the last line if the stream breaks), and a
+// Cancel button for pending and running jobs.
 
-import { serverStream, unary } from "./api.js";
-import { el, formatTags, formatTime, poll, statusBadge, statusOf, typeOf } from "./dom.js";
+import { serverStream, sleep, unary } from "./api.js";
+import { el, formatTags, formatTime, livePoll, statusBadge, statusOf, typeOf } from "./dom.js";
 
-const REFRESH_SECONDS = 2;
 const RECONNECT_SECONDS = 2;
 const ENDED = new Set(["succeeded", "failed", "canceled"]);
 const CANCELABLE = new Set(["pending", "running"]);
@@ -100,16 +101,6 @@ function definitions(rows) {
     ]);
 }
 
-function sleep(seconds, signal) {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, seconds * 1000);
-    signal.addEventListener("abort", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
-
 function clock(timestamp) {
   return formatTime(timestamp).slice(11); // HH:MM:SS
 }
@@ -139,8 +130,9 @@ export function showJob(view, id) {
   const logs = el("div", { id: "job-logs", class: "logs", tabindex: "0" });
   const logState = el("span", { id: "log-state", class: "muted" }, "connecting…");
   const toEnd = el("button", { type: "button", id: "log-follow", hidden: true }, "Follow the end ↓");
+  const mode = el("span", { id: "job-live", class: "muted" });
   view.replaceChildren(
-    el("p", {}, el("a", { href: "#/jobs" }, "← Jobs")),
+    el("p", {}, el("a", { href: "#/jobs" }, "← Jobs"), " ", mode),
     el("h1", {}, "Job ", el("span", { class: "mono", id: "job-id" }, id), " ", cancel),
     problem,
     fields,
@@ -230,7 +222,10 @@ export function showJob(view, id) {
       if (error.code === "not_found" || error.code === "invalid_argument") poller.stop();
     }
   };
-  const poller = poll(refresh, REFRESH_SECONDS);
+  const poller = livePoll(refresh, {
+    wants: ({ jobIds, many }) => many || jobIds.includes(id),
+    mode,
+  });
 
   cancel.addEventListener("click", async () => {
     if (!window.confirm(`Cancel job ${id}?`)) return;

@@ -1,14 +1,14 @@
-// The jobs page: ListJobs with filters and pages, refreshed every couple of seconds
-// while the tab is visible (polling; live push is for later: docs/dashboard.md). On a
-// narrow screen the table shows each job as a card (table_page.js's `cell`).
+// The jobs page: ListJobs with filters and pages, re-read whenever provd says jobs
+// changed (WatchJobs, through dom.js's `livePoll`), or every couple of seconds while
+// that stream is down. On a narrow screen the table shows each job as a card
+// (table_page.js's `cell`).
 
 import { unary } from "./api.js";
-import { el, formatTags, formatTime, poll, statusBadge, statusOf, typeOf } from "./dom.js";
+import { el, formatTags, formatTime, livePoll, statusBadge, statusOf, typeOf } from "./dom.js";
 import { cell } from "./table_page.js";
 
 const STATUSES = ["pending", "running", "succeeded", "failed", "canceling", "canceled"];
 const TYPES = ["template_import", "workspace_build", "template_dry_run"];
-const REFRESH_SECONDS = 2;
 const PAGE_SIZE = 50;
 const COLUMNS = ["ID", "Type", "Status", "Provisioner", "Organization", "Tags", "Created", "Queue"];
 
@@ -96,13 +96,14 @@ export function showJobs(view) {
   const older = el("button", { type: "button", id: "page-older" }, "Older →");
   const pageLabel = el("span", { id: "page-label", class: "muted" });
   const updated = el("span", { id: "jobs-updated", class: "muted" });
+  const mode = el("span", { id: "jobs-live", class: "muted" });
   const problem = el("p", { id: "jobs-error", class: "error", role: "alert", hidden: true });
   view.replaceChildren(
     el("h1", {}, "Jobs ", el("a", { href: "#/new", id: "jobs-new", class: "action" }, "New job")),
     filters,
     problem,
     table,
-    el("div", { class: "pager" }, newer, pageLabel, older, updated),
+    el("div", { class: "pager" }, newer, pageLabel, older, updated, mode),
   );
 
   const showProblem = (message) => {
@@ -121,7 +122,7 @@ export function showJobs(view) {
     newer.disabled = state.pages.length <= 1;
     older.disabled = !nextToken;
     pageLabel.textContent = `page ${state.pages.length}`;
-    updated.textContent = `updated ${formatTime(new Date().toISOString())}, every ${REFRESH_SECONDS} s`;
+    updated.textContent = `updated ${formatTime(new Date().toISOString())}`;
   };
 
   const refresh = async () => {
@@ -153,7 +154,7 @@ export function showJobs(view) {
     }
   };
 
-  const poller = poll(refresh, REFRESH_SECONDS);
+  const poller = livePoll(refresh, { mode });
 
   filters.addEventListener("submit", (event) => {
     event.preventDefault();

@@ -1,12 +1,15 @@
 // The queues page: JobService.ListQueues — the pending jobs per organization,
 // provisioner and tags, how long the oldest has waited, and the connected daemons
 // that can take them, or why none can: "why is nothing running?" on one screen.
-// Refreshed every couple of seconds while the tab is visible (polling, as jobs.js).
+// Re-read whenever provd says jobs changed (WatchJobs, as jobs.js), and every 5 s
+// all the same: daemons connecting and leaving change it too, and are not pushed.
 
 import { el, formatTags, formatTime } from "./dom.js";
 import { cell, showTablePage } from "./table_page.js";
 
 const COLUMNS = ["Organization", "Provisioner", "Tags", "Pending", "Oldest wait", "Daemons"];
+// How often the page re-reads while pushes come: for the daemons.
+const DAEMONS_SECONDS = 5;
 
 // Kept while the tab lives, so that a visit to a job and back keeps the filter.
 const state = { organization: "" };
@@ -120,5 +123,6 @@ export function showQueues(view) {
       );
     },
     what: "queues",
+    live: { seconds: DAEMONS_SECONDS, label: `live; daemons every ${DAEMONS_SECONDS} s` },
   });
 }

@@ -1,6 +1,6 @@
 // The quota page: QuotaService.ListAllowances — the allowances (credits per day) of an
 // organization's users and groups — refreshed every couple of seconds while the tab
-// is visible (polling, as jobs.js).
+// is visible (polling: allowances are not job changes, so WatchJobs does not tell).
 
 import { unary } from "./api.js";
 import { el, formatTime, poll } from "./dom.js";

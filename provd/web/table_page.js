@@ -1,13 +1,13 @@
 // A live table page, as the daemons and queues pages are: an organization filter, one
 // provd.v1 list call, its items as table rows (stacked as cards on narrow screens), a
-// count line, refreshed every REFRESH_SECONDS while the tab is visible (polling, as
-// jobs.js). Element ids follow the page's `id`: `${id}` (the table), `${id}-body`,
-// `${id}-organization`, `${id}-count`, `${id}-updated`, `${id}-error`.
+// count line, refreshed every POLL_SECONDS while the tab is visible (polling), or, for
+// a page with `live`, whenever provd says jobs changed (WatchJobs, as jobs.js) and
+// every `live.seconds` as well (what it shows besides jobs is not pushed). Element ids
+// follow the page's `id`: `${id}` (the table), `${id}-body`, `${id}-organization`,
+// `${id}-count`, `${id}-updated`, `${id}-live` (live pages), `${id}-error`.
 
 import { unary } from "./api.js";
-import { el, formatTime, poll } from "./dom.js";
-
-export const REFRESH_SECONDS = 2;
+import { el, formatTime, livePoll, poll, POLL_SECONDS } from "./dom.js";
 
 // A cell with its column's name, shown beside the value when rows stack (narrow screens).
 export function cell(column, attributes, ...children) {
@@ -16,7 +16,8 @@ export function cell(column, attributes, ...children) {
 
 // `page`: { id, formId, title, hint (optional), columns, state (kept while the tab
 // lives: { organization }), method, items(response) → list, rows(items) → <tr>s,
-// empty(organization) → text, summary(items) → text, what (for "Cannot list …") }.
+// empty(organization) → text, summary(items) → text, what (for "Cannot list …"),
+// live (optional: { seconds, label }, for `livePoll`) }.
 export function showTablePage(view, page) {
   document.title = `${page.title} · provd`;
   const controller = new AbortController();
@@ -44,6 +45,7 @@ export function showTablePage(view, page) {
   );
   const count = el("span", { id: `${id}-count`, class: "muted" });
   const updated = el("span", { id: `${id}-updated`, class: "muted" });
+  const mode = page.live ? el("span", { id: `${id}-live`, class: "muted" }) : null;
   const problem = el("p", { id: `${id}-error`, class: "error", role: "alert", hidden: true });
   view.replaceChildren(
     el("h1", {}, page.title),
@@ -51,7 +53,7 @@ export function showTablePage(view, page) {
     filters,
     problem,
     table,
-    el("div", { class: "pager" }, count, updated),
+    el("div", { class: "pager" }, count, updated, mode),
   );
 
   const showProblem = (message) => {
@@ -67,7 +69,8 @@ export function showTablePage(view, page) {
         : [el("tr", {}, el("td", { colspan: page.columns.length, class: "muted" }, none))]),
     );
     count.textContent = page.summary(items);
-    updated.textContent = `updated ${formatTime(new Date().toISOString())}, every ${REFRESH_SECONDS} s`;
+    const time = formatTime(new Date().toISOString());
+    updated.textContent = page.live ? `updated ${time}` : `updated ${time}, every ${POLL_SECONDS} s`;
   };
 
   const refresh = async () => {
@@ -82,7 +85,9 @@ export function showTablePage(view, page) {
     }
   };
 
-  const poller = poll(refresh, REFRESH_SECONDS);
+  const poller = page.live
+    ? livePoll(refresh, { mode, liveSeconds: page.live.seconds, liveLabel: page.live.label })
+    : poll(refresh, POLL_SECONDS);
 
   filters.addEventListener("submit", (event) => {
     event.preventDefault();

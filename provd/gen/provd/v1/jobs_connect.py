@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .jobs_pb2 import CancelJobRequest, CreateJobRequest, GetJobHistoryRequest, GetJobRequest, Job, JobHistory, JobLog, ListJobsRequest, ListJobsResponse, ListQueuesRequest, ListQueuesResponse, StreamJobLogsRequest, UploadFileRequest, UploadFileResponse
+from .jobs_pb2 import CancelJobRequest, CreateJobRequest, GetJobHistoryRequest, GetJobRequest, Job, JobHistory, JobLog, JobsChanged, ListJobsRequest, ListJobsResponse, ListQueuesRequest, ListQueuesResponse, StreamJobLogsRequest, UploadFileRequest, UploadFileResponse, WatchJobsRequest
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -90,6 +90,16 @@ class JobService(Protocol):
         GetJobHistory counts, per time bucket over a recent window, the jobs that
         finished by outcome and the jobs pending at the bucket's end, computed from
         the store (so it covers every worker and replica).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def watch_jobs(self, request: WatchJobsRequest, ctx: RequestContext[WatchJobsRequest, JobsChanged], /) -> AsyncIterator[JobsChanged]:
+        """
+        WatchJobs tells a client when jobs change, so that it re-reads what it
+        shows instead of polling: one message at once (the stream is live), then one
+        whenever any job changed (created, started, logs appended, canceled,
+        completed, failed, given back, reaped), at most one per half second, and a
+        keep-alive every 20 seconds while nothing changes. It never ends by itself.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -194,6 +204,17 @@ class JobServiceASGIApplication(ConnectASGIApplication[JobService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.get_job_history,
+                ),
+                "/provd.v1.JobService/WatchJobs": Endpoint.server_stream(
+                    method=MethodInfo(
+                        name="WatchJobs",
+                        service_name="provd.v1.JobService",
+                        input=WatchJobsRequest,
+                        output=JobsChanged,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.SERVER_STREAM,
+                    ),
+                    function=svc.watch_jobs,
                 ),
             },
             interceptors=interceptors,
@@ -432,6 +453,33 @@ class JobServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    def watch_jobs(
+        self,
+        request: WatchJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AsyncIterator[JobsChanged]:
+        """
+        WatchJobs tells a client when jobs change, so that it re-reads what it
+        shows instead of polling: one message at once (the stream is live), then one
+        whenever any job changed (created, started, logs appended, canceled,
+        completed, failed, given back, reaped), at most one per half second, and a
+        keep-alive every 20 seconds while nothing changes. It never ends by itself.
+        """
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="WatchJobs",
+                service_name="provd.v1.JobService",
+                input=WatchJobsRequest,
+                output=JobsChanged,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class JobServiceSync(Protocol):
     def upload_file(self, request: UploadFileRequest, ctx: RequestContext[UploadFileRequest, UploadFileResponse], /) -> UploadFileResponse:
@@ -486,6 +534,16 @@ class JobServiceSync(Protocol):
         GetJobHistory counts, per time bucket over a recent window, the jobs that
         finished by outcome and the jobs pending at the bucket's end, computed from
         the store (so it covers every worker and replica).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def watch_jobs(self, request: WatchJobsRequest, ctx: RequestContext[WatchJobsRequest, JobsChanged], /) -> Iterator[JobsChanged]:
+        """
+        WatchJobs tells a client when jobs change, so that it re-reads what it
+        shows instead of polling: one message at once (the stream is live), then one
+        whenever any job changed (created, started, logs appended, canceled,
+        completed, failed, given back, reaped), at most one per half second, and a
+        keep-alive every 20 seconds while nothing changes. It never ends by itself.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -588,6 +646,17 @@ class JobServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.get_job_history,
+                ),
+                "/provd.v1.JobService/WatchJobs": EndpointSync.server_stream(
+                    method=MethodInfo(
+                        name="WatchJobs",
+                        service_name="provd.v1.JobService",
+                        input=WatchJobsRequest,
+                        output=JobsChanged,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.SERVER_STREAM,
+                    ),
+                    function=service.watch_jobs,
                 ),
             },
             interceptors=interceptors,
@@ -825,4 +894,31 @@ class JobServiceClientSync(ConnectClientSync):
             headers=headers,
             timeout_ms=timeout_ms,
             use_get=use_get,
+        )
+    def watch_jobs(
+        self,
+        request: WatchJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> Iterator[JobsChanged]:
+        """
+        WatchJobs tells a client when jobs change, so that it re-reads what it
+        shows instead of polling: one message at once (the stream is live), then one
+        whenever any job changed (created, started, logs appended, canceled,
+        completed, failed, given back, reaped), at most one per half second, and a
+        keep-alive every 20 seconds while nothing changes. It never ends by itself.
+        """
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="WatchJobs",
+                service_name="provd.v1.JobService",
+                input=WatchJobsRequest,
+                output=JobsChanged,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
         )

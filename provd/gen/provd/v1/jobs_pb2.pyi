@@ -377,3 +377,19 @@ class JobHistory(_message.Message):
     pending: int
     read_at: _timestamp_pb2.Timestamp
     def __init__(self, buckets: _Optional[_Iterable[_Union[JobHistoryBucket, _Mapping]]] = ..., bucket_seconds: _Optional[int] = ..., pending: _Optional[int] = ..., read_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WatchJobsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class JobsChanged(_message.Message):
+    __slots__ = ("read_at", "job_ids", "many", "keep_alive")
+    READ_AT_FIELD_NUMBER: _ClassVar[int]
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    MANY_FIELD_NUMBER: _ClassVar[int]
+    KEEP_ALIVE_FIELD_NUMBER: _ClassVar[int]
+    read_at: _timestamp_pb2.Timestamp
+    job_ids: _containers.RepeatedScalarFieldContainer[str]
+    many: bool
+    keep_alive: bool
+    def __init__(self, read_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_ids: _Optional[_Iterable[str]] = ..., many: _Optional[bool] = ..., keep_alive: _Optional[bool] = ...) -> None: ...
