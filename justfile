@@ -55,3 +55,11 @@ bench:
 # Build dist/provd (one file) and dist/provd-onedir/ with PyInstaller; reproducible.
 package:
     VENV={{venv}} packaging/build.sh
+
+# Build dist/provd-portable (the one file + staticx: needs no libc); reproducible.
+portable:
+    VENV={{venv}} packaging/portable.sh
+
+# The arm64 executables, built and smoke-tested under qemu (as root), in dist/arm64/.
+arm64 *ARGS:
+    packaging/arm64.sh {{ARGS}}

@@ -8,7 +8,9 @@
 # (PYTHONHASHSEED=0), and PyInstaller starts from an empty work directory and cache.
 # packaging/check-reproducible.sh builds twice and compares.
 #
-# Usage: packaging/build.sh [--distpath DIR]   (default: dist; VENV=path picks the venv)
+# Usage: packaging/build.sh [--distpath DIR]   (default: dist; VENV=path picks the venv,
+#        WORKPATH=dir PyInstaller's work directory, default build/pyinstaller: its
+#        contents.txt is what packaging/sbom.py reads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +19,7 @@ if [ "${1:-}" = "--distpath" ]; then
     distpath=${2:?--distpath needs a directory}
 fi
 venv=${VENV:-.venv}
-workpath=build/pyinstaller
+workpath=${WORKPATH:-build/pyinstaller}
 
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 export PYTHONHASHSEED=0

@@ -21,7 +21,7 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from importlib.machinery import ModuleSpec
+from importlib.machinery import EXTENSION_SUFFIXES, ModuleSpec
 from types import ModuleType
 
 # Files the one-file executable unpacks on first use, not on every start, by group:
@@ -29,15 +29,19 @@ from types import ModuleType
 # ending in "/" is a directory). Every shared library a trigger loads must be in its
 # group (`readelf -d`: _ssl needs libssl and libcrypto, _hashlib libcrypto, _sqlite3
 # libsqlite3); provd.spec fails the build if a group matches no file.
+# A stdlib extension's path is that of the Python building (and, frozen, running) this:
+# `python3.11/lib-dynload/unicodedata.cpython-311-x86_64-linux-gnu.so` here. Debian's
+# python3.11 (the portable build, packaging/portable.sh) has `unicodedata` built into
+# libpython instead: a group whose triggers are all built-in modules has no files, and
+# provd.spec accepts that.
+_LIB_DYNLOAD = f"python{sys.version_info[0]}.{sys.version_info[1]}/lib-dynload/"
+_EXT_SUFFIX = EXTENSION_SUFFIXES[0]  # ".cpython-311-x86_64-linux-gnu.so"
 LAZY_GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "pyqwest": (("pyqwest",), ("pyqwest/", "pyqwest.libs/")),
     "psycopg_binary": (("psycopg_binary",), ("psycopg_binary/", "psycopg_binary.libs/")),
     "openssl": (("_ssl", "_hashlib"), ("libssl.so.3", "libcrypto.so.3")),
     "sqlite": (("_sqlite3",), ("libsqlite3.so.0",)),
-    "unicodedata": (
-        ("unicodedata",),
-        ("python3.11/lib-dynload/unicodedata.cpython-311-x86_64-linux-gnu.so",),
-    ),
+    "unicodedata": (("unicodedata",), (f"{_LIB_DYNLOAD}unicodedata{_EXT_SUFFIX}",)),
 }
 
 

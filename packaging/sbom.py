@@ -11,7 +11,9 @@ Each entry is traced to what it came from:
 - a shared library vendored inside a wheel (`psycopg_binary.libs/…`) to that wheel;
 - any other shared library to the Debian package that installed it (`dpkg -S`), or,
   without dpkg, to an entry that names the file only;
-- a data file under a distribution's directory (`certifi/cacert.pem`) to it.
+- a data file under a distribution's directory (`certifi/cacert.pem`) to it;
+- a `DISTRIBUTION name` line (packaging/portable.sh writes one for staticx, whose
+  bootloader and libnssfix the portable executable carries) to that distribution.
 
 Only what is inside counts: a distribution installed in the venv but left out of the
 bundle (the dev tools, OpenTelemetry's SDK) is not listed. The output is
@@ -91,6 +93,9 @@ class Origins:
         self.unknown: set[str] = set()
 
     def add(self, typecode: str, dest: str) -> None:
+        if typecode == "DISTRIBUTION":  # named outright (staticx, in the portable build)
+            self.distributions.add(dest)
+            return
         module = module_name(typecode, dest)
         if module is not None:
             self._add_module(module)
