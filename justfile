@@ -35,9 +35,10 @@ settings-doc:
 run *ARGS:
     {{venv}}/bin/provd serve {{ARGS}}
 
-# Every release file of this platform in dist/release/: executables, SBOM, SHA256SUMS.
-release:
-    VENV={{venv}} packaging/release.sh
+# Every release file of this platform in dist/release/: executables, SBOM, SHA256SUMS
+# (--with-arm64: the aarch64 files too, built under qemu by packaging/arm64.sh).
+release *ARGS:
+    VENV={{venv}} packaging/release.sh {{ARGS}}
 
 # Run every benchmark; each prints a table and one JSON line (docs/performance.md).
 bench:
