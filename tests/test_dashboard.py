@@ -280,7 +280,17 @@ async def test_jobs_page_follows_a_job_without_a_reload(
     assert cells[0] == job.id
     assert cells[1:5] == ["template import", "pending", "echo", "default"]
     assert "team=web" in cells[5]
-    assert cells[7] == "1 of 1"
+    # The queue position, and why it waits at a glance (the reason whole on hover).
+    assert cells[7] == "1 of 1No connected daemon can take this job"
+    note = await in_browser(
+        lambda: browser.execute_script(
+            "const n = document.querySelector(`#jobs-body tr[data-job-id='${arguments[0]}']"
+            " .pending-reason`); return n && [n.className, n.title]",
+            job.id,
+        )
+    )
+    assert note[0] == "pending-reason unroutable"
+    assert note[1].startswith("No connected daemon can take this job: no daemon is connected")
 
     daemon = TestDaemon(server, "browser-daemon", tags={"team": "web"})
     assert (await (await daemon.acquire(nursery)).wait()).job_id == job.id
@@ -307,6 +317,18 @@ async def test_jobs_page_follows_a_job_without_a_reload(
         )
 
     await in_browser(filter_pending)
+    # browser-daemon, done with its job and seen moments ago, could take a team=web job:
+    # that one waits its turn; the untagged one is for an untagged daemon.
+    mine = await jobs.create(tags={"team": "web"})
+    await in_browser(
+        lambda: until(
+            browser,
+            lambda d: (c := row_cells(d, mine.id)) and c[8] == "1 of 1Waiting for a free daemon",
+            "the team=web job waiting for a free daemon",
+        )
+    )
+    untagged = await in_browser(lambda: row_cells(browser, other.id))
+    assert untagged is not None and untagged[8] == "1 of 1No connected daemon can take this job"
     assert await in_browser(partial(console_errors, browser)) == []
 
 

@@ -29,12 +29,31 @@ function parseTags(text) {
   return tags;
 }
 
+// Why a pending job waits, at a glance: the pending reason's first clause ("Waiting
+// for a free daemon", "No connected daemon can take this job"), the whole of it on
+// hover and on the job's page. Red when no connected daemon can take the job.
+function pendingNote(job) {
+  const reason = job.pendingReason || "";
+  if (!reason) return null;
+  const colon = reason.indexOf(":");
+  const unroutable = reason.startsWith("No connected daemon");
+  return el(
+    "div",
+    { class: unroutable ? "pending-reason unroutable" : "pending-reason", title: reason },
+    colon > 0 ? reason.slice(0, colon) : reason,
+  );
+}
+
+function queueCell(job, status) {
+  if (status !== "pending") return "";
+  const position = job.queuePosition
+    ? `${job.queuePosition} of ${job.queueSize || job.queuePosition}`
+    : "";
+  return [el("span", { class: "queue-position" }, position), pendingNote(job)].filter(Boolean);
+}
+
 function jobRow(job) {
   const status = statusOf(job);
-  const queue =
-    status === "pending" && job.queuePosition
-      ? `${job.queuePosition} of ${job.queueSize || job.queuePosition}`
-      : "";
   return el(
     "tr",
     { "data-job-id": job.id, "data-status": status },
@@ -45,7 +64,7 @@ function jobRow(job) {
     cell("Organization", {}, job.organization || ""),
     cell("Tags", { class: "tags" }, formatTags(job.tags)),
     cell("Created", { class: "time" }, formatTime(job.createdAt)),
-    cell("Queue", { class: "queue" }, queue),
+    cell("Queue", { class: "queue" }, queueCell(job, status)),
   );
 }
 
