@@ -78,14 +78,14 @@ class ChangeFeed:
 
     def add(self, job_id: str | None) -> None:
         """Job `job_id` changed; None: some job did, which one is not known."""
+        self._changed.set()
         if self._many:
-            pass
-        elif job_id is None or (job_id not in self._ids and len(self._ids) >= self._max_ids):
+            return  # already "re-read everything": no id to keep
+        if job_id is None or (job_id not in self._ids and len(self._ids) >= self._max_ids):
             self._ids.clear()
             self._many = True
         else:
             self._ids.add(job_id)
-        self._changed.set()
 
 
 class JobEvents:
