@@ -155,3 +155,19 @@ def fits_the_width(driver: WebDriver) -> bool:
     """Nothing on the page scrolls sideways."""
     script = "const e = document.documentElement; return e.scrollWidth <= e.clientWidth"
     return bool(driver.execute_script(script))
+
+
+def row_cells(driver: WebDriver, job_id: str) -> list[str] | None:
+    """The text of the job's row in the jobs table; None when it is not there."""
+    script = (
+        "const row = [...document.querySelectorAll('#jobs-body tr')]"
+        ".find((r) => r.dataset.jobId === arguments[0]);"
+        " return row ? [row.dataset.status, ...[...row.cells].map((c) => c.textContent)] : null"
+    )
+    cells: list[str] | None = driver.execute_script(script, job_id)
+    return cells
+
+
+def row_status(driver: WebDriver, job_id: str) -> str | None:
+    cells = row_cells(driver, job_id)
+    return cells[0] if cells else None

@@ -13,6 +13,7 @@ import trio
 
 from provd.app import Running, serve
 from provd.config import ServerSettings
+from provd.events import JobEvents
 from provd.model import Limits
 from provd.protocol import MiB
 from provd.scheduler import Scheduler
@@ -29,6 +30,8 @@ class Server:
     db_path: Path
     settings: ServerSettings
     scheduler: Scheduler
+    # Its job watchers' wake-ups (log followers, WatchJobs feeds), to look at.
+    events: JobEvents | None = None
 
 
 def server_settings(db_path: Path, **overrides: Any) -> ServerSettings:
@@ -62,7 +65,7 @@ async def make_server(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Se
             running: Running = await nursery.start(partial(serve, settings))
         else:
             running = await nursery.start(_serve_wrapped, settings, wrap_store)
-        server = Server(running.url, settings.db_path, settings, running.scheduler)
+        server = Server(running.url, settings.db_path, settings, running.scheduler, running.events)
         started.append(server)
         return server
 

@@ -42,6 +42,8 @@ from tests.chromium import (
     in_browser,
     no_alert,
     open_page,
+    row_cells,
+    row_status,
     shown,
     sign_in,
     signed_in,
@@ -198,22 +200,6 @@ def test_the_asset_table_matches_provd_web_and_the_package_data() -> None:
 # --- in Chromium (the browser fixture and the shared helpers: tests/chromium.py)
 
 browser = chromium.browser
-
-
-def row_cells(driver: WebDriver, job_id: str) -> list[str] | None:
-    """The text of the job's row in the jobs table; None when it is not there."""
-    script = (
-        "const row = [...document.querySelectorAll('#jobs-body tr')]"
-        ".find((r) => r.dataset.jobId === arguments[0]);"
-        " return row ? [row.dataset.status, ...[...row.cells].map((c) => c.textContent)] : null"
-    )
-    cells: list[str] | None = driver.execute_script(script, job_id)
-    return cells
-
-
-def row_status(driver: WebDriver, job_id: str) -> str | None:
-    cells = row_cells(driver, job_id)
-    return cells[0] if cells else None
 
 
 @pytest.mark.slow

@@ -18,10 +18,17 @@ import trio
 
 from provd.rpc.dashboard import WEB_DIR
 from tests import chromium
-from tests.chromium import console_errors, field_text, in_browser, signed_in, text_of, until
+from tests.chromium import (
+    console_errors,
+    field_text,
+    in_browser,
+    row_status,
+    signed_in,
+    text_of,
+    until,
+)
 from tests.conftest import Server
 from tests.daemon_clients import Jobs, TestDaemon
-from tests.test_dashboard import row_status
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -143,3 +150,43 @@ async def test_pages_poll_every_2_s_while_the_stream_is_down(
                 "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
             )
         )
+
+
+# Make the page think its tab was hidden or shown again, as switching tabs does.
+SET_HIDDEN = """
+Object.defineProperty(document, "hidden", {value: arguments[0], configurable: true});
+Object.defineProperty(document, "visibilityState",
+  {value: arguments[0] ? "hidden" : "visible", configurable: true});
+document.dispatchEvent(new Event("visibilitychange"));
+"""
+
+
+@pytest.mark.slow
+async def test_a_hidden_tab_lets_its_stream_go(server: Server, browser: WebDriver) -> None:
+    """Browsers give an origin six HTTP/1.1 connections across all its tabs: a tab
+    hidden for a few seconds closes its WatchJobs stream (provd drops the feed), and
+    opens it again when shown."""
+    events = server.events
+    assert events is not None
+
+    async def feeds_become(count: int) -> None:
+        with trio.fail_after(chromium.WAIT_SECONDS):
+            while events.statistics().feeds != count:
+                await trio.sleep(0.05)
+
+    def open_jobs() -> None:
+        signed_in(browser, server.url)
+        until(browser, lambda d: text_of(d, "jobs-live") == "live", "the page, live")
+
+    try:
+        await in_browser(open_jobs)
+        await feeds_become(1)
+        await in_browser(lambda: browser.execute_script(SET_HIDDEN, True))
+        await feeds_become(0)  # the browser closed it; provd noticed
+        await in_browser(lambda: browser.execute_script(SET_HIDDEN, False))
+        await in_browser(
+            lambda: until(browser, lambda d: text_of(d, "jobs-live") == "live", "live again")
+        )
+        await feeds_become(1)
+    finally:
+        await in_browser(lambda: browser.execute_script(SET_HIDDEN, False))

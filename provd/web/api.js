@@ -196,7 +196,9 @@ export function sleep(seconds, signal) {
 // `state(live)` when the stream comes up or goes down, and `changed({jobIds, many})`
 // for each message but keep-alives (`many`: re-read everything; so is the first).
 // A stream that breaks, or stays silent past two keep-alives, is opened again after
-// 1 s, then 2, 4, … up to 30 s between tries.
+// 1 s, then 2, 4, … up to 30 s between tries. A tab that stays hidden for a few
+// seconds closes its stream and opens it again when shown: browsers give an origin
+// six HTTP/1.1 connections across all its tabs, and an open stream holds one.
 
 const WATCH_METHOD = "provd.v1.JobService/WatchJobs";
 const WATCH_RETRY_SECONDS = [1, 2, 4, 8, 16, 30];
@@ -213,7 +215,7 @@ let idleTimer = null;
 export function watchJobs(listener) {
   jobWatchers.add(listener);
   clearTimeout(idleTimer);
-  if (!watchController) runJobsWatch();
+  if (!watchController && !document.hidden) runJobsWatch();
   listener.state(watchLive);
   return () => {
     jobWatchers.delete(listener);
@@ -231,6 +233,17 @@ export function closeJobsWatch() {
   watchController = null;
   setWatchLive(false);
 }
+
+document.addEventListener("visibilitychange", () => {
+  clearTimeout(idleTimer);
+  if (document.hidden) {
+    idleTimer = setTimeout(() => {
+      if (document.hidden) closeJobsWatch();
+    }, WATCH_IDLE_CLOSE_SECONDS * 1000);
+  } else if (jobWatchers.size && !watchController) {
+    runJobsWatch();
+  }
+});
 
 function setWatchLive(live) {
   if (live === watchLive) return;
