@@ -569,10 +569,11 @@ def daemon_row(driver: WebDriver, name: str) -> dict[str, Any] | None:
 
 
 def allowance_rows(driver: WebDriver) -> list[list[str]]:
-    """The quota table's allowances, as [kind, subject, allowance] per row."""
+    """The quota table's allowances, as [kind, subject, allowance] per row (not the
+    Delete button's cell)."""
     script = (
         "return [...document.querySelectorAll('#quota-body tr[data-kind]')]"
-        ".map((r) => [...r.cells].map((c) => c.textContent))"
+        ".map((r) => [...r.cells].slice(0, 3).map((c) => c.textContent))"
     )
     rows: list[list[str]] = driver.execute_script(script)
     return rows
@@ -722,6 +723,92 @@ async def test_quota_page_shows_an_organizations_allowances(
     # The browser logs the refused calls (400), and nothing else.
     for error in await in_browser(partial(console_errors, browser)):
         assert "/provd.v1.QuotaService/ListAllowances" in error and "400" in error, error
+
+
+async def allowances_of(server: Server, organization: str) -> list[tuple[str, str, int]]:
+    """What provd holds: (kind, subject, credits) of each allowance of `organization`."""
+    client = quota_client(server.url, ADMIN_TOKEN)
+    request = qpb.ListAllowancesRequest(organization=organization)
+    response = await call(client.list_allowances, request)
+    return [
+        ("group", a.group, a.allowance)
+        if a.WhichOneof("subject") == "group"
+        else ("user", a.user_id, a.allowance)
+        for a in response.allowances
+    ]
+
+
+@pytest.mark.slow
+async def test_quota_page_sets_and_deletes_allowances(server: Server, browser: WebDriver) -> None:
+    """Set from the form (a new one, then a change), refused with provd's message, and
+    deleted from its row once confirmed (dismissing leaves it)."""
+    await set_allowance(server, organization="acme", group="builders", allowance=40)
+
+    def set_from_form(kind: str, subject: str, credits: str) -> None:
+        browser.find_element(By.CSS_SELECTOR, f"#allowance-kind option[value={kind}]").click()
+        field = browser.find_element(By.ID, "allowance-subject")
+        field.clear()
+        field.send_keys(subject)
+        amount = browser.find_element(By.ID, "allowance-credits")
+        amount.clear()
+        amount.send_keys(credits, Keys.ENTER)
+
+    def add_and_change() -> None:
+        signed_in(browser, server.url)
+        open_page(browser, "quota", "quota")
+        field = browser.find_element(By.ID, "quota-organization")
+        field.clear()
+        field.send_keys("acme", Keys.ENTER)
+        until(browser, lambda d: allowance_rows(d) == [["group", "builders", "40"]], "acme's")
+        assert text_of(browser, "allowance-heading") == "Set an allowance in acme"
+        set_from_form("user", "alice", "5")
+        until(
+            browser,
+            lambda d: allowance_rows(d) == [["group", "builders", "40"], ["user", "alice", "5"]],
+            "alice's allowance, set from the form",
+        )
+        set_from_form("group", "builders", "12")
+        until(
+            browser,
+            lambda d: allowance_rows(d) == [["group", "builders", "12"], ["user", "alice", "5"]],
+            "the builders' allowance, changed",
+        )
+
+    await in_browser(add_and_change)
+    assert await allowances_of(server, "acme") == [("group", "builders", 12), ("user", "alice", 5)]
+
+    def refused() -> None:
+        set_from_form("user", "", "3")  # no subject: provd says which field
+        until(browser, lambda d: shown(d, "allowance-error"), "the refusal")
+        assert text_of(browser, "allowance-error").startswith("Cannot set the allowance:")
+
+    await in_browser(refused)
+    assert len(await allowances_of(server, "acme")) == 2
+
+    def delete(confirmed: bool) -> None:
+        browser.find_element(
+            By.CSS_SELECTOR, "#quota-body tr[data-subject=alice] .allowance-delete"
+        ).click()
+        until(browser, lambda d: not no_alert(d), "the confirmation")
+        alert = browser.switch_to.alert
+        assert alert.text == "Delete the allowance of user alice in acme?"
+        if confirmed:
+            alert.accept()
+            until(
+                browser,
+                lambda d: allowance_rows(d) == [["group", "builders", "12"]],
+                "alice's allowance gone",
+            )
+        else:
+            alert.dismiss()
+
+    await in_browser(lambda: delete(False))
+    assert len(await allowances_of(server, "acme")) == 2
+    await in_browser(lambda: delete(True))
+    assert await allowances_of(server, "acme") == [("group", "builders", 12)]
+    # The browser logs the refused SetAllowance (400), and nothing else.
+    for error in await in_browser(partial(console_errors, browser)):
+        assert "/provd.v1.QuotaService/SetAllowance" in error and "400" in error, error
 
 
 @pytest.mark.slow
