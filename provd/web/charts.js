@@ -1,11 +1,12 @@
-// Small SVG charts built node by node (document.createElementNS and setAttribute:
-// never markup, so the strict CSP and Trusted Types hold). Colors come from classes
-// in style.css, so the charts follow the light and dark themes.
+// Small SVG charts built node by node (dom.js's svgEl: createElementNS and
+// setAttribute, never markup, so the strict CSP and Trusted Types hold). Colors come
+// from classes in style.css, so the charts follow the light and dark themes.
 //
 // Both charts take `points`: [{ at: Date, ... }], one per bucket, oldest first, and
 // draw into a fixed viewBox that scales to the width of its box.
 
-const SVG = "http://www.w3.org/2000/svg";
+import { svgEl as svg } from "./dom.js";
+
 const WIDTH = 560;
 const HEIGHT = 180;
 const LEFT = 34; // room for the value labels
@@ -14,21 +15,6 @@ const TOP = 10;
 const BOTTOM = 22; // room for the time labels
 const PLOT_W = WIDTH - LEFT - RIGHT;
 const PLOT_H = HEIGHT - TOP - BOTTOM;
-
-// An SVG element with its attributes; children are SVG nodes, or strings (text nodes).
-export function svg(tag, attributes = {}, ...children) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name.startsWith("on")) throw new Error(`no event handler attributes: ${name}`);
-    node.setAttribute(name, String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
 
 const pad = (n) => String(n).padStart(2, "0");
 

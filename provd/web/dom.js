@@ -11,17 +11,26 @@ export const LIVE_POLL_SECONDS = 30;
 // Pushes that come together make one re-read.
 const PUSH_DEBOUNCE_MS = 100;
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
 // An element: `attributes` are set with setAttribute (never event handlers);
 // children are nodes or strings (made text nodes); null and false are skipped.
 export function el(tag, attributes = {}, ...children) {
-  const element = document.createElement(tag);
+  return build(document.createElement(tag), attributes, children);
+}
+
+// An SVG element (charts.js), built as `el` builds HTML ones.
+export function svgEl(tag, attributes = {}, ...children) {
+  return build(document.createElementNS(SVG_NS, tag), attributes, children);
+}
+
+function build(element, attributes, children) {
   for (const [name, value] of Object.entries(attributes)) {
     if (value === null || value === undefined || value === false) continue;
     if (name.startsWith("on")) throw new Error(`no event handler attributes: ${name}`);
     element.setAttribute(name, value === true ? "" : String(value));
   }
-  append(element, ...children);
-  return element;
+  return append(element, ...children);
 }
 
 export function append(parent, ...children) {
