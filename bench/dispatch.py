@@ -54,7 +54,7 @@ from provd.client.connect import AcquireRequests, daemon_client, daemon_service_
 from provd.config import ServerSettings
 from provd.gen.provd.v1 import daemons_pb2 as dpb
 from provd.gen.provd.v1 import jobs_pb2 as pb
-from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+from provd.gen.provisionerd.provisionerd_connect_client import ProvisionerDaemonClientSync
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import provd_server

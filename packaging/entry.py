@@ -5,13 +5,14 @@ PyInstaller freezes this file as `__main__` (packaging/provd.spec). It is not na
 
 The one-file executable unpacks every shared library into `$TMPDIR/_MEIxxxxxx` on every
 start, before Python runs, needed or not: 10-15 ms per MB here. The largest ones serve
-some commands only (pyqwest, connectrpc's HTTP client: `provd daemon` and `serve`;
-psycopg: `--db postgresql://`; OpenSSL: https:// and `hashlib`; SQLite and
-`unicodedata`: `serve`), so provd.spec keeps their files out of the unpacked set and
-stores them, zlib-compressed, in the module archive instead (`LAZY_GROUPS`); the first
-import of a module that needs them writes them where the bootloader would have put
-them, then the import goes on as usual. `provd --help` and `provd jobs list` unpack
-none of them. The one-dir bundle has them on disk and never uses this.
+some commands only (pyqwest, connectrpc's HTTP client: `provd daemon` and `provd
+backup`, and `serve` once asked for gRPC reflection; psycopg: `--db postgresql://`;
+OpenSSL: https:// and `hashlib`; SQLite and `unicodedata`: `serve`), so provd.spec keeps
+their files out of the unpacked set and stores them, zlib-compressed, in the module
+archive instead (`LAZY_GROUPS`); the first import of a module that needs them writes
+them where the bootloader would have put them, then the import goes on as usual. `provd
+--help` and `provd jobs list` unpack none of them. The one-dir bundle has them on disk
+and never uses this.
 """
 
 from __future__ import annotations

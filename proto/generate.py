@@ -2,7 +2,9 @@
 
 protoc writes imports as the .proto import paths (`from provisionerd import …`);
 they are rewritten to absolute imports under `provd.gen` so that the generated
-code is an ordinary subpackage. Output is deterministic for pinned tool versions.
+code is an ordinary subpackage. Each service's clients then move to their own module
+(`*_connect_client.py`, see split_connect.py), so that serving loads no HTTP client.
+Output is deterministic for pinned tool versions.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import split_connect
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
@@ -50,6 +54,8 @@ def main() -> int:
     for path in sorted(OUT_DIR.rglob("*.py*")):
         text = path.read_text()
         path.write_text(IMPORT.sub(r"from provd.gen.\1\2 import", text))
+    for path in sorted(OUT_DIR.rglob("*_connect.py")):
+        split_connect.split(path)
     for directory in sorted({OUT_DIR, *(p for p in OUT_DIR.rglob("*") if p.is_dir())}):
         init = directory / "__init__.py"
         if not init.exists():

@@ -21,9 +21,9 @@ from provd.client.connect import (
 from provd.client.websocket import WebSocketAcquisition
 from provd.gen.provd.v1 import daemons_pb2 as dpb
 from provd.gen.provd.v1 import jobs_pb2 as pb
-from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
+from provd.gen.provd.v1.daemons_connect_client import DaemonServiceClientSync
 from provd.gen.provisionerd import provisionerd_pb2 as pd
-from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+from provd.gen.provisionerd.provisionerd_connect_client import ProvisionerDaemonClientSync
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from tests.archives import MAIN_TF, make_tar
 from tests.conftest import ADMIN_TOKEN, DAEMON_PSK, Server

@@ -24,7 +24,7 @@ from connectrpc.errors import ConnectError
 
 from provd.client.connect import job_client
 from provd.gen.provd.v1 import jobs_pb2 as pb
-from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
+from provd.gen.provd.v1.jobs_connect_client import JobServiceClientSync
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from tests.archives import MAIN_TF, make_tar

@@ -23,7 +23,7 @@ from provd.client.daemon.provisioners import JobFailed, Provisioner
 from provd.client.daemon.reporting import JobReporter, ReportingSettings
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provd.v1 import quota_pb2 as qpb
-from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
+from provd.gen.provd.v1.quota_connect_client import QuotaServiceClientSync
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from tests.archives import MAIN_TF, make_tar

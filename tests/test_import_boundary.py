@@ -219,6 +219,19 @@ def test_the_server_loads_no_postgres_driver_for_sqlite() -> None:
     assert among(loaded, ("provd.store.postgres", "provd._otel", "opentelemetry.sdk")) == []
 
 
+def test_the_server_loads_no_http_client() -> None:
+    """Serving loads neither connectrpc's client nor pyqwest (~3 MB resident and, in
+    the one-file executable, a 12 MB unpack): the generated clients live in their own
+    `*_connect_client.py` (proto/split_connect.py) and reflection, whose package
+    imports a client, is built on its first call (provd/rpc/reflection.py)."""
+    client_stack = ("pyqwest", "connectrpc.client", "connectrpc_grpcreflect")
+    loaded = _loaded_after("import provd.app, provd.cli.serve, provd.workers")
+    assert among(loaded, client_stack) == []
+    # The check sees them when a client is imported.
+    loaded = _loaded_after("import provd.gen.provd.v1.jobs_connect_client")
+    assert among(loaded, ("pyqwest", "connectrpc.client")) != []
+
+
 def test_the_lazy_unpacker_writes_a_group_once(tmp_path: Path) -> None:
     """packaging/entry.py's finder writes a group's files (and its top-level links) on
     the first import of a trigger, under the unpack directory, then drops the archive

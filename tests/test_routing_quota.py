@@ -19,9 +19,9 @@ from provd.client.connect import StaticHeaders, call, daemon_client, http2_clien
 from provd.gen.provd.v1 import daemons_pb2 as dpb
 from provd.gen.provd.v1 import jobs_pb2 as pb
 from provd.gen.provd.v1 import quota_pb2 as qpb
-from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
+from provd.gen.provd.v1.quota_connect_client import QuotaServiceClientSync
 from provd.gen.provisionerd import provisionerd_pb2 as pd
-from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+from provd.gen.provisionerd.provisionerd_connect_client import ProvisionerDaemonClientSync
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from provd.reapers import ReaperSettings
 from provd.store import Store

@@ -26,9 +26,9 @@ from provd.client.connect import call, job_client
 from provd.client.connect_lite import RpcError, Transport, service_client, snake_case
 from provd.gen.provd.v1 import daemons_pb2, jobs_pb2, quota_pb2
 from provd.gen.provd.v1 import jobs_pb2 as pb
-from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
-from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
-from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
+from provd.gen.provd.v1.daemons_connect_client import DaemonServiceClientSync
+from provd.gen.provd.v1.jobs_connect_client import JobServiceClientSync
+from provd.gen.provd.v1.quota_connect_client import QuotaServiceClientSync
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
 from tests.archives import MAIN_TF, make_tar

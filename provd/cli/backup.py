@@ -24,7 +24,7 @@ from provd.client.cli.output import json_option, print_fields, print_json, size
 
 if TYPE_CHECKING:
     # The generated connectrpc client's type: the light client has its methods.
-    from provd.gen.provd.v1.backup_connect import BackupServiceClientSync
+    from provd.gen.provd.v1.backup_connect_client import BackupServiceClientSync
 
 
 @click.command("backup")

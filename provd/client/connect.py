@@ -32,11 +32,11 @@ if TYPE_CHECKING:
     from connectrpc.request import RequestContext
     from pyqwest import SyncClient, SyncHTTPTransport
 
-    from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
-    from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
-    from provd.gen.provd.v1.keys_connect import KeyServiceClientSync
-    from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
-    from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+    from provd.gen.provd.v1.daemons_connect_client import DaemonServiceClientSync
+    from provd.gen.provd.v1.jobs_connect_client import JobServiceClientSync
+    from provd.gen.provd.v1.keys_connect_client import KeyServiceClientSync
+    from provd.gen.provd.v1.quota_connect_client import QuotaServiceClientSync
+    from provd.gen.provisionerd.provisionerd_connect_client import ProvisionerDaemonClientSync
     from provd.gen.provisionerd.provisionerd_pb2 import CancelAcquire
 
 T = TypeVar("T")
@@ -96,7 +96,7 @@ def job_client(
     from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_json_codec
     from connectrpc.protocol import ProtocolType
 
-    from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
+    from provd.gen.provd.v1.jobs_connect_client import JobServiceClientSync
 
     return JobServiceClientSync(
         url,
@@ -111,7 +111,7 @@ def daemon_service_client(
     url: str, admin_token: str | None, *, http_client: SyncClient | None = None
 ) -> DaemonServiceClientSync:
     """A `DaemonService` client that sends `Authorization: Bearer <admin_token>`."""
-    from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
+    from provd.gen.provd.v1.daemons_connect_client import DaemonServiceClientSync
 
     return _admin_client(DaemonServiceClientSync, url, admin_token, http_client)
 
@@ -120,7 +120,7 @@ def key_client(
     url: str, admin_token: str | None, *, http_client: SyncClient | None = None
 ) -> KeyServiceClientSync:
     """A `KeyService` client (daemon keys) that sends `Authorization: Bearer <admin_token>`."""
-    from provd.gen.provd.v1.keys_connect import KeyServiceClientSync
+    from provd.gen.provd.v1.keys_connect_client import KeyServiceClientSync
 
     return _admin_client(KeyServiceClientSync, url, admin_token, http_client)
 
@@ -129,7 +129,7 @@ def quota_client(
     url: str, admin_token: str | None, *, http_client: SyncClient | None = None
 ) -> QuotaServiceClientSync:
     """A `QuotaService` client that sends `Authorization: Bearer <admin_token>`."""
-    from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
+    from provd.gen.provd.v1.quota_connect_client import QuotaServiceClientSync
 
     return _admin_client(QuotaServiceClientSync, url, admin_token, http_client)
 
@@ -236,7 +236,7 @@ def daemon_client_for(
     from connectrpc.compat import google_protobuf_binary_codec
     from connectrpc.protocol import ProtocolType
 
-    from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+    from provd.gen.provisionerd.provisionerd_connect_client import ProvisionerDaemonClientSync
 
     return ProvisionerDaemonClientSync(
         url,

@@ -16,11 +16,10 @@ A gRPC request over HTTP/1.1 (a proxy that downgraded it, curl without
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from connectrpc.interceptor import Interceptor
-from connectrpc.server import ConnectASGIApplication
 
 from provd.dispatch import Dispatcher
 from provd.gen.provd.v1.backup_connect import BackupServiceASGIApplication
@@ -65,6 +64,15 @@ GRPC_NEEDS_HTTP2 = (
 _GRPC_UNIMPLEMENTED = b"12"
 
 
+class ServiceApp(Protocol):
+    """An ASGI app serving one RPC service under `path` (`/<package.Service>`)."""
+
+    @property
+    def path(self) -> str: ...
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None: ...
+
+
 class ServiceRouter:
     """Routes `/<package.Service>/<Method>` to the app serving that service, the
     plain `endpoints` (`/readyz`, `/metrics`: rpc/health.py) by their path, and `/`
@@ -72,7 +80,7 @@ class ServiceRouter:
 
     def __init__(
         self,
-        apps: Sequence[ConnectASGIApplication[Any]],
+        apps: Sequence[ServiceApp],
         websocket: ASGIApp | None = None,
         endpoints: Mapping[str, Endpoint] | None = None,
         dashboard: ASGIApp | None = None,

@@ -31,10 +31,10 @@ if TYPE_CHECKING:
     from provd.client.connect_lite import RpcError
 
     # The generated connectrpc clients' types: the light clients have their methods.
-    from provd.gen.provd.v1.daemons_connect import DaemonServiceClientSync
-    from provd.gen.provd.v1.jobs_connect import JobServiceClientSync
-    from provd.gen.provd.v1.keys_connect import KeyServiceClientSync
-    from provd.gen.provd.v1.quota_connect import QuotaServiceClientSync
+    from provd.gen.provd.v1.daemons_connect_client import DaemonServiceClientSync
+    from provd.gen.provd.v1.jobs_connect_client import JobServiceClientSync
+    from provd.gen.provd.v1.keys_connect_client import KeyServiceClientSync
+    from provd.gen.provd.v1.quota_connect_client import QuotaServiceClientSync
 
 F = TypeVar("F", bound=Callable[..., Any])
 

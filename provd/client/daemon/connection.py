@@ -28,7 +28,7 @@ from connectrpc.errors import ConnectError
 from provd.client.connect import AcquireRequests
 from provd.client.websocket import WebSocketAcquisition
 from provd.gen.provisionerd import provisionerd_pb2 as pd
-from provd.gen.provisionerd.provisionerd_connect import ProvisionerDaemonClientSync
+from provd.gen.provisionerd.provisionerd_connect_client import ProvisionerDaemonClientSync
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

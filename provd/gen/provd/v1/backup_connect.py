@@ -11,31 +11,24 @@ from __future__ import annotations
 
 from typing import Protocol, TYPE_CHECKING
 
-from connectrpc.client import ConnectClient, ConnectClientSync
 from connectrpc.code import Code
-from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_codecs
-from connectrpc.compression.gzip import GzipCompression
+from connectrpc.compat import google_protobuf_codecs
 from connectrpc.errors import ConnectError
 from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
-from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
-from pyqwest import Client, SyncClient
 
 from .backup_pb2 import BackupChunk, BackupRequest
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 
     from connectrpc.codec import Codec
     from connectrpc.compression import Compression
     from connectrpc.interceptor import Interceptor, InterceptorSync
-    from connectrpc.request import Headers, RequestContext
-
+    from connectrpc.request import RequestContext
 
 
 _DEFAULT_CODECS = google_protobuf_codecs()
-_PROTO_BINARY_CODEC = google_protobuf_binary_codec()
-_GZIP_COMPRESSION = GzipCompression()
 
 class BackupService(Protocol):
     def backup(self, request: BackupRequest, ctx: RequestContext[BackupRequest, BackupChunk], /) -> AsyncIterator[BackupChunk]:
@@ -85,58 +78,6 @@ class BackupServiceASGIApplication(ConnectASGIApplication[BackupService]):
         return "/provd.v1.BackupService"
 
 
-class BackupServiceClient(ConnectClient):
-    def __init__(
-        self,
-        address: str,
-        *,
-        codec: Codec | None = _PROTO_BINARY_CODEC,
-        protocol: ProtocolType = ProtocolType.CONNECT,
-        accept_compression: Iterable[Compression] | None = None,
-        send_compression: Compression | None = _GZIP_COMPRESSION,
-        timeout_ms: int | None = None,
-        read_max_bytes: int | None = None,
-        interceptors: Iterable[Interceptor] = (),
-        http_client: Client | None = None,
-    ) -> None:
-        super().__init__(
-            address=address,
-            codec=codec,
-            protocol=protocol,
-            accept_compression=accept_compression,
-            send_compression=send_compression,
-            timeout_ms=timeout_ms,
-            read_max_bytes=read_max_bytes,
-            interceptors=interceptors,
-            http_client=http_client,
-        )
-    def backup(
-        self,
-        request: BackupRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-    ) -> AsyncIterator[BackupChunk]:
-        """
-        Backup streams a consistent copy of the server's SQLite database, taken with
-        SQLite's online backup API while jobs keep running: first a BackupInfo, then the
-        file's bytes in chunks, in order. On PostgreSQL it fails with
-        FAILED_PRECONDITION: back that database up with pg_dump.
-        """
-        return self.execute_server_stream(
-            request=request,
-            method=MethodInfo(
-                name="Backup",
-                service_name="provd.v1.BackupService",
-                input=BackupRequest,
-                output=BackupChunk,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
-                stream_type=StreamType.SERVER_STREAM,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-        )
-
 class BackupServiceSync(Protocol):
     def backup(self, request: BackupRequest, ctx: RequestContext[BackupRequest, BackupChunk], /) -> Iterator[BackupChunk]:
         """
@@ -181,56 +122,3 @@ class BackupServiceWSGIApplication(ConnectWSGIApplication):
     def path(self) -> str:
         """Returns the URL path to mount the application to when serving multiple applications."""
         return "/provd.v1.BackupService"
-
-
-class BackupServiceClientSync(ConnectClientSync):
-    def __init__(
-        self,
-        address: str,
-        *,
-        codec: Codec | None = _PROTO_BINARY_CODEC,
-        protocol: ProtocolType = ProtocolType.CONNECT,
-        accept_compression: Iterable[Compression] | None = None,
-        send_compression: Compression | None = _GZIP_COMPRESSION,
-        timeout_ms: int | None = None,
-        read_max_bytes: int | None = None,
-        interceptors: Iterable[InterceptorSync] = (),
-        http_client: SyncClient | None = None,
-    ) -> None:
-        super().__init__(
-            address=address,
-            codec=codec,
-            protocol=protocol,
-            accept_compression=accept_compression,
-            send_compression=send_compression,
-            timeout_ms=timeout_ms,
-            read_max_bytes=read_max_bytes,
-            interceptors=interceptors,
-            http_client=http_client,
-        )
-    def backup(
-        self,
-        request: BackupRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-    ) -> Iterator[BackupChunk]:
-        """
-        Backup streams a consistent copy of the server's SQLite database, taken with
-        SQLite's online backup API while jobs keep running: first a BackupInfo, then the
-        file's bytes in chunks, in order. On PostgreSQL it fails with
-        FAILED_PRECONDITION: back that database up with pg_dump.
-        """
-        return self.execute_server_stream(
-            request=request,
-            method=MethodInfo(
-                name="Backup",
-                service_name="provd.v1.BackupService",
-                input=BackupRequest,
-                output=BackupChunk,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
-                stream_type=StreamType.SERVER_STREAM,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-        )

@@ -11,31 +11,24 @@ from __future__ import annotations
 
 from typing import Protocol, TYPE_CHECKING
 
-from connectrpc.client import ConnectClient, ConnectClientSync
 from connectrpc.code import Code
-from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_codecs
-from connectrpc.compression.gzip import GzipCompression
+from connectrpc.compat import google_protobuf_codecs
 from connectrpc.errors import ConnectError
 from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
-from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
-from pyqwest import Client, SyncClient
 
 from .daemons_pb2 import ListDaemonsRequest, ListDaemonsResponse
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Iterable, Mapping
+    from collections.abc import AsyncGenerator, Iterable
 
     from connectrpc.codec import Codec
     from connectrpc.compression import Compression
     from connectrpc.interceptor import Interceptor, InterceptorSync
-    from connectrpc.request import Headers, RequestContext
-
+    from connectrpc.request import RequestContext
 
 
 _DEFAULT_CODECS = google_protobuf_codecs()
-_PROTO_BINARY_CODEC = google_protobuf_binary_codec()
-_GZIP_COMPRESSION = GzipCompression()
 
 class DaemonService(Protocol):
     async def list_daemons(self, request: ListDaemonsRequest, ctx: RequestContext[ListDaemonsRequest, ListDaemonsResponse], /) -> ListDaemonsResponse:
@@ -82,57 +75,6 @@ class DaemonServiceASGIApplication(ConnectASGIApplication[DaemonService]):
         return "/provd.v1.DaemonService"
 
 
-class DaemonServiceClient(ConnectClient):
-    def __init__(
-        self,
-        address: str,
-        *,
-        codec: Codec | None = _PROTO_BINARY_CODEC,
-        protocol: ProtocolType = ProtocolType.CONNECT,
-        accept_compression: Iterable[Compression] | None = None,
-        send_compression: Compression | None = _GZIP_COMPRESSION,
-        timeout_ms: int | None = None,
-        read_max_bytes: int | None = None,
-        interceptors: Iterable[Interceptor] = (),
-        http_client: Client | None = None,
-    ) -> None:
-        super().__init__(
-            address=address,
-            codec=codec,
-            protocol=protocol,
-            accept_compression=accept_compression,
-            send_compression=send_compression,
-            timeout_ms=timeout_ms,
-            read_max_bytes=read_max_bytes,
-            interceptors=interceptors,
-            http_client=http_client,
-        )
-    async def list_daemons(
-        self,
-        request: ListDaemonsRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-        use_get: bool = False,
-    ) -> ListDaemonsResponse:
-        """
-        ListDaemons lists every daemon provd has seen, connected or not.
-        """
-        return await self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="ListDaemons",
-                service_name="provd.v1.DaemonService",
-                input=ListDaemonsRequest,
-                output=ListDaemonsResponse,
-                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-            use_get=use_get,
-        )
-
 class DaemonServiceSync(Protocol):
     def list_daemons(self, request: ListDaemonsRequest, ctx: RequestContext[ListDaemonsRequest, ListDaemonsResponse], /) -> ListDaemonsResponse:
         """
@@ -174,55 +116,3 @@ class DaemonServiceWSGIApplication(ConnectWSGIApplication):
     def path(self) -> str:
         """Returns the URL path to mount the application to when serving multiple applications."""
         return "/provd.v1.DaemonService"
-
-
-class DaemonServiceClientSync(ConnectClientSync):
-    def __init__(
-        self,
-        address: str,
-        *,
-        codec: Codec | None = _PROTO_BINARY_CODEC,
-        protocol: ProtocolType = ProtocolType.CONNECT,
-        accept_compression: Iterable[Compression] | None = None,
-        send_compression: Compression | None = _GZIP_COMPRESSION,
-        timeout_ms: int | None = None,
-        read_max_bytes: int | None = None,
-        interceptors: Iterable[InterceptorSync] = (),
-        http_client: SyncClient | None = None,
-    ) -> None:
-        super().__init__(
-            address=address,
-            codec=codec,
-            protocol=protocol,
-            accept_compression=accept_compression,
-            send_compression=send_compression,
-            timeout_ms=timeout_ms,
-            read_max_bytes=read_max_bytes,
-            interceptors=interceptors,
-            http_client=http_client,
-        )
-    def list_daemons(
-        self,
-        request: ListDaemonsRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-        use_get: bool = False,
-    ) -> ListDaemonsResponse:
-        """
-        ListDaemons lists every daemon provd has seen, connected or not.
-        """
-        return self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="ListDaemons",
-                service_name="provd.v1.DaemonService",
-                input=ListDaemonsRequest,
-                output=ListDaemonsResponse,
-                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-            use_get=use_get,
-        )

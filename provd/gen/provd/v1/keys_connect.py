@@ -11,31 +11,24 @@ from __future__ import annotations
 
 from typing import Protocol, TYPE_CHECKING
 
-from connectrpc.client import ConnectClient, ConnectClientSync
 from connectrpc.code import Code
-from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_codecs
-from connectrpc.compression.gzip import GzipCompression
+from connectrpc.compat import google_protobuf_codecs
 from connectrpc.errors import ConnectError
 from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
-from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
-from pyqwest import Client, SyncClient
 
 from .keys_pb2 import CreateKeyRequest, CreateKeyResponse, DeleteKeyRequest, DeleteKeyResponse, ListKeysRequest, ListKeysResponse
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Iterable, Mapping
+    from collections.abc import AsyncGenerator, Iterable
 
     from connectrpc.codec import Codec
     from connectrpc.compression import Compression
     from connectrpc.interceptor import Interceptor, InterceptorSync
-    from connectrpc.request import Headers, RequestContext
-
+    from connectrpc.request import RequestContext
 
 
 _DEFAULT_CODECS = google_protobuf_codecs()
-_PROTO_BINARY_CODEC = google_protobuf_binary_codec()
-_GZIP_COMPRESSION = GzipCompression()
 
 class KeyService(Protocol):
     async def create_key(self, request: CreateKeyRequest, ctx: RequestContext[CreateKeyRequest, CreateKeyResponse], /) -> CreateKeyResponse:
@@ -117,104 +110,6 @@ class KeyServiceASGIApplication(ConnectASGIApplication[KeyService]):
         return "/provd.v1.KeyService"
 
 
-class KeyServiceClient(ConnectClient):
-    def __init__(
-        self,
-        address: str,
-        *,
-        codec: Codec | None = _PROTO_BINARY_CODEC,
-        protocol: ProtocolType = ProtocolType.CONNECT,
-        accept_compression: Iterable[Compression] | None = None,
-        send_compression: Compression | None = _GZIP_COMPRESSION,
-        timeout_ms: int | None = None,
-        read_max_bytes: int | None = None,
-        interceptors: Iterable[Interceptor] = (),
-        http_client: Client | None = None,
-    ) -> None:
-        super().__init__(
-            address=address,
-            codec=codec,
-            protocol=protocol,
-            accept_compression=accept_compression,
-            send_compression=send_compression,
-            timeout_ms=timeout_ms,
-            read_max_bytes=read_max_bytes,
-            interceptors=interceptors,
-            http_client=http_client,
-        )
-    async def create_key(
-        self,
-        request: CreateKeyRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-    ) -> CreateKeyResponse:
-        """
-        CreateKey makes a key and returns its secret, the only time provd shows it.
-        """
-        return await self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="CreateKey",
-                service_name="provd.v1.KeyService",
-                input=CreateKeyRequest,
-                output=CreateKeyResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-        )
-    async def list_keys(
-        self,
-        request: ListKeysRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-        use_get: bool = False,
-    ) -> ListKeysResponse:
-        """
-        ListKeys lists the keys (never their secrets).
-        """
-        return await self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="ListKeys",
-                service_name="provd.v1.KeyService",
-                input=ListKeysRequest,
-                output=ListKeysResponse,
-                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-            use_get=use_get,
-        )
-    async def delete_key(
-        self,
-        request: DeleteKeyRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-    ) -> DeleteKeyResponse:
-        """
-        DeleteKey deletes a key at once: every later call made with it is
-        unauthenticated, and its daemons' open acquire streams end.
-        """
-        return await self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="DeleteKey",
-                service_name="provd.v1.KeyService",
-                input=DeleteKeyRequest,
-                output=DeleteKeyResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-        )
-
 class KeyServiceSync(Protocol):
     def create_key(self, request: CreateKeyRequest, ctx: RequestContext[CreateKeyRequest, CreateKeyResponse], /) -> CreateKeyResponse:
         """
@@ -291,102 +186,3 @@ class KeyServiceWSGIApplication(ConnectWSGIApplication):
     def path(self) -> str:
         """Returns the URL path to mount the application to when serving multiple applications."""
         return "/provd.v1.KeyService"
-
-
-class KeyServiceClientSync(ConnectClientSync):
-    def __init__(
-        self,
-        address: str,
-        *,
-        codec: Codec | None = _PROTO_BINARY_CODEC,
-        protocol: ProtocolType = ProtocolType.CONNECT,
-        accept_compression: Iterable[Compression] | None = None,
-        send_compression: Compression | None = _GZIP_COMPRESSION,
-        timeout_ms: int | None = None,
-        read_max_bytes: int | None = None,
-        interceptors: Iterable[InterceptorSync] = (),
-        http_client: SyncClient | None = None,
-    ) -> None:
-        super().__init__(
-            address=address,
-            codec=codec,
-            protocol=protocol,
-            accept_compression=accept_compression,
-            send_compression=send_compression,
-            timeout_ms=timeout_ms,
-            read_max_bytes=read_max_bytes,
-            interceptors=interceptors,
-            http_client=http_client,
-        )
-    def create_key(
-        self,
-        request: CreateKeyRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-    ) -> CreateKeyResponse:
-        """
-        CreateKey makes a key and returns its secret, the only time provd shows it.
-        """
-        return self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="CreateKey",
-                service_name="provd.v1.KeyService",
-                input=CreateKeyRequest,
-                output=CreateKeyResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-        )
-    def list_keys(
-        self,
-        request: ListKeysRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-        use_get: bool = False,
-    ) -> ListKeysResponse:
-        """
-        ListKeys lists the keys (never their secrets).
-        """
-        return self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="ListKeys",
-                service_name="provd.v1.KeyService",
-                input=ListKeysRequest,
-                output=ListKeysResponse,
-                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-            use_get=use_get,
-        )
-    def delete_key(
-        self,
-        request: DeleteKeyRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-    ) -> DeleteKeyResponse:
-        """
-        DeleteKey deletes a key at once: every later call made with it is
-        unauthenticated, and its daemons' open acquire streams end.
-        """
-        return self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="DeleteKey",
-                service_name="provd.v1.KeyService",
-                input=DeleteKeyRequest,
-                output=DeleteKeyResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-        )

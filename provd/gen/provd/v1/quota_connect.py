@@ -11,31 +11,24 @@ from __future__ import annotations
 
 from typing import Protocol, TYPE_CHECKING
 
-from connectrpc.client import ConnectClient, ConnectClientSync
 from connectrpc.code import Code
-from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_codecs
-from connectrpc.compression.gzip import GzipCompression
+from connectrpc.compat import google_protobuf_codecs
 from connectrpc.errors import ConnectError
 from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
-from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
-from pyqwest import Client, SyncClient
 
 from .quota_pb2 import Allowance, DeleteAllowanceRequest, DeleteAllowanceResponse, GetUserQuotaRequest, ListAllowancesRequest, ListAllowancesResponse, SetAllowanceRequest, UserQuota
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Iterable, Mapping
+    from collections.abc import AsyncGenerator, Iterable
 
     from connectrpc.codec import Codec
     from connectrpc.compression import Compression
     from connectrpc.interceptor import Interceptor, InterceptorSync
-    from connectrpc.request import Headers, RequestContext
-
+    from connectrpc.request import RequestContext
 
 
 _DEFAULT_CODECS = google_protobuf_codecs()
-_PROTO_BINARY_CODEC = google_protobuf_binary_codec()
-_GZIP_COMPRESSION = GzipCompression()
 
 class QuotaService(Protocol):
     async def set_allowance(self, request: SetAllowanceRequest, ctx: RequestContext[SetAllowanceRequest, Allowance], /) -> Allowance:
@@ -133,128 +126,6 @@ class QuotaServiceASGIApplication(ConnectASGIApplication[QuotaService]):
         return "/provd.v1.QuotaService"
 
 
-class QuotaServiceClient(ConnectClient):
-    def __init__(
-        self,
-        address: str,
-        *,
-        codec: Codec | None = _PROTO_BINARY_CODEC,
-        protocol: ProtocolType = ProtocolType.CONNECT,
-        accept_compression: Iterable[Compression] | None = None,
-        send_compression: Compression | None = _GZIP_COMPRESSION,
-        timeout_ms: int | None = None,
-        read_max_bytes: int | None = None,
-        interceptors: Iterable[Interceptor] = (),
-        http_client: Client | None = None,
-    ) -> None:
-        super().__init__(
-            address=address,
-            codec=codec,
-            protocol=protocol,
-            accept_compression=accept_compression,
-            send_compression=send_compression,
-            timeout_ms=timeout_ms,
-            read_max_bytes=read_max_bytes,
-            interceptors=interceptors,
-            http_client=http_client,
-        )
-    async def set_allowance(
-        self,
-        request: SetAllowanceRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-    ) -> Allowance:
-        """
-        SetAllowance creates or replaces the allowance of a user or a group.
-        """
-        return await self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="SetAllowance",
-                service_name="provd.v1.QuotaService",
-                input=SetAllowanceRequest,
-                output=Allowance,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-        )
-    async def delete_allowance(
-        self,
-        request: DeleteAllowanceRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-    ) -> DeleteAllowanceResponse:
-        """
-        DeleteAllowance removes an allowance.
-        """
-        return await self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="DeleteAllowance",
-                service_name="provd.v1.QuotaService",
-                input=DeleteAllowanceRequest,
-                output=DeleteAllowanceResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-        )
-    async def list_allowances(
-        self,
-        request: ListAllowancesRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-        use_get: bool = False,
-    ) -> ListAllowancesResponse:
-        """
-        ListAllowances lists an organization's allowances.
-        """
-        return await self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="ListAllowances",
-                service_name="provd.v1.QuotaService",
-                input=ListAllowancesRequest,
-                output=ListAllowancesResponse,
-                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-            use_get=use_get,
-        )
-    async def get_user_quota(
-        self,
-        request: GetUserQuotaRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-        use_get: bool = False,
-    ) -> UserQuota:
-        """
-        GetUserQuota reports what a user consumes and their budget.
-        """
-        return await self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="GetUserQuota",
-                service_name="provd.v1.QuotaService",
-                input=GetUserQuotaRequest,
-                output=UserQuota,
-                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-            use_get=use_get,
-        )
-
 class QuotaServiceSync(Protocol):
     def set_allowance(self, request: SetAllowanceRequest, ctx: RequestContext[SetAllowanceRequest, Allowance], /) -> Allowance:
         """
@@ -347,126 +218,3 @@ class QuotaServiceWSGIApplication(ConnectWSGIApplication):
     def path(self) -> str:
         """Returns the URL path to mount the application to when serving multiple applications."""
         return "/provd.v1.QuotaService"
-
-
-class QuotaServiceClientSync(ConnectClientSync):
-    def __init__(
-        self,
-        address: str,
-        *,
-        codec: Codec | None = _PROTO_BINARY_CODEC,
-        protocol: ProtocolType = ProtocolType.CONNECT,
-        accept_compression: Iterable[Compression] | None = None,
-        send_compression: Compression | None = _GZIP_COMPRESSION,
-        timeout_ms: int | None = None,
-        read_max_bytes: int | None = None,
-        interceptors: Iterable[InterceptorSync] = (),
-        http_client: SyncClient | None = None,
-    ) -> None:
-        super().__init__(
-            address=address,
-            codec=codec,
-            protocol=protocol,
-            accept_compression=accept_compression,
-            send_compression=send_compression,
-            timeout_ms=timeout_ms,
-            read_max_bytes=read_max_bytes,
-            interceptors=interceptors,
-            http_client=http_client,
-        )
-    def set_allowance(
-        self,
-        request: SetAllowanceRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-    ) -> Allowance:
-        """
-        SetAllowance creates or replaces the allowance of a user or a group.
-        """
-        return self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="SetAllowance",
-                service_name="provd.v1.QuotaService",
-                input=SetAllowanceRequest,
-                output=Allowance,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-        )
-    def delete_allowance(
-        self,
-        request: DeleteAllowanceRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-    ) -> DeleteAllowanceResponse:
-        """
-        DeleteAllowance removes an allowance.
-        """
-        return self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="DeleteAllowance",
-                service_name="provd.v1.QuotaService",
-                input=DeleteAllowanceRequest,
-                output=DeleteAllowanceResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-        )
-    def list_allowances(
-        self,
-        request: ListAllowancesRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-        use_get: bool = False,
-    ) -> ListAllowancesResponse:
-        """
-        ListAllowances lists an organization's allowances.
-        """
-        return self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="ListAllowances",
-                service_name="provd.v1.QuotaService",
-                input=ListAllowancesRequest,
-                output=ListAllowancesResponse,
-                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-            use_get=use_get,
-        )
-    def get_user_quota(
-        self,
-        request: GetUserQuotaRequest,
-        *,
-        headers: Headers | Mapping[str, str] | None = None, 
-        timeout_ms: int | None = None,
-        use_get: bool = False,
-    ) -> UserQuota:
-        """
-        GetUserQuota reports what a user consumes and their budget.
-        """
-        return self.execute_unary(
-            request=request,
-            method=MethodInfo(
-                name="GetUserQuota",
-                service_name="provd.v1.QuotaService",
-                input=GetUserQuotaRequest,
-                output=UserQuota,
-                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
-                stream_type=StreamType.UNARY,
-            ),
-            headers=headers,
-            timeout_ms=timeout_ms,
-            use_get=use_get,
-        )
