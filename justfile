@@ -41,6 +41,7 @@ release *ARGS:
     VENV={{venv}} packaging/release.sh {{ARGS}}
 
 # Run every benchmark; each prints a table and one JSON line (docs/performance.md).
+# scale_out.py also needs h2load (apt-get install nghttp2-client).
 bench:
     {{python}} bench/lifecycle.py
     {{python}} bench/dispatch.py --subprocess

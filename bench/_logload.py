@@ -220,8 +220,10 @@ def read_back(url: str, jobs: Sequence[Sequence[str]], threads: int = 8) -> dict
         return dict(pool.map(one, [job_id for held in jobs for job_id in held]))
 
 
-def provd_held_jobs(url: str, daemons: int, per_daemon: int) -> list[list[str]]:
-    """Create `daemons x per_daemon` jobs and have daemon i (`bench-i`) acquire its
+def provd_held_jobs(
+    url: str, daemons: int, per_daemon: int, prefix: str = "bench-"
+) -> list[list[str]]:
+    """Create `daemons x per_daemon` jobs and have daemon i (`{prefix}i`) acquire its
     share, so each holds `per_daemon` running jobs."""
     admin = job_client(url, ADMIN_TOKEN, http_client=http2_client())
     file_hash = admin.upload_file(pb.UploadFileRequest(data=template_tar())).hash
@@ -232,7 +234,7 @@ def provd_held_jobs(url: str, daemons: int, per_daemon: int) -> list[list[str]]:
         admin.create_job(create)
     held: list[list[str]] = []
     for index in range(daemons):
-        client = daemon_client(url, DAEMON_PSK, name=f"bench-{index}")
+        client = daemon_client(url, DAEMON_PSK, name=f"{prefix}{index}")
         mine = []
         for _ in range(per_daemon):
             requests = AcquireRequests()
