@@ -250,11 +250,8 @@ class Dispatcher:
             raise InvalidArgument(f"type: one of {_JOB_TYPES} is required")
         result = api.JobResult()
         getattr(result, kind).CopyFrom(getattr(request, kind))
-        job = await self._store.get_job(job_id)
-        if job is not None and job.holder_id == daemon.id and job.type.value != kind:
-            raise InvalidArgument(f"type: job {job_id} is a {job.type.value}, not a {kind}")
         completed = await self._store.complete_job(
-            job_id, daemon.id, result.SerializeToString(deterministic=True)
+            job_id, daemon.id, result.SerializeToString(deterministic=True), JobType(kind)
         )
         self._events.notify(job_id)
         if self._metrics is not None:

@@ -20,6 +20,7 @@ from provd.model import (
     Job,
     JobPage,
     JobQuery,
+    JobType,
     JobUpdate,
     LogLine,
     NewJob,
@@ -203,7 +204,13 @@ class Store(Protocol):
         store readme and template variables."""
         ...
 
-    async def complete_job(self, job_id: str, daemon_id: str, result: bytes) -> Job: ...
+    async def complete_job(
+        self, job_id: str, daemon_id: str, result: bytes, job_type: JobType | None = None
+    ) -> Job:
+        """End a job `daemon_id` holds as succeeded, with `result`. With `job_type`, a
+        job of another type is refused (InvalidArgument) and stays running: the check
+        costs no read of its own."""
+        ...
 
     async def fail_job(
         self,

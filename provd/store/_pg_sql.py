@@ -53,6 +53,7 @@ from provd.store._rules import (
     cut_to_budget,
     handed_over,
     new_jobs_queue,
+    refuse_other_type,
 )
 
 Conn = Connection[DictRow]
@@ -567,15 +568,19 @@ def update_job(conn: Conn, job_id: str, daemon_id: str, update: JobUpdate, now: 
     )
 
 
-def complete_job(conn: Conn, job_id: str, daemon_id: str, result: bytes, now: int) -> Job:
+def complete_job(
+    conn: Conn, job_id: str, daemon_id: str, result: bytes, job_type: JobType | None, now: int
+) -> Job:
     _check_held(conn, job_id, daemon_id)
-    return _job_or_raise(
+    completed = _job_or_raise(
         conn.execute(
             "UPDATE jobs SET completed_at = %s, updated_at = %s, result = %s"
             f" WHERE id = %s RETURNING {JOB_COLUMNS}",
             (now, now, bytes(result), job_id),
         )
     )
+    refuse_other_type(completed, job_type)  # the transaction rolls back
+    return completed
 
 
 def fail_job(

@@ -6,7 +6,18 @@ them, so a rule changed here changes for every backend.
 
 from __future__ import annotations
 
-from provd.model import Job, LogBatch, LogLevel, LogLine, LogRow, NewJob, NewLogLine, Queue
+from provd.errors import InvalidArgument
+from provd.model import (
+    Job,
+    JobType,
+    LogBatch,
+    LogLevel,
+    LogLine,
+    LogRow,
+    NewJob,
+    NewLogLine,
+    Queue,
+)
 
 # provisioner.WorkspaceTransition.DESTROY: a destroyed workspace costs nothing.
 DESTROY = 2
@@ -16,6 +27,15 @@ FAILED_WITHOUT_REASON = "the daemon failed the job without giving a reason"
 LOGS_TRUNCATED = (
     "Logs truncated: this job wrote more than {limit} bytes of log text; later lines were dropped."
 )
+
+
+def refuse_other_type(completed: Job, job_type: JobType | None) -> None:
+    """A job completed as another type than its own is refused: raised inside the
+    completing transaction, so the job stays running."""
+    if job_type is not None and completed.type is not job_type:
+        raise InvalidArgument(
+            f"type: job {completed.id} is a {completed.type.value}, not a {job_type.value}"
+        )
 
 
 def log_size(line: NewLogLine | LogLine) -> int:

@@ -34,7 +34,13 @@ from provd.store import JobHistory, Purged
 from provd.store._history import SKEW_MS, assemble, grid, outcome_case
 from provd.store._log_chunks import as_batch, chunks, line_count, read_chunks
 from provd.store._ranks import Level, flip_jobs, positions, take_ordinal
-from provd.store._rules import FAILED_WITHOUT_REASON, cut_to_budget, handed_over, new_jobs_queue
+from provd.store._rules import (
+    FAILED_WITHOUT_REASON,
+    cut_to_budget,
+    handed_over,
+    new_jobs_queue,
+    refuse_other_type,
+)
 
 JOB_COLUMNS = (
     "seq, id, type, provisioner, organization, tags, file_hash, initiator_id, initiator_name,"
@@ -499,16 +505,23 @@ def update_job(
 
 
 def complete_job(
-    conn: sqlite3.Connection, job_id: str, daemon_id: str, result: bytes, now: int
+    conn: sqlite3.Connection,
+    job_id: str,
+    daemon_id: str,
+    result: bytes,
+    job_type: JobType | None,
+    now: int,
 ) -> Job:
     _check_held(conn, job_id, daemon_id)
-    return _job_or_raise(
+    completed = _job_or_raise(
         conn.execute(
             "UPDATE jobs SET completed_at = ?, updated_at = ?, result = ?"
             f" WHERE id = ? RETURNING {JOB_COLUMNS}",
             (now, now, result, job_id),
         )
     )
+    refuse_other_type(completed, job_type)  # the writer rolls this write back
+    return completed
 
 
 def fail_job(

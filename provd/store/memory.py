@@ -66,6 +66,7 @@ from provd.store._rules import (
     cut_to_budget,
     handed_over,
     new_jobs_queue,
+    refuse_other_type,
 )
 
 __all__ = ["MemoryDatabase", "MemoryStore", "open_memory_store"]
@@ -392,10 +393,13 @@ class MemoryStore:
         )
         return _copy(updated)
 
-    async def complete_job(self, job_id: str, daemon_id: str, result: bytes) -> Job:
+    async def complete_job(
+        self, job_id: str, daemon_id: str, result: bytes, job_type: JobType | None = None
+    ) -> Job:
         now = self._now()
         await self._enter()
         job = self._held(job_id, daemon_id)
+        refuse_other_type(job, job_type)
         return _copy(self._replace(job, completed_at=now, updated_at=now, result=bytes(result)))
 
     async def fail_job(

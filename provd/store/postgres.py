@@ -44,6 +44,7 @@ from provd.model import (
     JobPage,
     JobQuery,
     JobStatus,
+    JobType,
     JobUpdate,
     LogLine,
     NewJob,
@@ -310,10 +311,17 @@ class PostgresStore:
             )
         )
 
-    async def complete_job(self, job_id: str, daemon_id: str, result: bytes) -> Job:
+    async def complete_job(
+        self, job_id: str, daemon_id: str, result: bytes, job_type: JobType | None = None
+    ) -> Job:
         return await self._run(
             partial(
-                sql.complete_job, job_id=job_id, daemon_id=daemon_id, result=result, now=self._now()
+                sql.complete_job,
+                job_id=job_id,
+                daemon_id=daemon_id,
+                result=result,
+                job_type=job_type,
+                now=self._now(),
             )
         )
 

@@ -38,6 +38,7 @@ from provd.model import (
     JobPage,
     JobQuery,
     JobStatus,
+    JobType,
     JobUpdate,
     LogLine,
     NewJob,
@@ -285,13 +286,16 @@ class SQLiteStore:
             )
         )
 
-    async def complete_job(self, job_id: str, daemon_id: str, result: bytes) -> Job:
+    async def complete_job(
+        self, job_id: str, daemon_id: str, result: bytes, job_type: JobType | None = None
+    ) -> Job:
         return await self._writer.write(
             partial(
                 jobs_sql.complete_job,
                 job_id=job_id,
                 daemon_id=daemon_id,
                 result=result,
+                job_type=job_type,
                 now=self._clock(),
             )
         )

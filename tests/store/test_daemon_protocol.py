@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from provd.model import JobStatus, JobUpdate, LogLevel, LogSource, QueuePosition
+from provd.errors import InvalidArgument
+from provd.model import JobStatus, JobType, JobUpdate, LogLevel, LogSource, QueuePosition
 from provd.store import Store
 from provd.store._rules import FAILED_WITHOUT_REASON, LOGS_TRUNCATED
 
@@ -304,6 +305,23 @@ class TestCompleteJob(HolderChecks):
         done = await store.complete_job(job.id, "d1", b"partial")
         assert done.status is JobStatus.CANCELED
         assert done.result == b"partial"
+
+    @pytest.mark.parametrize("job_type", list(JobType))
+    async def test_only_as_its_own_type(self, store: Store, job_type: JobType) -> None:
+        """Completed as another type, a job is refused and stays running, as it was;
+        completed as its own type (or with no type given), it succeeds."""
+        job = await make_running(store, "d1")
+        if job_type is job.type:
+            done = await store.complete_job(job.id, "d1", b"ok", job_type)
+            assert done.status is JobStatus.SUCCEEDED
+            return
+        with pytest.raises(InvalidArgument) as refused:
+            await store.complete_job(job.id, "d1", b"wrong", job_type)
+        assert str(refused.value) == (
+            f"type: job {job.id} is a {job.type.value}, not a {job_type.value}"
+        )
+        assert await store.get_job(job.id) == job
+        assert (await store.complete_job(job.id, "d1", b"ok")).status is JobStatus.SUCCEEDED
 
     async def test_job_is_no_longer_running(self, store: Store) -> None:
         job = await make_running(store, "d1")
