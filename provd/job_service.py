@@ -57,7 +57,7 @@ WATCH_MIN_INTERVAL_SECONDS = 0.5
 WATCH_KEEP_ALIVE_SECONDS = 20.0
 
 # Stores a new job with its first log lines (`Store.create_job`'s signature).
-CreateJob = Callable[[NewJob, Sequence[NewLogLine]], Awaitable[Job]]
+CreateJob = Callable[[NewJob, Sequence[NewLogLine]], Awaitable[tuple[Job, QueuePosition]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +137,7 @@ class JobService:
         self._metrics = metrics
         self._store = store
         self._files = files or FileCache(store)
-        self._create_job: CreateJob = create_job or store.create_job
+        self._create_job: CreateJob = create_job or store.create_job_in_line
         self._events = events
         self.limits = limits
         self._log_poll_interval = log_poll_interval_seconds
@@ -184,7 +184,7 @@ class JobService:
             lines.append(
                 server_line("Queued", f"No daemon can take it yet: {missing}.", LogLevel.WARN)
             )
-        job = await self._create_job(new, lines)
+        job, position = await self._create_job(new, lines)
         # The watchers of every job here; the other processes hear of a pending job
         # through `job_available`, and of one handed straight to a daemon through its
         # claim (the dispatcher's hand-over notifies).
@@ -193,7 +193,7 @@ class JobService:
             self._job_available(queue)
         if self._metrics is not None:
             self._metrics.job_created(job)
-        return await self.view(job)
+        return self._view(job, position)
 
     async def get_job(self, job_id: str) -> JobView:
         return await self.view(await self._require(job_id))

@@ -36,6 +36,7 @@ from provd.model import (
     NewJob,
     NewLogLine,
     Queue,
+    QueuePosition,
     server_line,
     tags_key,
 )
@@ -201,11 +202,14 @@ class Scheduler:
             self._announce_available(_queue_of(released))
         self._job_changed(job.id)
 
-    async def create_job(self, job: NewJob, logs: Sequence[NewLogLine] = ()) -> Job:
+    async def create_job(
+        self, job: NewJob, logs: Sequence[NewLogLine] = ()
+    ) -> tuple[Job, QueuePosition]:
         """Store a new job, and hand it to a daemon waiting idle for its queue if there
         is one: the insert and the claim in one transaction, the waiter settled at
-        once. Returns the job as stored; a job still pending (nobody was idle, or a job
-        ahead of it went first) is the caller's to announce (`job_available`).
+        once. Returns the job as stored and its place in its queue (0 of 0 once handed
+        over); a job still pending (nobody was idle, or a job ahead of it went first)
+        is the caller's to announce (`job_available`).
 
         The claim follows the queue's order: if a job ahead of the new one is still
         pending (created elsewhere, its wake-up on its way), that one is handed over.
@@ -213,7 +217,7 @@ class Scheduler:
         queue = Queue(job.organization, job.provisioner, job.tags)
         waiter = self._idle_waiter_for(queue)
         if waiter is None:
-            return await self._store.create_job(job, logs)
+            return await self._store.create_job_in_line(job, logs)
         try:
             created, claimed = await self._store.create_and_claim_job(job, logs, waiter.daemon.id)
         except BaseException:
@@ -226,7 +230,10 @@ class Scheduler:
         self._claims += 1
         self._handed_straight += 1
         await self._settle_claimed(waiter, claimed)
-        return created
+        if created.status is JobStatus.PENDING:  # a job ahead of it was handed over
+            (position,) = await self._store.queue_positions([created])
+            return created, position
+        return created, QueuePosition(0, 0)
 
     def _idle_waiter_for(self, queue: Queue) -> _Waiter | None:
         """The first waiter of the oldest group that can run `queue`'s jobs and has

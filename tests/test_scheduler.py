@@ -16,7 +16,7 @@ from trio.testing import MockClock, wait_all_tasks_blocked
 
 from provd.errors import NotFound
 from provd.events import JobEvents
-from provd.model import Daemon, Job, JobStatus, NewJob
+from provd.model import Daemon, Job, JobStatus, NewJob, QueuePosition
 from provd.scheduler import Scheduler
 from provd.store.memory import MemoryStore
 from tests.claim_gate import ClaimGate
@@ -310,8 +310,9 @@ async def test_a_new_job_goes_straight_to_an_idle_waiter(
     wait = harness.wait(daemon())
     await wait_all_tasks_blocked()
     started = trio.current_time()
-    created = await harness.scheduler.create_job(await new(harness), [log("queued")])
+    created, place = await harness.scheduler.create_job(await new(harness), [log("queued")])
     assert created.status is JobStatus.RUNNING and created.daemon_id == daemon().id
+    assert place == QueuePosition(0, 0)
     await until(wait.ended)
     assert wait.job == created and wait.ended_at == started
     assert await outputs(harness.store, created.id) == ["queued"]
@@ -326,8 +327,9 @@ async def test_a_new_job_with_nobody_idle_is_created_pending(
     caller to announce."""
     linux = harness.wait(daemon("linux", os="linux"))
     await wait_all_tasks_blocked()
-    created = await harness.scheduler.create_job(await new(harness), [])
+    created, place = await harness.scheduler.create_job(await new(harness), [])
     assert created.status is JobStatus.PENDING
+    assert place == QueuePosition(1, 1)
     assert not linux.ended.is_set()
     assert harness.scheduler.statistics().handed_straight == 0
 
@@ -340,10 +342,11 @@ async def test_a_job_ahead_in_the_queue_is_handed_over_first(
     wait = harness.wait(daemon())
     await wait_all_tasks_blocked()
     older = await make_job(harness.store)  # straight into the store: nobody is woken
-    created = await harness.scheduler.create_job(await new(harness), [])
+    created, place = await harness.scheduler.create_job(await new(harness), [])
     await until(wait.ended)
     assert wait.job is not None and wait.job.id == older.id
     assert created.status is JobStatus.PENDING
+    assert place == QueuePosition(1, 1)  # the older one left the queue
     assert (await fetch(harness.store, created.id)).status is JobStatus.PENDING
 
 
@@ -357,7 +360,7 @@ async def test_cancel_during_a_hand_over_still_gets_the_job(
     created: list[Job] = []
 
     async def create() -> None:
-        created.append(await harness.scheduler.create_job(await new(harness), []))
+        created.append((await harness.scheduler.create_job(await new(harness), []))[0])
 
     harness.nursery.start_soon(create)
     await until(harness.gate.holding)
@@ -437,6 +440,6 @@ async def test_a_failed_hand_over_leaves_the_waiter_waiting(
         await harness.scheduler.create_job(new_job("0" * 64), [])
     await wait_all_tasks_blocked()
     assert not wait.ended.is_set()
-    created = await harness.scheduler.create_job(await new(harness), [])
+    created, _ = await harness.scheduler.create_job(await new(harness), [])
     await until(wait.ended)
     assert wait.job == created

@@ -107,6 +107,14 @@ class Store(Protocol):
         """
         ...
 
+    async def create_job_in_line(
+        self, job: NewJob, logs: Sequence[NewLogLine] = ()
+    ) -> tuple[Job, QueuePosition]:
+        """`create_job`, and the new job's place in its queue (`queue_positions`), as
+        CreateJob answers with both. SQLite reads the place in the insert's own
+        transaction: no reader thread, no second snapshot."""
+        ...
+
     async def create_and_claim_job(
         self, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str
     ) -> tuple[Job, Job]:

@@ -305,6 +305,16 @@ def claim_job(
     return job_from_row(row)
 
 
+def create_job_in_line(
+    conn: sqlite3.Connection, job: NewJob, logs: Sequence[NewLogLine], now: int
+) -> tuple[Job, QueuePosition]:
+    """`Store.create_job_in_line` in the writer's transaction: the counters the insert
+    just moved are read by the same connection, so the place is exact."""
+    created = create_job(conn, job, logs, now)
+    (position,) = positions(Ranks(conn), [created], PENDING)
+    return created, position
+
+
 def create_and_claim_job(
     conn: sqlite3.Connection, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str, now: int
 ) -> tuple[Job, Job]:

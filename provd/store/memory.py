@@ -146,6 +146,13 @@ class MemoryStore:
         db = await self._enter()
         return _copy(self._create(db, job, logs, now))
 
+    async def create_job_in_line(
+        self, job: NewJob, logs: Sequence[NewLogLine] = ()
+    ) -> tuple[Job, QueuePosition]:
+        created = await self.create_job(job, logs)
+        (position,) = await self.queue_positions([created])
+        return created, position
+
     async def create_and_claim_job(
         self, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str
     ) -> tuple[Job, Job]:

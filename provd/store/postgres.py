@@ -221,6 +221,15 @@ class PostgresStore:
     async def create_job(self, job: NewJob, logs: Sequence[NewLogLine] = ()) -> Job:
         return await self._run(partial(sql.create_job, job=job, logs=logs, now=self._now()))
 
+    async def create_job_in_line(
+        self, job: NewJob, logs: Sequence[NewLogLine] = ()
+    ) -> tuple[Job, QueuePosition]:
+        # Two transactions, as before: the place is read in its own REPEATABLE READ
+        # snapshot (sql.queue_positions), which a write transaction cannot switch to.
+        created = await self.create_job(job, logs)
+        (position,) = await self.queue_positions([created])
+        return created, position
+
     async def create_and_claim_job(
         self, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str
     ) -> tuple[Job, Job]:

@@ -189,6 +189,13 @@ class SQLiteStore:
             partial(jobs_sql.create_job, job=job, logs=logs, now=self._clock())
         )
 
+    async def create_job_in_line(
+        self, job: NewJob, logs: Sequence[NewLogLine] = ()
+    ) -> tuple[Job, QueuePosition]:
+        return await self._writer.write(
+            partial(jobs_sql.create_job_in_line, job=job, logs=logs, now=self._clock())
+        )
+
     async def create_and_claim_job(
         self, job: NewJob, logs: Sequence[NewLogLine], daemon_id: str
     ) -> tuple[Job, Job]:

@@ -48,6 +48,7 @@ CALLS: dict[str, Call] = {
     "get_file_info": lambda s, j: s.get_file_info(j.file_hash),
     "get_file_data": lambda s, j: s.get_file_data(j.file_hash),
     "create_job": lambda s, j: s.create_job(new_job(j.file_hash)),
+    "create_job_in_line": lambda s, j: s.create_job_in_line(new_job(j.file_hash)),
     "create_and_claim_job": lambda s, j: s.create_and_claim_job(new_job(j.file_hash), [], "d1"),
     "get_job": lambda s, j: s.get_job(j.id),
     "list_jobs": lambda s, j: s.list_jobs(JobQuery()),

@@ -20,7 +20,7 @@ from provd.model import Job, JobQuery, JobStatus, Queue, QueuePosition, tags_key
 from provd.store import Store
 
 from .conftest import Clock, StoreFactory
-from .support import DEFAULT_QUEUE, TAGS, claim, make_job, queue_of
+from .support import ARCHIVE, DEFAULT_QUEUE, TAGS, TAR, claim, log, make_job, new_job, queue_of
 
 OTHER_QUEUE = Queue("org-a", "echo", {**TAGS, "region": "eu"})
 
@@ -61,6 +61,20 @@ async def check(store: Store) -> None:
     assert dict(zip([job.id for job in jobs], batch, strict=True)) == expected
     for job in jobs[:: max(1, len(jobs) // 7)]:
         assert await store.queue_position(job) == expected[job.id]
+
+
+class TestCreateJobInLine:
+    async def test_create_job_in_line_answers_with_the_place(self, store: Store) -> None:
+        """`create_job_in_line` stores what `create_job` does and gives the new job's
+        place as `queue_positions` reads it afterwards, priorities and queues mixed."""
+        stored = await store.put_file(ARCHIVE, TAR)
+        for priority, tags in ((0, TAGS), (5, TAGS), (0, TAGS), (9, OTHER_QUEUE.tags), (-1, TAGS)):
+            new = new_job(stored.hash, priority=priority, tags=dict(tags))
+            created, place = await store.create_job_in_line(new, [log("queued")])
+            assert created == await store.get_job(new.id)
+            assert created.status is JobStatus.PENDING
+            assert [place] == await store.queue_positions([created])
+            await check(store)
 
 
 class TestQueuePositions:
