@@ -337,10 +337,20 @@ class DatagramRelay:
         self._sent = self._dropped = self._removed = self._received = self._malformed = 0
 
     def send(self, wakeup: Wakeup) -> None:
-        if self._sock is None:
+        if self._sock is None or self._alone():
             return
         self._pending[_part(wakeup)] = None
         self._ready.set()
+
+    def _alone(self) -> bool:
+        """No other process to tell, by a peer list read within `peer_refresh_seconds`
+        (a process that joins greets this one at once): a single `provd serve` then
+        pays nothing per wake-up. A stale list is refreshed by the next flush."""
+        return (
+            not self._peers
+            and not self._owed
+            and time.monotonic() - self._peers_read_at < self._peer_refresh_seconds
+        )
 
     def statistics(self) -> RelayStatistics:
         return RelayStatistics(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from trio.testing import wait_all_tasks_blocked
 
 from provd.model import Queue
 from provd.store import Store
@@ -277,6 +278,34 @@ async def test_relay_latency_between_two_processes_sockets(
     assert [w for batch in received for w in batch] == [JobChanged(f"job-{i}") for i in range(200)]
     assert sender.statistics().messages_dropped == 0
     print(f"\nrelay A -> B, 200 wake-ups: p50 {_ms(latencies, 50)}, p99 {_ms(latencies, 99)}")
+
+
+async def test_a_lone_process_tells_a_peer_that_joins_later(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """Alone, a relay drops its wake-ups (nobody to tell); a process that joins
+    greets it and gets every wake-up sent after that."""
+    db_path = tmp_path / "alone.db"
+    sender = DatagramRelay(db_path)
+    await nursery.start(sender.run, lambda wakeups: None)
+    sender.send(JobChanged("nobody-listens"))
+    await wait_all_tasks_blocked()
+    directory = notify_directory(db_path)
+    joiner = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    joiner_path = directory / f"{os.getpid()}-0a1b2c3d.sock"
+    joiner.bind(str(joiner_path))
+    try:
+        joiner.sendto(MAGIC + b'[["h"]]', sender.path)
+        await wait_until(lambda: sender.statistics().peers == 1)
+        sender.send(JobChanged("after-the-greeting"))
+        with trio.fail_after(10):  # a hang guard, not a timing assertion
+            await trio.lowlevel.wait_readable(joiner)
+        message = joiner.recv(MAX_MESSAGE_BYTES + 1)
+        received = [w for w in decode(message) if isinstance(w, Wakeup)]
+        assert received == [JobChanged("after-the-greeting")]
+    finally:
+        joiner.close()
+        joiner_path.unlink()
 
 
 async def test_a_burst_is_batched_and_a_full_queue_is_made_up_by_a_rescan(
