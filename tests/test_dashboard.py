@@ -34,6 +34,7 @@ from provd.gen.provd.v1 import keys_pb2 as kpb
 from provd.gen.provd.v1 import quota_pb2 as qpb
 from provd.gen.provisionerd import provisionerd_pb2 as pd
 from provd.gen.provisionersdk import provisioner_pb2 as sdk
+from provd.model import DEFAULT_ORGANIZATION
 from provd.rpc.dashboard import ASSETS, CONTENT_SECURITY_POLICY, WEB_DIR
 from tests import chromium
 from tests.chromium import (
@@ -195,6 +196,17 @@ def test_the_asset_table_matches_provd_web_and_the_package_data() -> None:
     patterns = pyproject["tool"]["setuptools"]["package-data"]["provd"]
     for name in served:
         assert any(fnmatch(f"web/{name}", pattern) for pattern in patterns), name
+
+
+def test_the_pages_default_organization_is_provds() -> None:
+    """The one copy of provd's default organization in the dashboard (api.js) is the
+    model's; the pages import it rather than spell it again."""
+    api = (WEB_DIR / "api.js").read_text()
+    (value,) = re.findall(r'export const DEFAULT_ORGANIZATION = "([^"]*)";', api)
+    assert value == DEFAULT_ORGANIZATION
+    for path in WEB_DIR.glob("*.js"):
+        if path.name != "api.js":
+            assert "const DEFAULT_ORGANIZATION" not in path.read_text(), path.name
 
 
 # --- in Chromium (the browser fixture and the shared helpers: tests/chromium.py)

@@ -9,6 +9,9 @@
 // The admin token lives in sessionStorage (this tab only, gone when it closes) and
 // travels only in the Authorization header: never in a URL, never in a cookie.
 
+// provd's organization when none is named (model.DEFAULT_ORGANIZATION).
+export const DEFAULT_ORGANIZATION = "default";
+
 const TOKEN_KEY = "provd.adminToken";
 const END_STREAM = 0x02;
 const COMPRESSED = 0x01;

@@ -6,12 +6,10 @@
 // it says it. Nothing typed here goes into a URL: the form's fields have no names,
 // the page's address stays #/new, and only the new job's id is put in the next one.
 
-import { unary } from "./api.js";
+import { DEFAULT_ORGANIZATION, unary } from "./api.js";
 import { el } from "./dom.js";
 
-// provd's organization when none is named (model.DEFAULT_ORGANIZATION), and the
-// provisioner `provd jobs create` and `provd daemon` default to.
-const DEFAULT_ORGANIZATION = "default";
+// The provisioner `provd jobs create` and `provd daemon` default to.
 const DEFAULT_PROVISIONER = "echo";
 const TYPES = [
   ["templateImport", "template import"],

@@ -3,12 +3,10 @@
 // is visible (polling: allowances are not job changes, so WatchJobs does not tell);
 // SetAllowance from a form, and DeleteAllowance from each row after a confirmation.
 
-import { unary } from "./api.js";
+import { DEFAULT_ORGANIZATION, unary } from "./api.js";
 import { el, formatTime, poll } from "./dom.js";
 
 const REFRESH_SECONDS = 2;
-// provd's organization when none is named (model.DEFAULT_ORGANIZATION).
-const DEFAULT_ORGANIZATION = "default";
 const COLUMNS = ["Kind", "Subject", "Allowance (credits per day)", ""];
 
 // Kept while the tab lives, so that leaving the page and coming back keeps it.
