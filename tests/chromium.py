@@ -5,7 +5,8 @@ Selenium blocks, so each browser step runs in a worker thread (`in_browser`) whi
 trio serves the page. Chromium and its driver come from Debian (`apt-get install
 chromium chromium-driver`; .ci/run installs them). Without them the `browser` fixture
 fails under CI (`CI` set) and skips with the reason elsewhere. A test module uses it
-by naming it: `browser = chromium.browser`.
+by naming it: `browser = chromium.browser`, and imports Selenium's names it uses (`By`,
+`Keys`, `WebDriver`, `ActionChains`) from here.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ try:
     from selenium.common.exceptions import NoAlertPresentException, TimeoutException
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # reported by the `browser` fixture
     webdriver = None  # type: ignore[assignment]
+    # Still importable, so the test modules load and their tests report what is missing.
+    ActionChains = By = Keys = WebDriver = None  # type: ignore[assignment,misc]
 
 T = TypeVar("T")
 

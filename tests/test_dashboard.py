@@ -38,6 +38,9 @@ from provd.model import DEFAULT_ORGANIZATION
 from provd.rpc.dashboard import ASSETS, CONTENT_SECURITY_POLICY, WEB_DIR
 from tests import chromium
 from tests.chromium import (
+    By,
+    Keys,
+    WebDriver,
     console_errors,
     field_text,
     in_browser,
@@ -53,13 +56,6 @@ from tests.chromium import (
 )
 from tests.conftest import ADMIN_TOKEN, Server, ServerFactory
 from tests.daemon_clients import Jobs, TestDaemon, wait_until
-
-try:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.remote.webdriver import WebDriver
-except ImportError:  # reported by the `browser` fixture
-    pass
 
 ROOT = Path(__file__).resolve().parent.parent
 XSS = "<img src=x onerror=alert(1)>"

@@ -22,6 +22,9 @@ from provd.gen.provd.v1 import jobs_pb2 as pb
 from tests import chromium
 from tests.chromium import (
     PHONE,
+    By,
+    Keys,
+    WebDriver,
     console_errors,
     fits_the_width,
     in_browser,
@@ -33,13 +36,6 @@ from tests.chromium import (
 )
 from tests.conftest import Server
 from tests.daemon_clients import Jobs, TestDaemon
-
-try:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.remote.webdriver import WebDriver
-except ImportError:  # reported by the `browser` fixture
-    pass
 
 pytestmark = pytest.mark.slow
 

@@ -21,6 +21,10 @@ from provd.gen.provd.v1 import jobs_pb2 as pb
 from tests import chromium
 from tests.archives import make_tar, make_zip
 from tests.chromium import (
+    ActionChains,
+    By,
+    Keys,
+    WebDriver,
     console_errors,
     field_text,
     in_browser,
@@ -32,14 +36,6 @@ from tests.chromium import (
 from tests.conftest import Server
 from tests.daemon_clients import Jobs
 from tests.processes import start_daemon
-
-try:
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.remote.webdriver import WebDriver
-except ImportError:  # reported by the `browser` fixture
-    pass
 
 pytestmark = pytest.mark.slow
 
