@@ -172,6 +172,11 @@ class RawH2:
         """One Connect unary call (binary) on this connection; its response body, or
         AssertionError with the status and body if it did not succeed."""
         stream_id = self.open_stream(path, [("content-type", "application/proto"), *headers])
+        return await self.unary_on(stream_id, body)
+
+    async def unary_on(self, stream_id: int, body: bytes) -> bytes:
+        """`unary` on a stream opened with `open_stream` (its content type: the
+        caller's, binary Connect if none)."""
         self.conn.send_data(stream_id, body, end_stream=True)
         await self.flush()
         await self.receive_until(

@@ -165,6 +165,30 @@ async def test_grpc_stream_ends_with_its_status_whatever_the_client_sends_after(
         await client.aclose()
 
 
+async def test_a_unary_answer_is_its_headers_and_one_data_frame_that_ends_it(
+    server: Server,
+) -> None:
+    """A Connect unary answer is HEADERS, then DATA carrying END_STREAM: hypercorn sent
+    an empty DATA frame to end the stream after the message, each frame in a write of
+    its own (provd/_compat/hypercorn_h2.py, 4)."""
+    await Jobs(server).create()  # something to list: the answer is not empty
+    client = RawH2(server.url)
+    await client.connect()
+    try:
+        for _ in range(3):  # the first call also settles the connection's SETTINGS
+            stream_id = client.open_stream(
+                LIST_JOBS,
+                [("content-type", "application/proto"), ("authorization", f"Bearer {ADMIN_TOKEN}")],
+            )
+            with trio.fail_after(10):  # a hang guard
+                await client.unary_on(stream_id, b"")
+            frames = [f for f in client.frames if f.stream_id == stream_id]
+            assert [type(f).__name__ for f in frames] == ["HeadersFrame", "DataFrame"], frames
+            assert "END_STREAM" in frames[1].flags and frames[1].data, frames[1]
+    finally:
+        await client.aclose()
+
+
 async def call_complete(server: Server, job_id: str, name: str) -> None:
     """CompleteJob over Connect JSON/HTTP/1.1, so the next round starts clean."""
     body = json.dumps({"jobId": job_id, "templateImport": {}}).encode()

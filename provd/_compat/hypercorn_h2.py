@@ -28,6 +28,17 @@
    status it was sent. Now a stream's send buffer is retired once its trailers went
    out, so nothing ends it again; `_send_data` never ends a stream whose buffer was
    retired and tolerates a buffer that went away while it was sending.
+
+4. Fewer writes per response. hypercorn wrote a response's HEADERS, its DATA and the
+   END_STREAM that follows each with a `send()` of its own: three writes for a unary
+   RPC, four for a stream's answer, each a syscall that on loopback also runs the
+   peer's TCP receive, and each a wake-up of the client. Now the HEADERS frame waits
+   in h2's buffer for what follows, the last DATA of a response carries END_STREAM,
+   and the send task writes whatever is buffered before it sleeps: a Connect unary
+   response goes out in one write, a gRPC one in two (the trailers wait for the
+   DATA). Nothing waits longer than the send task's next turn: headers with no body
+   behind them yet (a stream whose first message is not ready) are written as soon as
+   the send task finds nothing else to do.
 """
 
 from __future__ import annotations
@@ -38,10 +49,16 @@ from typing import Any
 import h2.events
 import h2.exceptions
 from hypercorn.events import Closed, Event
-from hypercorn.protocol.events import EndBody, EndData, Trailers
+from hypercorn.protocol.events import (
+    EndBody,
+    EndData,
+    InformationalResponse,
+    Response,
+    Trailers,
+)
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import BufferCompleteError, H2Protocol, StreamBuffer
-from priority.priority import MissingStreamError
+from priority.priority import DeadlockError, MissingStreamError
 
 _original_handle_events = H2Protocol._handle_events
 _original_handle = H2Protocol.handle
@@ -79,12 +96,44 @@ async def _handle(self: H2Protocol, event: Event) -> None:
 async def _stream_send(self: H2Protocol, event: StreamEvent) -> None:
     if self.closed:
         return  # nothing can be sent, and nothing must wait
-    if isinstance(event, Trailers):
+    if isinstance(event, (InformationalResponse, Response)):
+        await _send_headers(self, event)
+    elif isinstance(event, Trailers):
         await _send_trailers(self, event)
     elif isinstance(event, (EndBody, EndData)) and event.stream_id not in self.stream_buffers:
         return  # the trailers ended this stream already
     else:
         await _original_stream_send(self, event)
+
+
+async def _send_headers(self: H2Protocol, event: InformationalResponse | Response) -> None:
+    """Buffer the HEADERS frame; the send task writes it with what follows (4)."""
+    try:
+        self.connection.send_headers(
+            event.stream_id,
+            [
+                (b":status", b"%d" % event.status_code),
+                *event.headers,
+                *self.config.response_headers("h2"),
+            ],
+        )
+    except (KeyError, h2.exceptions.ProtocolError):
+        return  # the stream or the connection closed meanwhile
+    await self.has_data.set()
+
+
+async def _send_task(self: H2Protocol) -> None:
+    """hypercorn's send task, which also writes what h2 has buffered before it waits
+    for more to send (4)."""
+    while not self.closed:
+        try:
+            stream_id = next(self.priority)
+        except DeadlockError:
+            await self._flush()
+            await self.has_data.wait()
+            await self.has_data.clear()
+        else:
+            await self._send_data(stream_id)
 
 
 async def _send_trailers(self: H2Protocol, event: Trailers) -> None:
@@ -116,16 +165,18 @@ async def _send_data(self: H2Protocol, stream_id: int) -> None:
             self.connection.max_outbound_frame_size,
         )
         data = await buffer.pop(max(0, chunk_size))
+        # Only a buffer that is still the stream's may end it: one retired meanwhile
+        # belongs to a stream that has ended already. The last DATA carries the end.
+        ending = buffer.complete and self.stream_buffers.get(stream_id) is buffer
         if data:
-            self.connection.send_data(stream_id, data)
-            await self._flush()
+            self.connection.send_data(stream_id, data, end_stream=ending)
+        elif ending:
+            self.connection.end_stream(stream_id)
         else:
             self.priority.block(stream_id)
-        # Only a buffer that is still the stream's may end it: one retired while
-        # this task was flushing belongs to a stream that has ended already.
-        if buffer.complete and self.stream_buffers.get(stream_id) is buffer:
-            self.connection.end_stream(stream_id)
+        if data or ending:
             await self._flush()
+        if ending:
             await _retire(self, stream_id, buffer)
     except (
         h2.exceptions.StreamClosedError,
@@ -154,6 +205,7 @@ _PATCHES: dict[str, Any] = {
     "_handle_events": _handle_events,
     "handle": _handle,
     "stream_send": _stream_send,
+    "send_task": _send_task,
     "_send_data": _send_data,
 }
 
