@@ -31,14 +31,14 @@
 
 4. Fewer writes per response. hypercorn wrote a response's HEADERS, its DATA and the
    END_STREAM that follows each with a `send()` of its own: three writes for a unary
-   RPC, four for a stream's answer, each a syscall that on loopback also runs the
-   peer's TCP receive, and each a wake-up of the client. Now the HEADERS frame waits
-   in h2's buffer for what follows, the last DATA of a response carries END_STREAM,
-   and the send task writes whatever is buffered before it sleeps: a Connect unary
-   response goes out in one write, a gRPC one in two (the trailers wait for the
-   DATA). Nothing waits longer than the send task's next turn: headers with no body
-   behind them yet (a stream whose first message is not ready) are written as soon as
-   the send task finds nothing else to do.
+   RPC, four for a stream's answer, each a syscall that on loopback also runs the peer's
+   TCP receive, and each a wake-up of the client. Now the HEADERS frame waits in h2's
+   buffer for what follows, the last DATA of a response carries END_STREAM, and the send
+   task writes whatever is buffered before it sleeps; gRPC's trailers take the body
+   still buffered with them when the flow-control window allows. A unary answer, Connect
+   or gRPC, goes out in one write. Nothing waits longer than the send task's next turn:
+   headers with no body behind them yet (a stream whose first message is not ready) are
+   written as soon as the send task finds nothing else to do.
 """
 
 from __future__ import annotations
@@ -139,9 +139,16 @@ async def _send_task(self: H2Protocol) -> None:
 async def _send_trailers(self: H2Protocol, event: Trailers) -> None:
     try:
         buffer = self.stream_buffers[event.stream_id]
-        self.priority.unblock(event.stream_id)
-        await self.has_data.set()
-        await buffer.drain()
+        pending = len(buffer.buffer)
+        if pending and pending <= self.connection.local_flow_control_window(event.stream_id):
+            # What is left of the body fits the window: it goes out here, in the same
+            # write as the trailers (4). Otherwise the send task sends it as the
+            # window opens, and the trailers wait for it.
+            _send_now(self, event.stream_id, await buffer.pop(pending))
+        else:
+            self.priority.unblock(event.stream_id)
+            await self.has_data.set()
+            await buffer.drain()
         self.connection.send_headers(event.stream_id, event.headers, end_stream=True)
         await self._flush()
         await _retire(self, event.stream_id, buffer)
@@ -152,6 +159,13 @@ async def _send_trailers(self: H2Protocol, event: Trailers) -> None:
         h2.exceptions.ProtocolError,
     ):
         return  # the stream or the connection closed meanwhile
+
+
+def _send_now(self: H2Protocol, stream_id: int, data: bytes) -> None:
+    """Queue `data` in h2 as DATA frames of at most the peer's frame size."""
+    size = self.connection.max_outbound_frame_size
+    for start in range(0, len(data), size):
+        self.connection.send_data(stream_id, data[start : start + size])
 
 
 async def _send_data(self: H2Protocol, stream_id: int) -> None:
